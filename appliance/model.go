@@ -1,0 +1,224 @@
+package appliance
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Roles of API tokens and admin accounts.
+const (
+	RoleSuperAdmin = "superadmin"
+	RoleHelpdesk   = "helpdesk"
+	RoleAuditor    = "auditor"
+	RoleAgent      = "agent"
+)
+
+// ValidRole reports whether r is one of the four roles.
+func ValidRole(r string) bool {
+	switch r {
+	case RoleSuperAdmin, RoleHelpdesk, RoleAuditor, RoleAgent:
+		return true
+	}
+	return false
+}
+
+// Token kinds, algorithms, states and managers.
+const (
+	KindSoftware = "software"
+	KindHardware = "hardware"
+
+	AlgSecurID = "securid-aes"
+	AlgTOTP    = "totp"
+	AlgHOTP    = "hotp"
+
+	StateEnabled  = "enabled"
+	StateDisabled = "disabled"
+
+	ManagedLocal = "local"
+	ManagedCloud = "cloud"
+)
+
+// MaxTokensPerUser is RSA's limit on hardware and software tokens assigned to
+// one user; cloud-managed tokens do not count.
+const MaxTokensPerUser = 3
+
+// SourceInternal is the identity source of users created by an admin.
+const SourceInternal = "internal"
+
+// User is a person who can hold tokens.
+type User struct {
+	ID            string    `json:"id"`
+	UserName      string    `json:"user_name"`
+	DisplayName   string    `json:"display_name"`
+	Email         string    `json:"email"`
+	Source        string    `json:"source"`
+	ExternalID    string    `json:"external_id,omitempty"`
+	Active        bool      `json:"active"`
+	CreatedAt     time.Time `json:"created_at"`
+	UpdatedAt     time.Time `json:"updated_at"`
+	DeactivatedAt time.Time `json:"deactivated_at,omitzero"`
+}
+
+// UserView is a user with the tokens assigned to them.
+type UserView struct {
+	User
+	Tokens []Token
+}
+
+// Token is one token record. Seed holds the sealed seed (never plaintext).
+type Token struct {
+	Serial        string    `json:"serial"`
+	Kind          string    `json:"kind"`
+	Algorithm     string    `json:"algorithm"`
+	Hash          string    `json:"hash,omitempty"`
+	Digits        int       `json:"digits"`
+	Interval      int       `json:"interval"`
+	Counter       uint64    `json:"counter,omitempty"`
+	ExpiresAt     time.Time `json:"expires_at"`
+	State         string    `json:"state"`
+	Provisioned   bool      `json:"provisioned"`
+	UserID        string    `json:"user_id,omitempty"`
+	ManagedBy     string    `json:"managed_by"`
+	Profile       string    `json:"profile,omitempty"`
+	PINMode       string    `json:"pin_mode,omitempty"`
+	Seed          Sealed    `json:"seed,omitempty"`
+	CodeHash      []byte    `json:"code_hash,omitempty"`
+	ImportJob     string    `json:"import_job,omitempty"`
+	CreatedAt     time.Time `json:"created_at"`
+	UpdatedAt     time.Time `json:"updated_at"`
+	AssignedAt    time.Time `json:"assigned_at,omitzero"`
+	ProvisionedAt time.Time `json:"provisioned_at,omitzero"`
+	LastUsedAt    time.Time `json:"last_used_at,omitzero"`
+}
+
+// Sealed is an AEAD-sealed secret. It never prints its bytes.
+type Sealed []byte
+
+func (Sealed) String() string       { return "[sealed]" }
+func (Sealed) LogValue() slog.Value { return slog.StringValue("[sealed]") }
+
+// Delivery methods and PIN modes of software token profiles.
+const (
+	DeliveryCTKIP = "ctkip"
+	DeliveryFile  = "file"
+	DeliveryCTF   = "ctf"
+
+	PINModeNone   = "none"
+	PINModePINPad = "pinpad"
+	PINModeFob    = "fob"
+)
+
+// Device types of software token profiles; each has its own device link.
+const (
+	DeviceAndroid = "android"
+	DeviceIOS     = "ios"
+	DeviceWindows = "windows"
+	DeviceMacOS   = "macos"
+	DeviceGeneric = "generic"
+)
+
+// Profile is a software token profile.
+type Profile struct {
+	Name              string        `json:"name"`
+	DeviceType        string        `json:"device_type"`
+	DeliveryMethod    string        `json:"delivery_method"`
+	Digits            int           `json:"digits"`
+	Interval          int           `json:"interval"`
+	PINMode           string        `json:"pin_mode"`
+	ActivationCodeTTL time.Duration `json:"activation_code_ttl"`
+	DisplayName       string        `json:"display_name"`
+	HelpText          string        `json:"help_text"`
+	CreatedAt         time.Time     `json:"created_at"`
+	UpdatedAt         time.Time     `json:"updated_at"`
+}
+
+// Activation code states.
+const (
+	CodeIssued   = "issued"
+	CodeInUse    = "in_use"
+	CodeConsumed = "consumed"
+	CodeVoided   = "voided"
+)
+
+// ActivationCode is the stored record of an issued code, keyed by its keyed
+// hash; the code itself is never stored.
+type ActivationCode struct {
+	Serial    string    `json:"serial"`
+	Profile   string    `json:"profile"`
+	UserID    string    `json:"user_id"`
+	IssuedAt  time.Time `json:"issued_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+	State     string    `json:"state"`
+	Failures  int       `json:"failures,omitempty"`
+}
+
+// Secret is a secret shown to an admin exactly once (an activation code, a
+// new API token). It redacts itself in logs and fmt output; Reveal returns it.
+type Secret string
+
+func (Secret) String() string       { return "[redacted]" }
+func (Secret) LogValue() slog.Value { return slog.StringValue("[redacted]") }
+
+// Reveal returns the secret's value, for the one response that shows it.
+func (s Secret) Reveal() string { return string(s) }
+
+// Distribution is what an admin hands to a user for dynamic seed provisioning.
+type Distribution struct {
+	Serial         string
+	Profile        string
+	CTKIPURL       string
+	ActivationCode Secret
+	ExpiresAt      time.Time
+	DeviceURL      Secret // carries the activation code for mobile device types
+}
+
+// Actor is who performs an action, for authorisation and audit.
+type Actor struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	Role string `json:"role"`
+}
+
+// APIToken is a bearer token for the admin and authentication APIs. Only a
+// hash of the token is stored.
+type APIToken struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	Role      string    `json:"role"`
+	Hash      []byte    `json:"hash"`
+	CreatedAt time.Time `json:"created_at"`
+	CreatedBy string    `json:"created_by"`
+}
+
+// Page cursors are opaque strings; an empty NextCursor means the end.
+
+// UserQuery selects users.
+type UserQuery struct {
+	Search string // case-insensitive prefix of login, display name or e-mail
+	Source string
+	Limit  int
+	Cursor string
+}
+
+// UserPage is one page of users.
+type UserPage struct {
+	Items      []User
+	NextCursor string
+	Total      int
+}
+
+// TokenQuery selects tokens.
+type TokenQuery struct {
+	Search   string // serial prefix
+	Assigned *bool
+	Kind     string
+	Limit    int
+	Cursor   string
+}
+
+// TokenPage is one page of tokens.
+type TokenPage struct {
+	Items      []Token
+	NextCursor string
+	Total      int
+}

@@ -1,0 +1,274 @@
+package appliance
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Key layout. Every record and its index entries are written in the same
+// transaction; index values carry just enough to filter and count without
+// decoding the records they point at.
+//
+//	meta/schema                      schema version
+//	meta/keycheck                    master key check value
+//	meta/audit-head                  {seq, hash} of the newest audit record
+//	u/<id>                           User
+//	ui/n/<login>                     id \0 source          (unique, case-folded)
+//	ui/e/<email> \0 <id>             id \0 source \0 login (case-folded)
+//	ui/d/<display> \0 <id>           id \0 source \0 login (case-folded)
+//	ui/x/<source> \0 <external id>   id                    (unique per source)
+//	t/<serial>                       Token
+//	ti/s/<serial>                    kind \0 state \0 user id
+//	ti/u/<user id>/<serial>          ""                    (tokens by user)
+//	p/<name>                         Profile
+//	ac/<hex keyed hash>              ActivationCode
+//	k/<id>                           APIToken
+//	ki/<hex hash>                    id
+//	j/<id>                           ImportJob
+//	a/<yyyymmdd>/<seq %016x>         AuditRecord
+const schemaVersion = "1"
+
+var (
+	keySchema    = []byte("meta/schema")
+	keyKeyCheck  = []byte("meta/keycheck")
+	keyAuditHead = []byte("meta/audit-head")
+)
+
+const (
+	pfxUser        = "u/"
+	pfxUserLogin   = "ui/n/"
+	pfxUserEmail   = "ui/e/"
+	pfxUserDisplay = "ui/d/"
+	pfxUserExt     = "ui/x/"
+	pfxToken       = "t/"
+	pfxTokenState  = "ti/s/"
+	pfxTokenUser   = "ti/u/"
+	pfxProfile     = "p/"
+	pfxCode        = "ac/"
+	pfxAPIToken    = "k/"
+	pfxAPITokenIdx = "ki/"
+	pfxJob         = "j/"
+	pfxAudit       = "a/"
+)
+
+func fold(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
+
+func userKey(id string) []byte     { return []byte(pfxUser + id) }
+func loginKey(login string) []byte { return []byte(pfxUserLogin + fold(login)) }
+func emailKey(u *User) []byte      { return []byte(pfxUserEmail + fold(u.Email) + "\x00" + u.ID) }
+func displayKey(u *User) []byte    { return []byte(pfxUserDisplay + fold(u.DisplayName) + "\x00" + u.ID) }
+func extKey(source, ext string) []byte {
+	return []byte(pfxUserExt + source + "\x00" + ext)
+}
+func tokenKey(serial string) []byte      { return []byte(pfxToken + serial) }
+func tokenStateKey(serial string) []byte { return []byte(pfxTokenState + serial) }
+func tokenUserKey(userID, serial string) []byte {
+	return []byte(pfxTokenUser + userID + "/" + serial)
+}
+func profileKey(name string) []byte { return []byte(pfxProfile + name) }
+func codeKey(hash []byte) []byte    { return []byte(pfxCode + hex.EncodeToString(hash)) }
+func apiTokenKey(id string) []byte  { return []byte(pfxAPIToken + id) }
+func apiTokenIdxKey(hash []byte) []byte {
+	return []byte(pfxAPITokenIdx + hex.EncodeToString(hash))
+}
+func jobKey(id string) []byte { return []byte(pfxJob + id) }
+
+func getJSON(tx Tx, key []byte, v any) error {
+	b, err := tx.Get(key)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("decode %q: %w", key, err)
+	}
+	return nil
+}
+
+func putJSON(tx Tx, key []byte, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %q: %w", key, err)
+	}
+	return tx.Put(key, b)
+}
+
+// exists reports whether key is present.
+func exists(tx Tx, key []byte) (bool, error) {
+	_, err := tx.Get(key)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// User records and their indexes.
+
+func userIndexValue(u *User) []byte {
+	return []byte(u.ID + "\x00" + u.Source + "\x00" + fold(u.UserName))
+}
+
+// putUser writes u and maintains its indexes. old is the previous version or
+// nil for a new user. Login uniqueness is checked here, case-insensitively.
+func putUser(tx Tx, u *User, old *User) error {
+	if old == nil || fold(old.UserName) != fold(u.UserName) {
+		if ok, err := exists(tx, loginKey(u.UserName)); err != nil {
+			return err
+		} else if ok {
+			return fmt.Errorf("user name %q: %w", u.UserName, ErrExists)
+		}
+	}
+	if u.ExternalID != "" && (old == nil || old.ExternalID != u.ExternalID || old.Source != u.Source) {
+		if ok, err := exists(tx, extKey(u.Source, u.ExternalID)); err != nil {
+			return err
+		} else if ok {
+			return fmt.Errorf("external id %q in source %q: %w", u.ExternalID, u.Source, ErrExists)
+		}
+	}
+	if old != nil {
+		if err := deleteUserIndexes(tx, old); err != nil {
+			return err
+		}
+	}
+	if err := putJSON(tx, userKey(u.ID), u); err != nil {
+		return err
+	}
+	if err := tx.Put(loginKey(u.UserName), []byte(u.ID+"\x00"+u.Source)); err != nil {
+		return err
+	}
+	iv := userIndexValue(u)
+	if u.Email != "" {
+		if err := tx.Put(emailKey(u), iv); err != nil {
+			return err
+		}
+	}
+	if u.DisplayName != "" {
+		if err := tx.Put(displayKey(u), iv); err != nil {
+			return err
+		}
+	}
+	if u.ExternalID != "" {
+		if err := tx.Put(extKey(u.Source, u.ExternalID), []byte(u.ID)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func deleteUserIndexes(tx Tx, u *User) error {
+	keys := [][]byte{loginKey(u.UserName)}
+	if u.Email != "" {
+		keys = append(keys, emailKey(u))
+	}
+	if u.DisplayName != "" {
+		keys = append(keys, displayKey(u))
+	}
+	if u.ExternalID != "" {
+		keys = append(keys, extKey(u.Source, u.ExternalID))
+	}
+	for _, k := range keys {
+		if err := tx.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func getUser(tx Tx, id string) (*User, error) {
+	var u User
+	if err := getJSON(tx, userKey(id), &u); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil, fmt.Errorf("user %q: %w", id, ErrNotFound)
+		}
+		return nil, err
+	}
+	return &u, nil
+}
+
+// Token records and their indexes.
+
+func tokenStateValue(t *Token) []byte {
+	return []byte(t.Kind + "\x00" + t.State + "\x00" + t.UserID + "\x00" + t.ManagedBy)
+}
+
+type tokenIndex struct {
+	Serial, Kind, State, UserID, ManagedBy string
+}
+
+func parseTokenState(kv KV) tokenIndex {
+	parts := strings.SplitN(string(kv.Value), "\x00", 4)
+	for len(parts) < 4 {
+		parts = append(parts, "")
+	}
+	return tokenIndex{Serial: string(kv.Key[len(pfxTokenState):]), Kind: parts[0], State: parts[1], UserID: parts[2], ManagedBy: parts[3]}
+}
+
+// putToken writes t and its indexes; old is the stored version or nil.
+func putToken(tx Tx, t *Token, old *Token) error {
+	if err := putJSON(tx, tokenKey(t.Serial), t); err != nil {
+		return err
+	}
+	if old == nil || old.Kind != t.Kind || old.State != t.State || old.UserID != t.UserID || old.ManagedBy != t.ManagedBy {
+		if err := tx.Put(tokenStateKey(t.Serial), tokenStateValue(t)); err != nil {
+			return err
+		}
+	}
+	if old != nil && old.UserID != "" && old.UserID != t.UserID {
+		if err := tx.Delete(tokenUserKey(old.UserID, t.Serial)); err != nil {
+			return err
+		}
+	}
+	if t.UserID != "" && (old == nil || old.UserID != t.UserID) {
+		if err := tx.Put(tokenUserKey(t.UserID, t.Serial), nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func getToken(tx Tx, serial string) (*Token, error) {
+	var t Token
+	if err := getJSON(tx, tokenKey(serial), &t); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil, fmt.Errorf("token %q: %w", serial, ErrNotFound)
+		}
+		return nil, err
+	}
+	return &t, nil
+}
+
+// userTokens returns the tokens assigned to a user, in serial order.
+func userTokens(tx Tx, userID string) ([]Token, error) {
+	prefix := []byte(pfxTokenUser + userID + "/")
+	kvs, err := tx.Scan(prefix, nil, 0)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Token, 0, len(kvs))
+	for _, kv := range kvs {
+		t, err := getToken(tx, string(kv.Key[len(prefix):]))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *t)
+	}
+	return out, nil
+}
+
+// countsTowardLimit reports whether a token counts against MaxTokensPerUser.
+func countsTowardLimit(t *Token) bool {
+	return (t.Kind == KindSoftware || t.Kind == KindHardware) && t.ManagedBy != ManagedCloud
+}
+
+func getProfile(tx Tx, name string) (*Profile, error) {
+	var p Profile
+	if err := getJSON(tx, profileKey(name), &p); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil, fmt.Errorf("profile %q: %w", name, ErrNotFound)
+		}
+		return nil, err
+	}
+	return &p, nil
+}

@@ -1,0 +1,82 @@
+package seal
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"testing"
+)
+
+func newSealer(t *testing.T, b byte) *Sealer {
+	t.Helper()
+	s, err := New(bytes.Repeat([]byte{b}, KeySize), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestSealRoundTripAndBinding(t *testing.T) {
+	s := newSealer(t, 1)
+	secret := []byte("0123456789abcdef")
+	sealed, err := s.Seal(secret, "token/000123456789/seed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(sealed, secret) {
+		t.Fatal("sealed value contains the plaintext")
+	}
+	got, err := s.Open(sealed, "token/000123456789/seed")
+	if err != nil || !bytes.Equal(got, secret) {
+		t.Fatalf("Open = %x, %v", got, err)
+	}
+	tests := []struct {
+		name   string
+		sealer *Sealer
+		sealed []byte
+		aad    string
+	}{
+		{"other serial", s, sealed, "token/000123456780/seed"},
+		{"other field", s, sealed, "token/000123456789/pin"},
+		{"other key", newSealer(t, 2), sealed, "token/000123456789/seed"},
+		{"truncated", s, sealed[:10], "token/000123456789/seed"},
+		{"flipped bit", s, append(append([]byte(nil), sealed[:len(sealed)-1]...), sealed[len(sealed)-1]^1), "token/000123456789/seed"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := tc.sealer.Open(tc.sealed, tc.aad); err == nil {
+				t.Fatal("Open succeeded")
+			}
+		})
+	}
+}
+
+func TestCheckValue(t *testing.T) {
+	a, b := newSealer(t, 1), newSealer(t, 2)
+	if err := a.Verify(newSealer(t, 1).CheckValue()); err != nil {
+		t.Fatalf("same key: %v", err)
+	}
+	if err := a.Verify(b.CheckValue()); !errors.Is(err, ErrWrongKey) {
+		t.Fatalf("other key: %v", err)
+	}
+}
+
+func TestHashDomains(t *testing.T) {
+	s := newSealer(t, 1)
+	x := s.Hash("activation-code", []byte("123456789012"))
+	if bytes.Equal(x, s.Hash("api-token", []byte("123456789012"))) {
+		t.Fatal("domains collide")
+	}
+	if !bytes.Equal(x, newSealer(t, 1).Hash("activation-code", []byte("123456789012"))) {
+		t.Fatal("hash not deterministic")
+	}
+	if bytes.Equal(x, newSealer(t, 2).Hash("activation-code", []byte("123456789012"))) {
+		t.Fatal("hash not keyed")
+	}
+}
+
+func TestKeySize(t *testing.T) {
+	if _, err := New(make([]byte, 16), rand.Reader); !errors.Is(err, ErrKeySize) {
+		t.Fatalf("err = %v", err)
+	}
+}

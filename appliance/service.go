@@ -1,0 +1,201 @@
+package appliance
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"tokend/appliance/seal"
+)
+
+// Config is what a Service is built from. Store and Sealer are required.
+type Config struct {
+	Store  Store
+	Sealer *seal.Sealer
+	// CTKIPURL is the public CT-KIP endpoint put into distributions, e.g.
+	// https://host:8444/ctkip/services/CtkipService.
+	CTKIPURL string
+	// DefaultCodeTTL applies to profiles created without an activation code
+	// lifetime (7 days when zero).
+	DefaultCodeTTL time.Duration
+	Logger         *slog.Logger
+	Now            func() time.Time
+	Rand           io.Reader
+}
+
+// Service is the appliance: every use case is one method, and every
+// invariant is checked inside the transaction that changes the data.
+type Service struct {
+	store   Store
+	sealer  *seal.Sealer
+	ctkip   string
+	codeTTL time.Duration
+	log     *slog.Logger
+	now     func() time.Time
+	rand    io.Reader
+}
+
+// New builds a Service. Call Init before serving.
+func New(cfg Config) (*Service, error) {
+	if cfg.Store == nil || cfg.Sealer == nil {
+		return nil, errors.New("appliance: Store and Sealer are required")
+	}
+	s := &Service{store: cfg.Store, sealer: cfg.Sealer, ctkip: cfg.CTKIPURL, codeTTL: cfg.DefaultCodeTTL,
+		log: cfg.Logger, now: cfg.Now, rand: cfg.Rand}
+	if s.codeTTL <= 0 {
+		s.codeTTL = 7 * 24 * time.Hour
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.rand == nil {
+		s.rand = rand.Reader
+	}
+	return s, nil
+}
+
+// Init writes the schema version and the master key check value on first
+// use, and on later starts fails with seal.ErrWrongKey if the master key is
+// not the one the store was created with.
+func (s *Service) Init(ctx context.Context) error {
+	return s.store.Update(ctx, func(tx Tx) error {
+		check, err := tx.Get(keyKeyCheck)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			if err := tx.Put(keySchema, []byte(schemaVersion)); err != nil {
+				return err
+			}
+			return tx.Put(keyKeyCheck, s.sealer.CheckValue())
+		case err != nil:
+			return err
+		}
+		if err := s.sealer.Verify(check); err != nil {
+			return err
+		}
+		v, err := tx.Get(keySchema)
+		if err != nil {
+			return fmt.Errorf("schema version: %w", err)
+		}
+		if string(v) != schemaVersion {
+			return fmt.Errorf("store schema version %q, this tokend reads %q: %w", v, schemaVersion, ErrInvalidState)
+		}
+		return nil
+	})
+}
+
+// Store returns the underlying store (for backup and metrics in main).
+func (s *Service) Store() Store { return s.store }
+
+// newID returns a random UUID (version 4 layout).
+func (s *Service) newID() (string, error) {
+	var b [16]byte
+	if _, err := io.ReadFull(s.rand, b[:]); err != nil {
+		return "", fmt.Errorf("random id: %w", err)
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:], nil
+}
+
+type actorKey struct{}
+
+// WithActor returns a context that carries who is acting.
+func WithActor(ctx context.Context, a Actor) context.Context {
+	return context.WithValue(ctx, actorKey{}, a)
+}
+
+// ActorFrom returns the actor in ctx, or the "system" actor.
+func ActorFrom(ctx context.Context) Actor {
+	if a, ok := ctx.Value(actorKey{}).(Actor); ok {
+		return a
+	}
+	return Actor{ID: "system", Name: "system"}
+}
+
+// change runs fn in one transaction together with a success audit record.
+// When fn fails with a domain error, the refusal is audited in a separate
+// transaction so the record survives the rollback.
+func (s *Service) change(ctx context.Context, ev AuditEvent, fn func(tx Tx, now time.Time, ev *AuditEvent) error) error {
+	now := s.now().UTC()
+	err := s.store.Update(ctx, func(tx Tx) error {
+		e := ev
+		if err := fn(tx, now, &e); err != nil {
+			return err
+		}
+		e.Outcome = OutcomeSuccess
+		return appendAudit(tx, now, ActorFrom(ctx), e)
+	})
+	if err != nil && isDomainError(err) {
+		ev.Outcome = OutcomeFailure
+		ev.Reason = ReasonOf(err)
+		if aerr := s.store.Update(ctx, func(tx Tx) error {
+			return appendAudit(tx, now, ActorFrom(ctx), ev)
+		}); aerr != nil {
+			s.log.Error("audit write failed", "action", ev.Action, "err", aerr)
+		}
+	}
+	return err
+}
+
+func isDomainError(err error) bool {
+	var v *ValidationError
+	return errors.As(err, &v) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrExists) ||
+		errors.Is(err, ErrConflict) || errors.Is(err, ErrLimit) || errors.Is(err, ErrInvalidState)
+}
+
+// ReasonOf names the class of a domain error for audit records and metrics.
+func ReasonOf(err error) string {
+	var v *ValidationError
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &v):
+		return "invalid"
+	case errors.Is(err, ErrNotFound):
+		return "not_found"
+	case errors.Is(err, ErrExists):
+		return "exists"
+	case errors.Is(err, ErrLimit):
+		return "limit"
+	case errors.Is(err, ErrConflict):
+		return "conflict"
+	case errors.Is(err, ErrInvalidState):
+		return "invalid_state"
+	}
+	return "internal"
+}
+
+// clampLimit bounds page sizes.
+func clampLimit(n int) int {
+	switch {
+	case n <= 0:
+		return 50
+	case n > 1000:
+		return 1000
+	}
+	return n
+}
+
+func validSerial(s string) bool {
+	if len(s) != 12 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func hasPrefixFold(s, prefix string) bool { return strings.HasPrefix(fold(s), fold(prefix)) }

@@ -1,0 +1,216 @@
+package appliance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// GetToken returns one token.
+func (s *Service) GetToken(ctx context.Context, serial string) (Token, error) {
+	var out Token
+	err := s.store.View(ctx, func(tx Tx) error {
+		t, err := getToken(tx, serial)
+		if err != nil {
+			return err
+		}
+		out = *t
+		return nil
+	})
+	return out, err
+}
+
+// ListTokens pages through tokens in serial order, filtered by serial
+// prefix, assignment and kind, from the small state index.
+func (s *Service) ListTokens(ctx context.Context, q TokenQuery) (TokenPage, error) {
+	limit := clampLimit(q.Limit)
+	v := &ValidationError{}
+	for _, r := range q.Search {
+		if r < '0' || r > '9' {
+			v.Add("search", "a serial prefix has digits only")
+			break
+		}
+	}
+	if q.Kind != "" && q.Kind != KindSoftware && q.Kind != KindHardware {
+		v.Add("kind", "must be software or hardware")
+	}
+	if err := v.Err(); err != nil {
+		return TokenPage{}, err
+	}
+	var page TokenPage
+	err := s.store.View(ctx, func(tx Tx) error {
+		page = TokenPage{Items: []Token{}}
+		kvs, err := tx.Scan([]byte(pfxTokenState+q.Search), nil, 0)
+		if err != nil {
+			return err
+		}
+		var serials []string
+		for _, kv := range kvs {
+			ix := parseTokenState(kv)
+			if q.Kind != "" && ix.Kind != q.Kind {
+				continue
+			}
+			if q.Assigned != nil && *q.Assigned != (ix.UserID != "") {
+				continue
+			}
+			page.Total++
+			if ix.Serial > q.Cursor && len(serials) <= limit {
+				serials = append(serials, ix.Serial)
+			}
+		}
+		if len(serials) > limit {
+			serials = serials[:limit]
+			page.NextCursor = serials[limit-1]
+		}
+		for _, serial := range serials {
+			t, err := getToken(tx, serial)
+			if err != nil {
+				return err
+			}
+			page.Items = append(page.Items, *t)
+		}
+		return nil
+	})
+	return page, err
+}
+
+// SetTokenEnabled enables or disables a token.
+func (s *Service) SetTokenEnabled(ctx context.Context, serial string, enabled bool) (Token, error) {
+	action, state := "token.disable", StateDisabled
+	if enabled {
+		action, state = "token.enable", StateEnabled
+	}
+	var out Token
+	err := s.change(ctx, AuditEvent{Action: action, Serial: serial}, func(tx Tx, now time.Time, ev *AuditEvent) error {
+		t, err := getToken(tx, serial)
+		if err != nil {
+			return err
+		}
+		ev.UserID = t.UserID
+		if t.State != state {
+			old := *t
+			t.State, t.UpdatedAt = state, now
+			if err := putToken(tx, t, &old); err != nil {
+				return err
+			}
+		}
+		out = *t
+		return nil
+	})
+	return out, err
+}
+
+// AssignTokens assigns tokens to a user and enables them. The whole request
+// fails if any serial is unknown or taken, or if the user would then hold
+// more than MaxTokensPerUser hardware/software tokens (ErrLimit).
+func (s *Service) AssignTokens(ctx context.Context, userID string, serials []string) (UserView, error) {
+	v := &ValidationError{}
+	if len(serials) == 0 {
+		v.Add("serials", "at least one serial is required")
+	}
+	seen := map[string]bool{}
+	for _, sn := range serials {
+		if !validSerial(sn) {
+			v.Add("serials", fmt.Sprintf("%q is not a 12-digit serial", sn))
+		} else if seen[sn] {
+			v.Add("serials", fmt.Sprintf("%s given twice", sn))
+		}
+		seen[sn] = true
+	}
+	if len(serials) > MaxTxWrites/4 {
+		v.Add("serials", "too many serials in one request")
+	}
+	if err := v.Err(); err != nil {
+		return UserView{}, err
+	}
+	var out UserView
+	err := s.change(ctx, AuditEvent{Action: "token.assign", UserID: userID, Serial: strings.Join(serials, ",")}, func(tx Tx, now time.Time, _ *AuditEvent) error {
+		u, err := getUser(tx, userID)
+		if err != nil {
+			return err
+		}
+		held, err := userTokens(tx, userID)
+		if err != nil {
+			return err
+		}
+		count := 0
+		for i := range held {
+			if countsTowardLimit(&held[i]) {
+				count++
+			}
+		}
+		for _, sn := range serials {
+			t, err := getToken(tx, sn)
+			if err != nil {
+				return err
+			}
+			if t.UserID != "" {
+				return fmt.Errorf("token %s is already assigned: %w", sn, ErrConflict)
+			}
+			if countsTowardLimit(t) {
+				count++
+			}
+			if count > MaxTokensPerUser {
+				return fmt.Errorf("user %s would hold more than %d tokens: %w", u.UserName, MaxTokensPerUser, ErrLimit)
+			}
+			old := *t
+			t.UserID, t.State, t.AssignedAt, t.UpdatedAt = userID, StateEnabled, now, now
+			if err := putToken(tx, t, &old); err != nil {
+				return err
+			}
+			held = append(held, *t)
+		}
+		out = UserView{User: *u, Tokens: held}
+		return nil
+	})
+	return out, err
+}
+
+// UnassignToken takes a token away from a user. It is disabled, its
+// activation code voided and, for a software token, its seed wiped: the old
+// device still holds that seed, so the token must be provisioned afresh
+// before anyone else can use it.
+func (s *Service) UnassignToken(ctx context.Context, userID, serial string) error {
+	return s.change(ctx, AuditEvent{Action: "token.unassign", UserID: userID, Serial: serial}, func(tx Tx, now time.Time, _ *AuditEvent) error {
+		t, err := getToken(tx, serial)
+		if err != nil {
+			return err
+		}
+		if t.UserID != userID {
+			return fmt.Errorf("token %s is not assigned to user %s: %w", serial, userID, ErrNotFound)
+		}
+		old := *t
+		if err := voidCode(tx, t); err != nil {
+			return err
+		}
+		t.UserID, t.State, t.UpdatedAt, t.AssignedAt = "", StateDisabled, now, time.Time{}
+		t.Profile, t.PINMode = "", ""
+		if t.Kind == KindSoftware && t.Provisioned {
+			t.Seed, t.Provisioned, t.ProvisionedAt = nil, false, time.Time{}
+		}
+		return putToken(tx, t, &old)
+	})
+}
+
+// voidCode voids the token's outstanding activation code, if any.
+func voidCode(tx Tx, t *Token) error {
+	if len(t.CodeHash) == 0 {
+		return nil
+	}
+	var c ActivationCode
+	err := getJSON(tx, codeKey(t.CodeHash), &c)
+	switch {
+	case errors.Is(err, ErrNotFound):
+	case err != nil:
+		return err
+	case c.State == CodeIssued || c.State == CodeInUse:
+		c.State = CodeVoided
+		if err := putJSON(tx, codeKey(t.CodeHash), c); err != nil {
+			return err
+		}
+	}
+	t.CodeHash = nil
+	return nil
+}
