@@ -274,8 +274,13 @@ func (s *Service) CompleteProvisioning(ctx context.Context, code string, seed []
 
 func seedAAD(serial string) string { return "token/" + serial + "/seed" }
 
-// resetVerifierState forgets what belonged to the previous seed.
-func resetVerifierState(t *Token) { t.LastUsedAt = time.Time{} }
+// resetVerifierState forgets what belonged to the previous seed: the replay
+// mark and the clock offset. A PIN mode that needs a PIN the token lacks puts
+// it in new PIN mode.
+func resetVerifierState(t *Token) {
+	t.LastUsedAt, t.LastStep, t.Drift = time.Time{}, 0, 0
+	t.NewPINRequired = t.PINMode != "" && t.PINMode != PINModeNone && t.PINHash == ""
+}
 
 // TokenSeed unseals a token's seed. It exists for the appliance's own
 // verification and for tests; no API returns it.

@@ -57,6 +57,9 @@ type User struct {
 	CreatedAt     time.Time `json:"created_at"`
 	UpdatedAt     time.Time `json:"updated_at"`
 	DeactivatedAt time.Time `json:"deactivated_at,omitzero"`
+	// Consecutive authentication failures and the lockout they caused.
+	Failures    int       `json:"failures,omitempty"`
+	LockedUntil time.Time `json:"locked_until,omitzero"`
 }
 
 // UserView is a user with the tokens assigned to them.
@@ -89,6 +92,14 @@ type Token struct {
 	AssignedAt    time.Time `json:"assigned_at,omitzero"`
 	ProvisionedAt time.Time `json:"provisioned_at,omitzero"`
 	LastUsedAt    time.Time `json:"last_used_at,omitzero"`
+	// Verifier state: PIN (argon2id hash and length), whether a new PIN is
+	// required, the last accepted time step (or HOTP counter) and the
+	// token's clock offset in steps.
+	PINHash        string `json:"pin_hash,omitempty"`
+	PINLength      int    `json:"pin_length,omitempty"`
+	NewPINRequired bool   `json:"new_pin_required,omitempty"`
+	LastStep       int64  `json:"last_step,omitempty"`
+	Drift          int64  `json:"drift,omitempty"`
 }
 
 // Sealed is an AEAD-sealed secret. It never prints its bytes.

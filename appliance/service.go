@@ -24,6 +24,8 @@ type Config struct {
 	// DefaultCodeTTL applies to profiles created without an activation code
 	// lifetime (7 days when zero).
 	DefaultCodeTTL time.Duration
+	Auth           AuthPolicy
+	AuthRecorder   AuthRecorder
 	Logger         *slog.Logger
 	Now            func() time.Time
 	Rand           io.Reader
@@ -39,6 +41,8 @@ type Service struct {
 	log     *slog.Logger
 	now     func() time.Time
 	rand    io.Reader
+	policy  AuthPolicy
+	authRec AuthRecorder
 }
 
 // New builds a Service. Call Init before serving.
@@ -47,7 +51,7 @@ func New(cfg Config) (*Service, error) {
 		return nil, errors.New("appliance: Store and Sealer are required")
 	}
 	s := &Service{store: cfg.Store, sealer: cfg.Sealer, ctkip: cfg.CTKIPURL, codeTTL: cfg.DefaultCodeTTL,
-		log: cfg.Logger, now: cfg.Now, rand: cfg.Rand}
+		log: cfg.Logger, now: cfg.Now, rand: cfg.Rand, policy: cfg.Auth.withDefaults(), authRec: cfg.AuthRecorder}
 	if s.codeTTL <= 0 {
 		s.codeTTL = 7 * 24 * time.Hour
 	}

@@ -187,6 +187,7 @@ func (s *Service) UnassignToken(ctx context.Context, userID, serial string) erro
 		}
 		t.UserID, t.State, t.UpdatedAt, t.AssignedAt = "", StateDisabled, now, time.Time{}
 		t.Profile, t.PINMode = "", ""
+		t.PINHash, t.PINLength, t.NewPINRequired, t.Drift = "", 0, false, 0
 		if t.Kind == KindSoftware && t.Provisioned {
 			t.Seed, t.Provisioned, t.ProvisionedAt = nil, false, time.Time{}
 		}
