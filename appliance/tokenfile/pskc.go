@@ -1,0 +1,434 @@
+package tokenfile
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// DefaultMaxPSKCSize is the largest PSKC file read unless PSKCOptions.MaxSize
+// says otherwise: about 100,000 encrypted keys, far beyond any vendor batch.
+const DefaultMaxPSKCSize = 64 << 20
+
+// PSKC namespace and algorithm URIs.
+const (
+	pskcNS = "urn:ietf:params:xml:ns:keyprov:pskc"
+
+	uriHOTP      = "urn:ietf:params:xml:ns:keyprov:pskc:hotp"
+	uriTOTP      = "urn:ietf:params:xml:ns:keyprov:pskc:totp"
+	uriSecurIDWS = "http://www.rsasecurity.com/rsalabs/otps/schemas/2005/09/otps-wst#SecurID-AES"
+	uriSecurID   = "urn:ietf:params:xml:ns:keyprov:pskc#SecurID-AES"
+)
+
+// PSKCOptions carries the secrets for encrypted containers and the defaults
+// for what a PSKC file does not say.
+type PSKCOptions struct {
+	// Key is the pre-shared key for containers whose EncryptionKey is a
+	// ds:KeyName (16 bytes for aes128-cbc).
+	Key []byte
+	// Password derives the key for containers whose EncryptionKey is an
+	// xenc11:DerivedKey with PBKDF2.
+	Password string
+	// Kind of every record; default KindHardware, since vendor PSKC files
+	// usually ship with physical tokens.
+	Kind string
+	// MaxSize bounds the file in bytes; 0 means DefaultMaxPSKCSize.
+	MaxSize int64
+}
+
+// ParsePSKC decodes a whole PSKC key container.
+func ParsePSKC(r io.Reader, opts PSKCOptions) (*Result, error) {
+	var c collector
+	if err := DecodePSKC(r, opts, c.sink()); err != nil {
+		return nil, err
+	}
+	return c.result(), nil
+}
+
+// DecodePSKC decodes a PSKC key container and passes its rows to s in file
+// order. Because a wrong key or one bad MAC must reject the whole file, the
+// file is read and checked completely before the first row reaches s: s sees
+// either every row or none.
+func DecodePSKC(r io.Reader, opts PSKCOptions, s Sink) error {
+	max := opts.MaxSize
+	if max <= 0 {
+		max = DefaultMaxPSKCSize
+	}
+	data, err := io.ReadAll(io.LimitReader(r, max+1))
+	if err != nil {
+		return fmt.Errorf("tokenfile: reading PSKC: %w", err)
+	}
+	if int64(len(data)) > max {
+		return fmt.Errorf("%w: PSKC file is over %d bytes", ErrTooLarge, max)
+	}
+	c, err := decodeContainer(data)
+	if err != nil {
+		return err
+	}
+	kind := opts.Kind
+	switch kind {
+	case "":
+		kind = KindHardware
+	case KindHardware, KindSoftware:
+	default:
+		return fmt.Errorf("tokenfile: PSKCOptions.Kind %q is not software or hardware", kind)
+	}
+	cc, err := newCrypto(c, opts)
+	if err != nil {
+		return err
+	}
+	defer cc.wipe()
+
+	type row struct {
+		rec    Record
+		reason string
+	}
+	rows := make([]row, len(c.KeyPackages))
+	seen := make(map[string]int, len(c.KeyPackages))
+	for i := range c.KeyPackages {
+		n := i + 1
+		rec, reason, err := cc.keyPackage(&c.KeyPackages[i], n, kind)
+		if err != nil {
+			for _, r := range rows[:i] {
+				r.rec.Seed.Zero()
+			}
+			rec.Seed.Zero()
+			return err
+		}
+		if reason == "" {
+			if first, dup := seen[rec.Serial]; dup {
+				rec.Seed.Zero()
+				rec, reason = Record{Row: n}, fmt.Sprintf("duplicate serial %s, first in KeyPackage %d", rec.Serial, first)
+			} else {
+				seen[rec.Serial] = n
+			}
+		}
+		rows[i] = row{rec, reason}
+	}
+	for _, r := range rows {
+		if r.reason != "" {
+			err = s.reject(r.rec.Row, r.reason)
+		} else {
+			err = s.record(r.rec)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// XML shapes. Names are matched on their local part; the root's namespace is
+// checked once in decodeContainer.
+type xContainer struct {
+	XMLName       xml.Name
+	Version       string          `xml:"Version,attr"`
+	EncryptionKey *xEncryptionKey `xml:"EncryptionKey"`
+	MACMethod     *xMACMethod     `xml:"MACMethod"`
+	KeyPackages   []xKeyPackage   `xml:"KeyPackage"`
+}
+
+type xEncryptionKey struct {
+	KeyName    *string      `xml:"KeyName"`
+	DerivedKey *xDerivedKey `xml:"DerivedKey"`
+}
+
+type xDerivedKey struct {
+	Method struct {
+		Algorithm string   `xml:"Algorithm,attr"`
+		Params    *xPBKDF2 `xml:"PBKDF2-params"`
+	} `xml:"KeyDerivationMethod"`
+}
+
+type xPBKDF2 struct {
+	Salt           string `xml:"Salt>Specified"`
+	IterationCount string `xml:"IterationCount"`
+	KeyLength      string `xml:"KeyLength"`
+	PRF            *struct {
+		Algorithm string `xml:"Algorithm,attr"`
+	} `xml:"PRF"`
+}
+
+type xMACMethod struct {
+	Algorithm string    `xml:"Algorithm,attr"`
+	MACKey    *xEncData `xml:"MACKey"`
+}
+
+type xEncData struct {
+	Method struct {
+		Algorithm string `xml:"Algorithm,attr"`
+	} `xml:"EncryptionMethod"`
+	CipherValue string `xml:"CipherData>CipherValue"`
+}
+
+type xKeyPackage struct {
+	DeviceInfo struct {
+		SerialNo   string `xml:"SerialNo"`
+		ExpiryDate string `xml:"ExpiryDate"`
+	} `xml:"DeviceInfo"`
+	Keys []xKey `xml:"Key"`
+}
+
+type xKey struct {
+	Algorithm  string `xml:"Algorithm,attr"`
+	Parameters struct {
+		Suite          string `xml:"Suite"`
+		ResponseFormat *struct {
+			Length   string `xml:"Length,attr"`
+			Encoding string `xml:"Encoding,attr"`
+		} `xml:"ResponseFormat"`
+	} `xml:"AlgorithmParameters"`
+	Data struct {
+		Secret       *xValue `xml:"Secret"`
+		Counter      *xValue `xml:"Counter"`
+		Time         *xValue `xml:"Time"`
+		TimeInterval *xValue `xml:"TimeInterval"`
+		TimeDrift    *xValue `xml:"TimeDrift"`
+	} `xml:"Data"`
+	Policy struct {
+		ExpiryDate string `xml:"ExpiryDate"`
+	} `xml:"Policy"`
+}
+
+type xValue struct {
+	PlainValue     *string   `xml:"PlainValue"`
+	EncryptedValue *xEncData `xml:"EncryptedValue"`
+	ValueMAC       string    `xml:"ValueMAC"`
+}
+
+// noDTD hands raw tokens to the real decoder and refuses any directive
+// (<!DOCTYPE ...>, and with it <!ENTITY ...>): encoding/xml would not expand
+// them, but an import file has no business carrying them.
+type noDTD struct{ d *xml.Decoder }
+
+func (n noDTD) Token() (xml.Token, error) {
+	t, err := n.d.RawToken()
+	if _, ok := t.(xml.Directive); ok {
+		return nil, ErrDTD
+	}
+	return t, err
+}
+
+func decodeContainer(data []byte) (*xContainer, error) {
+	inner := xml.NewDecoder(bytes.NewReader(data))
+	d := xml.NewTokenDecoder(noDTD{inner})
+	var c xContainer
+	if err := d.Decode(&c); err != nil {
+		return nil, xmlErr(err)
+	}
+	// Only comments, processing instructions and white space may follow.
+	for {
+		t, err := d.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, xmlErr(err)
+		}
+		switch t := t.(type) {
+		case xml.StartElement:
+			return nil, fmt.Errorf("%w: content after the root element", ErrMalformed)
+		case xml.CharData:
+			if len(bytes.TrimSpace(t)) != 0 {
+				return nil, fmt.Errorf("%w: content after the root element", ErrMalformed)
+			}
+		}
+	}
+	if c.XMLName.Space != pskcNS || c.XMLName.Local != "KeyContainer" {
+		return nil, fmt.Errorf("%w: root is not an RFC 6030 KeyContainer", ErrMalformed)
+	}
+	if c.Version != "" && c.Version != "1.0" {
+		return nil, fmt.Errorf("%w: PSKC version %s", ErrUnsupported, quote(c.Version))
+	}
+	if len(c.KeyPackages) == 0 {
+		return nil, fmt.Errorf("%w: no KeyPackage", ErrMalformed)
+	}
+	return &c, nil
+}
+
+func xmlErr(err error) error {
+	if errors.Is(err, ErrDTD) {
+		return err
+	}
+	if err == io.EOF {
+		return fmt.Errorf("%w: empty document", ErrMalformed)
+	}
+	return fmt.Errorf("%w: %w", ErrMalformed, err)
+}
+
+// keyPackage turns one KeyPackage into a Record, or a rejection reason. A
+// non-nil error rejects the whole file (integrity or key failures).
+func (cc *pskcCrypto) keyPackage(kp *xKeyPackage, n int, kind string) (Record, string, error) {
+	rec := Record{Row: n, Kind: kind}
+	if len(kp.Keys) != 1 {
+		return rec, fmt.Sprintf("KeyPackage has %d Key elements, want 1", len(kp.Keys)), nil
+	}
+	k := &kp.Keys[0]
+	var problems []string
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+
+	// Integrity first: every encrypted value of the key is checked even if
+	// the row is rejected for another reason, so tampering is never hidden.
+	secret, reason, err := cc.open(k.Data.Secret)
+	if err != nil {
+		return rec, "", err
+	}
+	if reason != "" {
+		bad("secret: %s", reason)
+	}
+	var counter, interval uint64
+	var tm, drift int64
+	var haveInterval bool
+	for _, f := range [...]struct {
+		name  string
+		v     *xValue
+		u     *uint64 // unsigned target, or
+		s     *int64  // signed target
+		isSet *bool
+	}{
+		{name: "Counter", v: k.Data.Counter, u: &counter},
+		{name: "Time", v: k.Data.Time, s: &tm},
+		{name: "TimeInterval", v: k.Data.TimeInterval, u: &interval, isSet: &haveInterval},
+		{name: "TimeDrift", v: k.Data.TimeDrift, s: &drift},
+	} {
+		if f.v == nil {
+			continue
+		}
+		u, sv, reason, err := cc.openNumber(f.v, f.s != nil)
+		if err != nil {
+			clear(secret)
+			return rec, "", err
+		}
+		if reason != "" {
+			bad("%s: %s", f.name, reason)
+			continue
+		}
+		if f.u != nil {
+			*f.u = u
+		} else {
+			*f.s = sv
+		}
+		if f.isSet != nil {
+			*f.isSet = true
+		}
+	}
+
+	rec.Serial = strings.TrimSpace(kp.DeviceInfo.SerialNo)
+	switch {
+	case rec.Serial == "":
+		bad("no DeviceInfo/SerialNo")
+	case !validSerial(rec.Serial):
+		bad("serial %s is not 12 digits", quote(rec.Serial))
+	}
+
+	oath := true
+	switch k.Algorithm {
+	case uriHOTP:
+		rec.Algorithm, rec.Digits = AlgHOTP, 6
+	case uriTOTP:
+		rec.Algorithm, rec.Digits, rec.Interval = AlgTOTP, 6, 30
+	case uriSecurID, uriSecurIDWS:
+		rec.Algorithm, rec.Digits, rec.Interval = AlgSecurID, 8, 60
+		oath = false
+	case "":
+		bad("key has no Algorithm")
+	default:
+		bad("unsupported key algorithm %s", quote(k.Algorithm))
+	}
+
+	if rf := k.Parameters.ResponseFormat; rf != nil {
+		if rf.Encoding != "" && rf.Encoding != "DECIMAL" {
+			bad("response encoding %s is not DECIMAL", quote(rf.Encoding))
+		}
+		switch strings.TrimSpace(rf.Length) {
+		case "6":
+			rec.Digits = 6
+		case "8":
+			rec.Digits = 8
+		default:
+			bad("response length %s is not 6 or 8", quote(rf.Length))
+		}
+	}
+
+	if oath {
+		rec.Hash = HashSHA1
+		if s := k.Parameters.Suite; s != "" {
+			if h, ok := suiteHash(s); ok {
+				rec.Hash = h
+			} else {
+				bad("unsupported suite %s", quote(s))
+			}
+		}
+	}
+
+	rec.Counter, rec.Time, rec.TimeDrift = counter, tm, drift
+	if haveInterval && rec.Algorithm != AlgHOTP {
+		switch interval {
+		case 30, 60:
+			rec.Interval = int(interval)
+		default:
+			bad("time interval %d is not 30 or 60", interval)
+		}
+	}
+
+	exp := strings.TrimSpace(k.Policy.ExpiryDate)
+	if exp == "" {
+		exp = strings.TrimSpace(kp.DeviceInfo.ExpiryDate)
+	}
+	if exp != "" {
+		t, ok := parseExpiry(exp)
+		if !ok {
+			bad("expiry date %s is not an xs:dateTime", quote(exp))
+		}
+		rec.ExpiresAt = t
+	}
+
+	switch {
+	case k.Data.Secret == nil:
+		bad("no secret")
+	case reason != "":
+	case rec.Algorithm == AlgSecurID && len(secret) != 16:
+		bad("SecurID secret is %d bytes, want 16", len(secret))
+	case oath && rec.Algorithm != "" && (len(secret) < 16 || len(secret) > 64):
+		bad("OATH secret is %d bytes, want 16 to 64", len(secret))
+	}
+
+	if len(problems) > 0 {
+		clear(secret)
+		return Record{Row: n}, strings.Join(problems, "; "), nil
+	}
+	rec.Seed = secret
+	return rec, "", nil
+}
+
+// suiteHash maps a Suite such as "HMAC-SHA256", "SHA-256" or "sha1" to a hash.
+func suiteHash(s string) (string, bool) {
+	s = strings.ToUpper(strings.TrimSpace(s))
+	s = strings.TrimPrefix(s, "HMAC")
+	s = strings.NewReplacer("-", "", "_", "", " ", "").Replace(s)
+	switch s {
+	case "SHA1":
+		return HashSHA1, true
+	case "SHA256":
+		return HashSHA256, true
+	case "SHA512":
+		return HashSHA512, true
+	}
+	return "", false
+}
+
+// b64 decodes base64 that XML may have wrapped or indented.
+func b64(s string) ([]byte, error) {
+	s = strings.Map(func(r rune) rune {
+		switch r {
+		case ' ', '\t', '\r', '\n':
+			return -1
+		}
+		return r
+	}, s)
+	return base64.StdEncoding.DecodeString(s)
+}
