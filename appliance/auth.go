@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"tokend/appliance/otp"
@@ -188,7 +187,7 @@ func (s *Service) loadAuthState(ctx context.Context, req AuthRequest, now time.T
 		} else if err != nil {
 			return err
 		}
-		id, _, _ := strings.Cut(string(v), "\x00")
+		id := parseLoginIndex(v).ID
 		if st.user, err = getUser(tx, id); err != nil {
 			return err
 		}

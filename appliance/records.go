@@ -16,12 +16,12 @@ import (
 //	meta/keycheck                    master key check value
 //	meta/audit-head                  {seq, hash} of the newest audit record
 //	u/<id>                           User
-//	ui/n/<login>                     id \0 source          (unique, case-folded)
+//	ui/n/<login>                     id \0 source \0 active (unique, case-folded)
 //	ui/e/<email> \0 <id>             id \0 source \0 login (case-folded)
 //	ui/d/<display> \0 <id>           id \0 source \0 login (case-folded)
 //	ui/x/<source> \0 <external id>   id                    (unique per source)
 //	t/<serial>                       Token
-//	ti/s/<serial>                    kind \0 state \0 user id
+//	ti/s/<serial>                    kind \0 state \0 user id \0 manager \0 provisioned
 //	ti/u/<user id>/<serial>          ""                    (tokens by user)
 //	p/<name>                         Profile
 //	ac/<hex keyed hash>              ActivationCode
@@ -106,6 +106,29 @@ func exists(tx Tx, key []byte) (bool, error) {
 
 // User records and their indexes.
 
+// loginIndexValue lets lists and statistics filter by source and active
+// flag without decoding user records.
+func loginIndexValue(u *User) []byte {
+	active := "0"
+	if u.Active {
+		active = "1"
+	}
+	return []byte(u.ID + "\x00" + u.Source + "\x00" + active)
+}
+
+type loginIndex struct {
+	ID, Source string
+	Active     bool
+}
+
+func parseLoginIndex(v []byte) loginIndex {
+	parts := strings.SplitN(string(v), "\x00", 3)
+	for len(parts) < 3 {
+		parts = append(parts, "")
+	}
+	return loginIndex{ID: parts[0], Source: parts[1], Active: parts[2] == "1"}
+}
+
 func userIndexValue(u *User) []byte {
 	return []byte(u.ID + "\x00" + u.Source + "\x00" + fold(u.UserName))
 }
@@ -135,7 +158,7 @@ func putUser(tx Tx, u *User, old *User) error {
 	if err := putJSON(tx, userKey(u.ID), u); err != nil {
 		return err
 	}
-	if err := tx.Put(loginKey(u.UserName), []byte(u.ID+"\x00"+u.Source)); err != nil {
+	if err := tx.Put(loginKey(u.UserName), loginIndexValue(u)); err != nil {
 		return err
 	}
 	iv := userIndexValue(u)
@@ -190,19 +213,25 @@ func getUser(tx Tx, id string) (*User, error) {
 // Token records and their indexes.
 
 func tokenStateValue(t *Token) []byte {
-	return []byte(t.Kind + "\x00" + t.State + "\x00" + t.UserID + "\x00" + t.ManagedBy)
+	prov := "0"
+	if t.Provisioned {
+		prov = "1"
+	}
+	return []byte(t.Kind + "\x00" + t.State + "\x00" + t.UserID + "\x00" + t.ManagedBy + "\x00" + prov)
 }
 
 type tokenIndex struct {
 	Serial, Kind, State, UserID, ManagedBy string
+	Provisioned                            bool
 }
 
 func parseTokenState(kv KV) tokenIndex {
-	parts := strings.SplitN(string(kv.Value), "\x00", 4)
-	for len(parts) < 4 {
+	parts := strings.SplitN(string(kv.Value), "\x00", 5)
+	for len(parts) < 5 {
 		parts = append(parts, "")
 	}
-	return tokenIndex{Serial: string(kv.Key[len(pfxTokenState):]), Kind: parts[0], State: parts[1], UserID: parts[2], ManagedBy: parts[3]}
+	return tokenIndex{Serial: string(kv.Key[len(pfxTokenState):]), Kind: parts[0], State: parts[1], UserID: parts[2],
+		ManagedBy: parts[3], Provisioned: parts[4] == "1"}
 }
 
 // putToken writes t and its indexes; old is the stored version or nil.
@@ -210,7 +239,8 @@ func putToken(tx Tx, t *Token, old *Token) error {
 	if err := putJSON(tx, tokenKey(t.Serial), t); err != nil {
 		return err
 	}
-	if old == nil || old.Kind != t.Kind || old.State != t.State || old.UserID != t.UserID || old.ManagedBy != t.ManagedBy {
+	if old == nil || old.Kind != t.Kind || old.State != t.State || old.UserID != t.UserID || old.ManagedBy != t.ManagedBy ||
+		old.Provisioned != t.Provisioned {
 		if err := tx.Put(tokenStateKey(t.Serial), tokenStateValue(t)); err != nil {
 			return err
 		}

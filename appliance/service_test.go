@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"tokend/appliance"
 	"tokend/appliance/memstore"
 	"tokend/appliance/seal"
@@ -536,5 +538,42 @@ func TestAPITokens(t *testing.T) {
 	}
 	if _, err := f.svc.AuthenticateAPIToken(f.ctx, secret.Reveal()); !errors.Is(err, appliance.ErrUnauthenticated) {
 		t.Fatalf("revoked token: %v", err)
+	}
+}
+
+func TestStats(t *testing.T) {
+	f := newFixture(t, memstore.New())
+	f.importCSV(t, "serial,kind\n160000000000,software\n160000000001,software\n160000000002,hardware\n")
+	f.profile(t)
+	u := f.user(t, "mia")
+	if _, err := f.svc.CreateUser(f.ctx, appliance.NewUser{UserName: "ned", Active: new(bool)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.AssignTokens(f.ctx, u.ID, []string{"160000000000", "160000000001"}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := f.svc.Distribute(f.ctx, "160000000000", "android-ctkip")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.Distribute(f.ctx, "160000000001", "android-ctkip"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.CompleteProvisioning(f.ctx, d.ActivationCode.Reveal(), make([]byte, 16)); err != nil {
+		t.Fatal(err)
+	}
+	st, err := f.svc.Stats(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := appliance.Stats{
+		Tokens:           map[[2]string]int{{"software", "enabled"}: 2, {"hardware", "disabled"}: 1},
+		Assigned:         2,
+		Provisioned:      1,
+		Users:            map[[2]string]int{{"internal", "true"}: 1, {"internal", "false"}: 1},
+		OutstandingCodes: 1,
+	}
+	if diff := cmp.Diff(want, st); diff != "" {
+		t.Fatalf("stats (-want +got):\n%s", diff)
 	}
 }

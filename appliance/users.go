@@ -97,8 +97,7 @@ func (s *Service) FindUserByName(ctx context.Context, userName string) (User, er
 		if err != nil {
 			return err
 		}
-		id, _, _ := strings.Cut(string(v), "\x00")
-		u, err := getUser(tx, id)
+		u, err := getUser(tx, parseLoginIndex(v).ID)
 		if err != nil {
 			return err
 		}
@@ -125,11 +124,11 @@ func (s *Service) ListUsers(ctx context.Context, q UserQuery) (UserPage, error) 
 			return err
 		}
 		for _, kv := range kvs {
-			id, src, _ := strings.Cut(string(kv.Value), "\x00")
-			if q.Source != "" && src != q.Source {
+			ix := parseLoginIndex(kv.Value)
+			if q.Source != "" && ix.Source != q.Source {
 				continue
 			}
-			hits[string(kv.Key[len(pfxUserLogin):])] = userHit{id, src}
+			hits[string(kv.Key[len(pfxUserLogin):])] = userHit{ix.ID, ix.Source}
 		}
 		if search != "" {
 			for _, pfx := range []string{pfxUserEmail, pfxUserDisplay} {
