@@ -577,3 +577,17 @@ func TestStats(t *testing.T) {
 		t.Fatalf("stats (-want +got):\n%s", diff)
 	}
 }
+
+func TestCTKIPKeyPersists(t *testing.T) {
+	store := memstore.New()
+	f := newFixture(t, store)
+	k1, err := f.svc.CTKIPKey(f.ctx, 1024)
+	if err != nil || k1.N.BitLen() != 1024 {
+		t.Fatalf("key: %v", err)
+	}
+	again := newFixtureWithKey(t, store, f.key)
+	k2, err := again.svc.CTKIPKey(f.ctx, 2048)
+	if err != nil || !k1.Equal(k2) {
+		t.Fatalf("second start got another key: %v", err)
+	}
+}
