@@ -57,6 +57,9 @@ type User struct {
 	CreatedAt     time.Time `json:"created_at"`
 	UpdatedAt     time.Time `json:"updated_at"`
 	DeactivatedAt time.Time `json:"deactivated_at,omitzero"`
+	// DirectoryDisabled: the identity source reports the account disabled
+	// (as opposed to missing from it).
+	DirectoryDisabled bool `json:"directory_disabled,omitempty"`
 	// Consecutive authentication failures and the lockout they caused.
 	Failures    int       `json:"failures,omitempty"`
 	LockedUntil time.Time `json:"locked_until,omitzero"`

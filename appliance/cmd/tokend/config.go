@@ -1,0 +1,528 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the daemon's configuration. It is built in layers, each one
+// overriding the one before:
+//
+//  1. defaultConfig();
+//  2. the YAML file named by --config or TOKEND_CONFIG (none by default),
+//     decoded strictly: unknown keys are errors;
+//  3. TOKEND_* environment variables (an empty variable counts as unset);
+//  4. command-line flags that were given explicitly.
+//
+// Relative paths are relative to the working directory of the process.
+// A YAML null (`data_dir:` with nothing after it) leaves the default in place.
+type Config struct {
+	// DataDir holds the database, the master key (unless master_key_file or a
+	// systemd credential says otherwise), the admin token and the generated
+	// TLS pair.
+	DataDir string `yaml:"data_dir"`
+	// MasterKeyFile overrides where the master key is read from. Empty means
+	// the systemd credential "master-key" when present, else DATA_DIR/master.key.
+	MasterKeyFile string `yaml:"master_key_file"`
+	// AdminListen is the admin API, console, metrics and health listener.
+	AdminListen string `yaml:"admin_listen"`
+	// CTKIPListen is the device provisioning (CT-KIP) listener.
+	CTKIPListen string `yaml:"ctkip_listen"`
+	// CTKIPPublicURL is the URL devices are told to use; empty means derived
+	// from CTKIPListen (see publicURL).
+	CTKIPPublicURL string `yaml:"ctkip_public_url"`
+	// TLSCert and TLSKey name a PEM certificate chain and key. Both empty
+	// means DATA_DIR/tls.crt and DATA_DIR/tls.key, self-signed and generated
+	// on first start.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+
+	Log     LogConfig     `yaml:"log"`
+	Metrics MetricsConfig `yaml:"metrics"`
+	CTKIP   CTKIPConfig   `yaml:"ctkip"`
+
+	// ShutdownTimeout bounds graceful shutdown: in-flight requests get this
+	// long to finish after SIGTERM.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// ActivationCodeTTL is the default lifetime of an activation code for
+	// profiles that do not set their own.
+	ActivationCodeTTL time.Duration `yaml:"activation_code_ttl"`
+}
+
+// LogConfig selects the log format and threshold.
+type LogConfig struct {
+	Format string `yaml:"format"` // "text" or "json"
+	Level  string `yaml:"level"`  // "debug", "info", "warn" or "error"
+}
+
+// MetricsConfig controls /metrics.
+type MetricsConfig struct {
+	// Auth is "open" (anyone who reaches the admin listener may scrape) or
+	// "token" (an admin API token is required).
+	Auth string `yaml:"auth"`
+}
+
+// CTKIPConfig tunes the provisioning door.
+type CTKIPConfig struct {
+	RSABits        int           `yaml:"rsa_bits"`         // server key size: 1024, 2048, 3072 or 4096
+	SessionTTL     time.Duration `yaml:"session_ttl"`      // how long a half-finished exchange lives
+	RatePerClient  float64       `yaml:"rate_per_client"`  // requests per second per client address
+	BurstPerClient int           `yaml:"burst_per_client"` // bucket size per client address
+	RateTotal      float64       `yaml:"rate_total"`       // requests per second, all clients together
+	BurstTotal     int           `yaml:"burst_total"`      // bucket size, all clients together
+}
+
+var (
+	logFormats  = []string{"text", "json"}
+	logLevels   = []string{"debug", "info", "warn", "error"}
+	metricAuths = []string{"open", "token"}
+	rsaSizes    = []int{1024, 2048, 3072, 4096}
+)
+
+// defaultConfig returns the built-in defaults (layer 1).
+func defaultConfig() Config {
+	return Config{
+		DataDir:     "./tokend-data",
+		AdminListen: ":8443",
+		CTKIPListen: ":8444",
+		Log:         LogConfig{Format: "text", Level: "info"},
+		Metrics:     MetricsConfig{Auth: "open"},
+		CTKIP: CTKIPConfig{
+			RSABits:        1024,
+			SessionTTL:     5 * time.Minute,
+			RatePerClient:  0.2,
+			BurstPerClient: 10,
+			RateTotal:      20,
+			BurstTotal:     200,
+		},
+		ShutdownTimeout:   15 * time.Second,
+		ActivationCodeTTL: 168 * time.Hour,
+	}
+}
+
+// ConfigError lists every problem found in a configuration, so an operator
+// fixes them all in one go. Problems from the YAML file carry "FILE:LINE: ";
+// validation problems start with the key they are about.
+type ConfigError struct {
+	File     string // the config file, if the problems came from one
+	Problems []string
+}
+
+func (e *ConfigError) Error() string {
+	where := "invalid configuration"
+	if e.File != "" {
+		where += " (" + e.File + ")"
+	}
+	switch len(e.Problems) {
+	case 0:
+		return where
+	case 1:
+		return where + ": " + e.Problems[0]
+	default:
+		return fmt.Sprintf("%s: %d problems: %s", where, len(e.Problems), strings.Join(e.Problems, "; "))
+	}
+}
+
+// maxConfigSize bounds what decodeConfig reads; a config file is a few KiB.
+const maxConfigSize = 1 << 20
+
+// decodeConfig decodes one YAML document from r strictly over base and
+// returns the result. name is used in problems ("tokend.yaml:3: ...").
+// Every error is a *ConfigError. An empty document leaves base unchanged.
+func decodeConfig(r io.Reader, name string, base Config) (Config, error) {
+	cfg, problems, _ := decodeConfigProblems(r, name, base)
+	if len(problems) > 0 {
+		return base, &ConfigError{File: name, Problems: problems}
+	}
+	return cfg, nil
+}
+
+// decodeConfigProblems is decodeConfig for loadConfig: when the only
+// problems are per-key ones (unknown keys, values of the wrong type) it also
+// returns the partially decoded configuration and usable=true, so the other
+// layers and Validate can still run and every problem is reported at once.
+// After a syntax error nothing decoded is trustworthy: usable is false.
+func decodeConfigProblems(r io.Reader, name string, base Config) (cfg Config, problems []string, usable bool) {
+	data, err := io.ReadAll(io.LimitReader(r, maxConfigSize+1))
+	if err != nil {
+		return base, []string{fmt.Sprintf("%s: %v", name, err)}, false
+	}
+	if len(data) > maxConfigSize {
+		return base, []string{fmt.Sprintf("%s: larger than %d bytes", name, maxConfigSize)}, false
+	}
+	cfg = base
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	err = dec.Decode(&cfg)
+	if errors.Is(err, io.EOF) {
+		return base, nil, true // empty file or only comments: the defaults stand
+	}
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		return cfg, yamlProblems(name, err), true
+	}
+	if err != nil {
+		return base, yamlProblems(name, err), false
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		if err != nil {
+			return base, yamlProblems(name, err), false
+		}
+		return base, []string{fmt.Sprintf("%s:%d: only one YAML document is allowed", name, extra.Line)}, false
+	}
+	return cfg, nil, true
+}
+
+var (
+	yamlLineRe     = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+	yamlUnknownRe  = regexp.MustCompile(`^field (.+) not found in type (\S+)$`)
+	yamlTypeRe     = regexp.MustCompile("^cannot unmarshal !!\\w+ `(.*)` into (\\S+)$")
+	yamlSectionFor = map[string]string{
+		"main.Config":        "",
+		"main.LogConfig":     "log.",
+		"main.MetricsConfig": "metrics.",
+		"main.CTKIPConfig":   "ctkip.",
+	}
+	yamlWant = map[string]string{
+		"time.Duration":      "want a duration such as 5m or 90s",
+		"int":                "want an integer",
+		"float64":            "want a number",
+		"string":             "want a string",
+		"main.Config":        "want a mapping of keys to values",
+		"main.LogConfig":     "want a mapping of keys to values",
+		"main.MetricsConfig": "want a mapping of keys to values",
+		"main.CTKIPConfig":   "want a mapping of keys to values",
+	}
+)
+
+// yamlProblems turns a yaml.v3 error into "FILE:LINE: message" problems, one
+// per entry of a *yaml.TypeError (yaml.v3 reports all of them at once).
+func yamlProblems(name string, err error) []string {
+	var msgs []string
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		msgs = te.Errors
+	} else {
+		msgs = []string{err.Error()}
+	}
+	out := make([]string, 0, len(msgs))
+	for _, m := range msgs {
+		out = append(out, yamlProblem(name, m))
+	}
+	return out
+}
+
+func yamlProblem(name, msg string) string {
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	loc := name
+	if m := yamlLineRe.FindStringSubmatch(msg); m != nil {
+		loc, msg = name+":"+m[1], m[2]
+	}
+	if m := yamlUnknownRe.FindStringSubmatch(msg); m != nil {
+		section, ok := yamlSectionFor[m[2]]
+		if ok {
+			msg = fmt.Sprintf("unknown key %q", section+m[1])
+		} else {
+			msg = fmt.Sprintf("unknown key %q", m[1])
+		}
+	} else if m := yamlTypeRe.FindStringSubmatch(msg); m != nil {
+		if want, ok := yamlWant[m[2]]; ok {
+			msg = fmt.Sprintf("invalid value %q: %s", m[1], want)
+		}
+	}
+	return loc + ": " + msg
+}
+
+// envVars maps each TOKEND_* variable to the flag it mirrors. TOKEND_CONFIG
+// is handled separately: it names the file of layer 2.
+var envVars = []struct{ env, flag string }{
+	{"TOKEND_DATA_DIR", "data-dir"},
+	{"TOKEND_MASTER_KEY_FILE", "master-key-file"},
+	{"TOKEND_ADMIN_LISTEN", "admin-listen"},
+	{"TOKEND_CTKIP_LISTEN", "ctkip-listen"},
+	{"TOKEND_CTKIP_PUBLIC_URL", "ctkip-public-url"},
+	{"TOKEND_TLS_CERT", "tls-cert"},
+	{"TOKEND_TLS_KEY", "tls-key"},
+	{"TOKEND_LOG_FORMAT", "log-format"},
+	{"TOKEND_LOG_LEVEL", "log-level"},
+}
+
+// field returns the Config field a flag (and its environment variable)
+// sets. Every name in envVars is known here.
+func (c *Config) field(flag string) *string {
+	switch flag {
+	case "data-dir":
+		return &c.DataDir
+	case "master-key-file":
+		return &c.MasterKeyFile
+	case "admin-listen":
+		return &c.AdminListen
+	case "ctkip-listen":
+		return &c.CTKIPListen
+	case "ctkip-public-url":
+		return &c.CTKIPPublicURL
+	case "tls-cert":
+		return &c.TLSCert
+	case "tls-key":
+		return &c.TLSKey
+	case "log-format":
+		return &c.Log.Format
+	case "log-level":
+		return &c.Log.Level
+	}
+	panic("config: no field for flag " + flag) // programming error, caught by tests
+}
+
+// configFlags are the command-line flags of layer 4. They are persistent
+// flags of the root command, so every subcommand that needs the data
+// directory or the master key (serve, provision, backup …) accepts them.
+type configFlags struct {
+	fs         *pflag.FlagSet
+	configFile string
+	values     map[string]*string
+}
+
+// addConfigFlags registers --config and the override flags on fs.
+func addConfigFlags(fs *pflag.FlagSet) *configFlags {
+	f := &configFlags{fs: fs, values: map[string]*string{}}
+	fs.StringVar(&f.configFile, "config", "", "YAML configuration file (env TOKEND_CONFIG)")
+	help := map[string]string{
+		"data-dir":         "data directory (default ./tokend-data)",
+		"master-key-file":  "master key file (default: systemd credential master-key, else DATA_DIR/master.key)",
+		"admin-listen":     "admin API listen address (default :8443)",
+		"ctkip-listen":     "CT-KIP listen address (default :8444)",
+		"ctkip-public-url": "URL devices use for CT-KIP (default derived from --ctkip-listen)",
+		"tls-cert":         "TLS certificate chain, PEM (default DATA_DIR/tls.crt, generated)",
+		"tls-key":          "TLS private key, PEM (default DATA_DIR/tls.key, generated)",
+		"log-format":       "log format: text or json (default text)",
+		"log-level":        "log level: debug, info, warn or error (default info)",
+	}
+	for _, ev := range envVars {
+		v := new(string)
+		f.values[ev.flag] = v
+		fs.StringVar(v, ev.flag, "", help[ev.flag]+" (env "+ev.env+")")
+	}
+	return f
+}
+
+// lookupEnvFunc is os.LookupEnv's shape; tests pass a map instead.
+type lookupEnvFunc func(string) (string, bool)
+
+// loadConfig builds the effective configuration from all four layers and
+// validates it. Decoding and validation problems come back together in one
+// *ConfigError; a config file that cannot be read is a plain error.
+func loadConfig(flags *configFlags, lookupEnv lookupEnvFunc) (*Config, error) {
+	cfg := defaultConfig()
+	var problems []string
+	path := flags.configFile
+	if !flags.fs.Changed("config") {
+		path = env(lookupEnv, "TOKEND_CONFIG")
+	}
+	if path != "" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("config file %s: %w", path, unwrapPath(err))
+		}
+		decoded, fileProblems, usable := decodeConfigProblems(f, path, cfg)
+		f.Close()
+		if !usable {
+			return nil, &ConfigError{File: path, Problems: fileProblems}
+		}
+		problems = append(problems, fileProblems...)
+		cfg = decoded
+	}
+	for _, ev := range envVars {
+		if v := env(lookupEnv, ev.env); v != "" {
+			*cfg.field(ev.flag) = v
+		}
+	}
+	for _, ev := range envVars {
+		if flags.fs.Changed(ev.flag) {
+			*cfg.field(ev.flag) = *flags.values[ev.flag]
+		}
+	}
+	var ve *ConfigError
+	if err := cfg.Validate(); errors.As(err, &ve) {
+		problems = append(problems, ve.Problems...)
+	}
+	if len(problems) > 0 {
+		return nil, &ConfigError{File: path, Problems: problems}
+	}
+	return &cfg, nil
+}
+
+func env(lookupEnv lookupEnvFunc, name string) string {
+	if lookupEnv == nil {
+		return ""
+	}
+	v, _ := lookupEnv(name)
+	return v
+}
+
+// Validate reports every problem of c at once as a *ConfigError, or nil.
+func (c *Config) Validate() error {
+	var p []string
+	add := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
+
+	if c.DataDir == "" {
+		add("data_dir: must not be empty")
+	}
+	adminOK := checkListen(add, "admin_listen", c.AdminListen)
+	ctkipOK := checkListen(add, "ctkip_listen", c.CTKIPListen)
+	if adminOK && ctkipOK && sameListener(c.AdminListen, c.CTKIPListen) {
+		add("admin_listen and ctkip_listen: both are %q; they must differ", c.AdminListen)
+	}
+	if c.CTKIPPublicURL != "" {
+		if err := checkPublicURL(c.CTKIPPublicURL); err != nil {
+			add("ctkip_public_url %q: %v", c.CTKIPPublicURL, err)
+		}
+	}
+	switch {
+	case c.TLSCert != "" && c.TLSKey == "":
+		add("tls_cert is set but tls_key is not; set both or neither")
+	case c.TLSCert == "" && c.TLSKey != "":
+		add("tls_key is set but tls_cert is not; set both or neither")
+	}
+	if !slices.Contains(logFormats, c.Log.Format) {
+		add("log.format %q: want one of %s", c.Log.Format, quotedList(logFormats))
+	}
+	if !slices.Contains(logLevels, c.Log.Level) {
+		add("log.level %q: want one of %s", c.Log.Level, quotedList(logLevels))
+	}
+	if !slices.Contains(metricAuths, c.Metrics.Auth) {
+		add("metrics.auth %q: want one of %s", c.Metrics.Auth, quotedList(metricAuths))
+	}
+	if !slices.Contains(rsaSizes, c.CTKIP.RSABits) {
+		add("ctkip.rsa_bits %d: want one of 1024, 2048, 3072, 4096", c.CTKIP.RSABits)
+	}
+	positiveDuration := func(key string, d time.Duration) {
+		if d <= 0 {
+			add("%s %s: must be positive", key, d)
+		}
+	}
+	positiveDuration("ctkip.session_ttl", c.CTKIP.SessionTTL)
+	positiveDuration("shutdown_timeout", c.ShutdownTimeout)
+	positiveDuration("activation_code_ttl", c.ActivationCodeTTL)
+	positiveRate := func(key string, r float64) {
+		if !(r > 0) || math.IsInf(r, 0) { // also catches NaN
+			add("%s %v: must be a positive finite number", key, r)
+		}
+	}
+	positiveRate("ctkip.rate_per_client", c.CTKIP.RatePerClient)
+	positiveRate("ctkip.rate_total", c.CTKIP.RateTotal)
+	positiveInt := func(key string, n int) {
+		if n <= 0 {
+			add("%s %d: must be positive", key, n)
+		}
+	}
+	positiveInt("ctkip.burst_per_client", c.CTKIP.BurstPerClient)
+	positiveInt("ctkip.burst_total", c.CTKIP.BurstTotal)
+
+	if len(p) > 0 {
+		return &ConfigError{Problems: p}
+	}
+	return nil
+}
+
+// checkListen validates a listen address: HOST:PORT with a numeric port
+// (0 means any free port, useful in tests).
+func checkListen(add func(string, ...any), key, addr string) bool {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		var ae *net.AddrError
+		if errors.As(err, &ae) {
+			add("%s %q: %s", key, addr, ae.Err)
+		} else {
+			add("%s %q: %v", key, addr, err)
+		}
+		return false
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		add("%s %q: port must be a number from 0 to 65535", key, addr)
+		return false
+	}
+	return true
+}
+
+// sameListener reports whether two valid listen addresses would collide:
+// same port (not 0) and the same host, or either host is a wildcard.
+func sameListener(a, b string) bool {
+	ah, ap, _ := net.SplitHostPort(a)
+	bh, bp, _ := net.SplitHostPort(b)
+	if ap != bp || ap == "0" {
+		return false
+	}
+	return ah == bh || isWildcardHost(ah) || isWildcardHost(bh)
+}
+
+func isWildcardHost(h string) bool {
+	return h == "" || h == "0.0.0.0" || h == "::"
+}
+
+// checkPublicURL requires an absolute https URL with a host and no user
+// info, query or fragment.
+func checkPublicURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("not a URL: %v", err)
+	}
+	switch {
+	case u.Scheme != "https" || u.Host == "" || u.Opaque != "":
+		return errors.New("must be an absolute https URL such as https://tokend.example.com:8444")
+	case u.User != nil:
+		return errors.New("must not contain user information")
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
+		return errors.New("must not have a query or fragment")
+	}
+	return nil
+}
+
+// publicURL is the CT-KIP URL devices are given: c.CTKIPPublicURL when set,
+// else https://HOST:PORT from listen, where HOST is the listener's host, or
+// hostname when that host is empty, 0.0.0.0 or ::. listen must be valid.
+// A listener on port 0 has no port until bound: pass the bound address
+// (listener.Addr().String()) as listen in that case.
+func publicURL(configured, listen, hostname string) string {
+	if configured != "" {
+		return configured
+	}
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return ""
+	}
+	if isWildcardHost(host) {
+		host = hostname
+		if host == "" {
+			host = "localhost"
+		}
+	}
+	return "https://" + net.JoinHostPort(host, port)
+}
+
+// quotedList renders ["a","b"] as `"a", "b"`.
+func quotedList(xs []string) string {
+	q := make([]string, len(xs))
+	for i, x := range xs {
+		q[i] = strconv.Quote(x)
+	}
+	return strings.Join(q, ", ")
+}

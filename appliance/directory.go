@@ -1,0 +1,262 @@
+package appliance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// DirectoryUser is a user of a pulled identity source, in the form sync
+// plans with.
+type DirectoryUser struct {
+	UserID        string
+	ExternalID    string
+	UserName      string
+	DisplayName   string
+	Email         string
+	Active        bool
+	Disabled      bool
+	DeactivatedAt time.Time
+}
+
+// DirectoryPlan is what one sync run writes: complete desired records
+// (Purge: the current records to delete).
+type DirectoryPlan struct {
+	Add, Update, Deactivate, Reactivate, Purge []DirectoryUser
+}
+
+// DirectoryResult counts what ApplyDirectoryPlan did.
+type DirectoryResult struct {
+	Applied int
+	// Conflicts are planned users whose login is held by a user of another
+	// source; they are skipped and reported, never merged.
+	Conflicts []string
+}
+
+// DirectoryUsers returns every user of a source, keyed by external id.
+func (s *Service) DirectoryUsers(ctx context.Context, source string) ([]DirectoryUser, error) {
+	var out []DirectoryUser
+	err := s.store.View(ctx, func(tx Tx) error {
+		prefix := extKey(source, "")
+		kvs, err := tx.Scan(prefix, nil, 0)
+		if err != nil {
+			return err
+		}
+		out = make([]DirectoryUser, 0, len(kvs))
+		for _, kv := range kvs {
+			u, err := getUser(tx, string(kv.Value))
+			if err != nil {
+				return err
+			}
+			out = append(out, DirectoryUser{UserID: u.ID, ExternalID: u.ExternalID, UserName: u.UserName, DisplayName: u.DisplayName,
+				Email: u.Email, Active: u.Active, Disabled: u.DirectoryDisabled, DeactivatedAt: u.DeactivatedAt})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// applyWorkers commit plan chunks concurrently so group commit can share
+// fsyncs between them.
+const applyWorkers = 4
+
+type dirOp struct {
+	u     DirectoryUser
+	purge bool
+	newID string
+}
+
+// ApplyDirectoryPlan writes a sync plan in chunks that respect the store's
+// write limit. Each chunk is one transaction; a user is written whole or not
+// at all, and re-applying a plan converges. Purged users lose their tokens
+// (unassigned, software seeds wiped) and are deleted.
+func (s *Service) ApplyDirectoryPlan(ctx context.Context, source string, plan DirectoryPlan) (DirectoryResult, error) {
+	var ops []dirOp
+	for _, list := range [][]DirectoryUser{plan.Update, plan.Deactivate, plan.Reactivate} {
+		for _, u := range list {
+			ops = append(ops, dirOp{u: u})
+		}
+	}
+	for _, u := range plan.Add {
+		id, err := s.newID()
+		if err != nil {
+			return DirectoryResult{}, err
+		}
+		ops = append(ops, dirOp{u: u, newID: id})
+	}
+	for _, u := range plan.Purge {
+		ops = append(ops, dirOp{u: u, purge: true})
+	}
+	now := s.now().UTC()
+	// Chunk by an upper estimate of each op's writes.
+	var chunks [][]dirOp
+	var cur []dirOp
+	budget := 0
+	for _, op := range ops {
+		w := 9
+		if op.purge {
+			w = 6 + 4*MaxTokensPerUser + 8
+		}
+		if budget+w > MaxTxWrites-2 {
+			chunks = append(chunks, cur)
+			cur, budget = nil, 0
+		}
+		cur = append(cur, op)
+		budget += w
+	}
+	if len(cur) > 0 {
+		chunks = append(chunks, cur)
+	}
+	var (
+		mu           sync.Mutex
+		res          DirectoryResult
+		first        error
+		wg           sync.WaitGroup
+		work         = make(chan []dirOp)
+		cctx, cancel = context.WithCancel(ctx)
+	)
+	defer cancel()
+	for range applyWorkers {
+		wg.Go(func() {
+			for c := range work {
+				applied, conflicts, err := s.applyDirectoryChunk(cctx, source, c, now)
+				mu.Lock()
+				if err != nil && first == nil {
+					first = err
+					cancel()
+				}
+				res.Applied += applied
+				res.Conflicts = append(res.Conflicts, conflicts...)
+				mu.Unlock()
+			}
+		})
+	}
+feed:
+	for _, c := range chunks {
+		select {
+		case work <- c:
+		case <-cctx.Done():
+			break feed
+		}
+	}
+	close(work)
+	wg.Wait()
+	if first != nil {
+		return res, first
+	}
+	err := s.store.Update(ctx, func(tx Tx) error {
+		return appendAudit(tx, now, ActorFrom(ctx), AuditEvent{Action: "sync.apply", Target: source, Outcome: OutcomeSuccess,
+			Detail: fmt.Sprintf("added=%d updated=%d deactivated=%d reactivated=%d purged=%d conflicts=%d", len(plan.Add),
+				len(plan.Update), len(plan.Deactivate), len(plan.Reactivate), len(plan.Purge), len(res.Conflicts))})
+	})
+	return res, err
+}
+
+func (s *Service) applyDirectoryChunk(ctx context.Context, source string, chunk []dirOp, now time.Time) (int, []string, error) {
+	var applied int
+	var conflicts []string
+	err := s.store.Update(ctx, func(tx Tx) error {
+		applied, conflicts = 0, nil
+		for _, op := range chunk {
+			if op.purge {
+				if err := purgeUser(tx, op.u.UserID, now); err != nil && !errors.Is(err, ErrNotFound) {
+					return err
+				}
+				applied++
+				continue
+			}
+			var old *User
+			id := op.newID
+			if id == "" {
+				var err error
+				if old, err = getUser(tx, op.u.UserID); err != nil {
+					return err
+				}
+				id = old.ID
+			}
+			u := User{ID: id, UserName: op.u.UserName, DisplayName: op.u.DisplayName, Email: op.u.Email, Source: source,
+				ExternalID: op.u.ExternalID, Active: op.u.Active, DirectoryDisabled: op.u.Disabled,
+				DeactivatedAt: op.u.DeactivatedAt, CreatedAt: now, UpdatedAt: now}
+			if old != nil {
+				u.CreatedAt, u.Failures, u.LockedUntil = old.CreatedAt, old.Failures, old.LockedUntil
+			}
+			if u.Active {
+				u.DeactivatedAt = time.Time{}
+			}
+			if err := putUser(tx, &u, old); err != nil {
+				if errors.Is(err, ErrExists) {
+					conflicts = append(conflicts, op.u.UserName)
+					continue
+				}
+				return err
+			}
+			applied++
+		}
+		return nil
+	})
+	return applied, conflicts, err
+}
+
+// purgeUser unassigns a user's tokens and deletes the user.
+func purgeUser(tx Tx, id string, now time.Time) error {
+	u, err := getUser(tx, id)
+	if err != nil {
+		return err
+	}
+	toks, err := userTokens(tx, id)
+	if err != nil {
+		return err
+	}
+	for i := range toks {
+		t := &toks[i]
+		old := *t
+		if err := voidCode(tx, t); err != nil {
+			return err
+		}
+		t.UserID, t.State, t.UpdatedAt, t.AssignedAt, t.Profile, t.PINMode = "", StateDisabled, now, time.Time{}, "", ""
+		t.PINHash, t.PINLength, t.NewPINRequired, t.Drift = "", 0, false, 0
+		if t.Kind == KindSoftware {
+			t.Seed, t.Provisioned, t.ProvisionedAt = nil, false, time.Time{}
+		}
+		if err := putToken(tx, t, &old); err != nil {
+			return err
+		}
+	}
+	if err := deleteUserIndexes(tx, u); err != nil {
+		return err
+	}
+	if err := tx.Delete(emergencyKey(id)); err != nil {
+		return err
+	}
+	return tx.Delete(userKey(id))
+}
+
+func syncCookieKey(source string) []byte { return []byte("sc/" + source) }
+
+// SyncCookie returns the stored incremental-sync cookie of a source (nil if
+// none).
+func (s *Service) SyncCookie(ctx context.Context, source string) ([]byte, error) {
+	var out []byte
+	err := s.store.View(ctx, func(tx Tx) error {
+		v, err := tx.Get(syncCookieKey(source))
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		out = v
+		return err
+	})
+	return out, err
+}
+
+// SaveSyncCookie stores a source's cookie; call it only after the changes
+// the cookie covers are committed.
+func (s *Service) SaveSyncCookie(ctx context.Context, source string, cookie []byte) error {
+	return s.store.Update(ctx, func(tx Tx) error {
+		if len(cookie) == 0 {
+			return tx.Delete(syncCookieKey(source))
+		}
+		return tx.Put(syncCookieKey(source), cookie)
+	})
+}
