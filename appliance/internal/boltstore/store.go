@@ -1,0 +1,471 @@
+package boltstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"tokend/appliance"
+)
+
+// ErrLocked means another process (another tokend) holds the database file.
+// Open wraps it when the file lock is not obtained within
+// Options.LockTimeout.
+var ErrLocked = errors.New("boltstore: database file is locked by another process")
+
+// bucketName is the one bucket that holds the flat key space.
+const bucketName = "kv"
+
+// Defaults of Options.
+const (
+	DefaultLockTimeout     = time.Second
+	DefaultFileMode        = os.FileMode(0o600)
+	DefaultMaxGroupWrites  = 2000
+	DefaultMaxGroupBytes   = 8 << 20
+	DefaultMaxGroupCallers = 256
+	DefaultInitialMmapSize = 256 << 20
+)
+
+// CommitObserver is told about every successful group commit, for metrics
+// (commit latency histogram, group size). It is called from the committer
+// goroutine after the callers have been released, so it must be quick and
+// must not call the Store.
+type CommitObserver interface {
+	// ObserveCommit reports one durable commit: how long bbolt's Commit
+	// (write and fsync) took, how many Put/Delete calls it carried, and how
+	// many Updates it served.
+	ObserveCommit(d time.Duration, writes, callers int)
+}
+
+// Options configures Open. The zero value gives the defaults.
+type Options struct {
+	// LockTimeout bounds the wait for the exclusive file lock; after it
+	// Open fails with ErrLocked. 0 means DefaultLockTimeout; negative waits
+	// forever.
+	LockTimeout time.Duration
+	// FileMode is used when the file is created. 0 means 0600.
+	FileMode os.FileMode
+
+	// Group commit bounds. A group stops taking more Updates once it holds
+	// MaxGroupWrites writes, MaxGroupBytes bytes or MaxGroupCallers
+	// Updates. 0 means the default. MaxGroupCallers 1 disables grouping.
+	MaxGroupWrites  int
+	MaxGroupBytes   int
+	MaxGroupCallers int
+
+	// InitialMmapSize is the initial size of bbolt's memory map. A writer
+	// that must grow the map waits for every open read transaction, so a
+	// map larger than the data keeps a long View from stalling commits.
+	// Address space only: it costs no memory. 0 means the default;
+	// negative means bbolt's own default.
+	InitialMmapSize int
+	// MaxSize caps the size of the file in bytes; a commit that would grow
+	// it further fails. 0 means no limit.
+	MaxSize int
+
+	// Observer, if not nil, is told about each commit.
+	Observer CommitObserver
+}
+
+func (o Options) withDefaults() Options {
+	if o.LockTimeout == 0 {
+		o.LockTimeout = DefaultLockTimeout
+	}
+	if o.FileMode == 0 {
+		o.FileMode = DefaultFileMode
+	}
+	if o.MaxGroupWrites <= 0 {
+		o.MaxGroupWrites = DefaultMaxGroupWrites
+	}
+	if o.MaxGroupBytes <= 0 {
+		o.MaxGroupBytes = DefaultMaxGroupBytes
+	}
+	if o.MaxGroupCallers <= 0 {
+		o.MaxGroupCallers = DefaultMaxGroupCallers
+	}
+	switch {
+	case o.InitialMmapSize == 0:
+		o.InitialMmapSize = DefaultInitialMmapSize
+	case o.InitialMmapSize < 0:
+		o.InitialMmapSize = 0
+	}
+	return o
+}
+
+// Store is the bbolt appliance.Store. Create it with Open.
+type Store struct {
+	db   *bolt.DB
+	path string
+	opts Options
+
+	// mu guards closed. Views and Backups hold it shared for their whole
+	// run and Updates while they enqueue, so Close (exclusive) waits for
+	// them and then closes reqs.
+	mu     sync.RWMutex
+	closed bool
+
+	reqs      chan *request // to the committer
+	committer chan struct{} // closed when the committer has exited
+
+	closeOnce sync.Once
+	closeErr  error
+
+	batch []*request // the committer's group, reused
+}
+
+var _ appliance.Store = (*Store)(nil)
+
+// Request states; the caller and the committer race to move a request out
+// of queued.
+const (
+	queued   int32 = iota
+	taken          // the committer will run it and deliver a result
+	canceled       // the caller's context ended first; the committer skips it
+)
+
+// request is one Update waiting for, or in, a group.
+type request struct {
+	ctx   context.Context
+	fn    func(appliance.Tx) error
+	state atomic.Int32
+	done  chan struct{} // closed when err (or panicked) is final
+
+	err      error
+	panicked bool
+	panicVal any
+
+	t *tx // the overlay of the current run, nil if fn failed
+}
+
+// Open opens (creating if needed) the database file at path and starts its
+// committer. A second Open of a file in use fails after opts.LockTimeout
+// with an error wrapping ErrLocked.
+func Open(path string, opts Options) (*Store, error) {
+	opts = opts.withDefaults()
+	timeout := opts.LockTimeout
+	if timeout < 0 {
+		timeout = 0 // bbolt: wait forever
+	}
+	db, err := bolt.Open(path, opts.FileMode, &bolt.Options{
+		Timeout:         timeout,
+		InitialMmapSize: opts.InitialMmapSize,
+		MaxSize:         opts.MaxSize,
+		// As etcd: the freelist is rebuilt at open instead of written at
+		// every commit, and the hashmap freelist stays fast when fragmented.
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("open %s: no lock within %v: %w", path, opts.LockTimeout, ErrLocked)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists([]byte(bucketName))
+		return err
+	})
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("boltstore: open %s: create bucket: %w", path, err)
+	}
+	s := &Store{
+		db:        db,
+		path:      path,
+		opts:      opts,
+		reqs:      make(chan *request, opts.MaxGroupCallers),
+		committer: make(chan struct{}),
+	}
+	go s.run()
+	return s, nil
+}
+
+// Path returns the database file's path.
+func (s *Store) Path() string { return s.path }
+
+// Size returns the size of the database file in bytes, or 0 if it cannot
+// be read. It is meant for metrics.
+func (s *Store) Size() int64 {
+	fi, err := os.Stat(s.path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// View runs fn in a read-only bbolt transaction: a consistent snapshot that
+// commits during fn do not change.
+func (s *Store) View(ctx context.Context, fn func(appliance.Tx) error) error {
+	if fn == nil {
+		return errors.New("boltstore: View with nil function")
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return appliance.ErrClosed
+	}
+	var fnErr error
+	err := s.db.View(func(btx *bolt.Tx) error {
+		t := &tx{b: btx.Bucket([]byte(bucketName)), readOnly: true}
+		defer func() { t.done = true }()
+		fnErr = fn(t)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("boltstore: view: %w", err)
+	}
+	return fnErr
+}
+
+// Backup writes a consistent copy of the whole database to w while readers
+// and writers go on, and returns the number of bytes written. The copy is
+// a bbolt file that Open accepts.
+func (s *Store) Backup(w io.Writer) (int64, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return 0, appliance.ErrClosed
+	}
+	var n int64
+	err := s.db.View(func(btx *bolt.Tx) error {
+		var err error
+		n, err = btx.WriteTo(w)
+		return err
+	})
+	if err != nil {
+		return n, fmt.Errorf("boltstore: backup: %w", err)
+	}
+	return n, nil
+}
+
+// Update queues fn for the committer and waits until the group commit that
+// holds its writes is durable. If ctx ends while fn is still queued, Update
+// returns ctx's error and fn never runs; once fn has started, Update waits
+// for the outcome. A panic in fn is re-raised in the caller.
+func (s *Store) Update(ctx context.Context, fn func(appliance.Tx) error) error {
+	if fn == nil {
+		return errors.New("boltstore: Update with nil function")
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r := &request{ctx: ctx, fn: fn, done: make(chan struct{})}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return appliance.ErrClosed
+	}
+	s.reqs <- r
+	s.mu.RUnlock()
+
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		if r.state.CompareAndSwap(queued, canceled) {
+			return ctx.Err()
+		}
+		<-r.done // taken: the outcome is coming
+	}
+	if r.panicked {
+		panic(r.panicVal)
+	}
+	return r.err
+}
+
+// Close waits for queued and in-flight Updates, Views and Backups, then
+// closes the file. Later calls return appliance.ErrClosed; Close may be
+// called more than once.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		close(s.reqs)
+		s.mu.Unlock()
+		<-s.committer
+		if err := s.db.Close(); err != nil {
+			s.closeErr = fmt.Errorf("boltstore: close: %w", err)
+		}
+	})
+	return s.closeErr
+}
+
+// run is the committer: it forms and commits one group at a time until
+// reqs is closed and drained.
+func (s *Store) run() {
+	defer close(s.committer)
+	for r := range s.reqs {
+		s.commitGroup(r)
+		// Let the callers just released run before the next group forms:
+		// a caller that writes again at once then joins it instead of
+		// waiting a whole commit for the one after. This is a yield, not a
+		// timed wait: with nothing else runnable it returns at once.
+		runtime.Gosched()
+	}
+}
+
+// commitGroup runs first and every Update queued meanwhile (within the
+// group bounds) in one bbolt write transaction and commits it once.
+func (s *Store) commitGroup(first *request) {
+	batch := append(s.batch[:0], first)
+	var rejected []*request // failed to apply; removed from the group
+	defer func() {
+		clear(batch[:cap(batch)]) // drop references to finished requests
+		s.batch = batch[:0]
+	}()
+
+	for {
+		btx, err := s.db.Begin(true)
+		if err != nil {
+			err = fmt.Errorf("boltstore: begin: %w", err)
+			for _, r := range batch {
+				if r.err == nil && !r.panicked {
+					r.err = err
+				}
+			}
+			s.deliver(batch, rejected)
+			return
+		}
+		b := btx.Bucket([]byte(bucketName))
+		writes, nbytes := 0, 0
+		badApply := -1
+		for i := 0; ; i++ {
+			if i == len(batch) {
+				if writes >= s.opts.MaxGroupWrites || nbytes >= s.opts.MaxGroupBytes ||
+					len(batch) >= s.opts.MaxGroupCallers {
+					break
+				}
+				next := s.receive()
+				if next == nil {
+					break
+				}
+				batch = append(batch, next)
+			}
+			r := batch[i]
+			if !s.run1(r, b) {
+				continue
+			}
+			if err := r.t.apply(b); err != nil {
+				r.err, r.t = err, nil
+				badApply = i
+				break
+			}
+			writes += r.t.nWrite
+			nbytes += r.t.nBytes
+		}
+
+		if badApply >= 0 {
+			// The shared transaction holds part of a caller's writes and
+			// cannot be trusted: throw it away and run the rest again (a
+			// function may run more than once).
+			_ = btx.Rollback()
+			rejected = append(rejected, batch[badApply])
+			batch = append(batch[:badApply], batch[badApply+1:]...)
+			for _, r := range batch {
+				r.err, r.t, r.panicked, r.panicVal = nil, nil, false, nil
+			}
+			if len(batch) == 0 {
+				s.deliver(batch, rejected)
+				return
+			}
+			continue
+		}
+
+		if writes == 0 {
+			// Nothing to make durable: skip the fsync.
+			_ = btx.Rollback()
+			s.deliver(batch, rejected)
+			return
+		}
+		start := time.Now()
+		err = btx.Commit()
+		d := time.Since(start)
+		callers := 0
+		for _, r := range batch {
+			if r.t == nil {
+				continue
+			}
+			callers++
+			if err != nil {
+				r.err = fmt.Errorf("boltstore: commit: %w", err)
+			}
+		}
+		s.deliver(batch, rejected)
+		if err == nil && s.opts.Observer != nil {
+			s.opts.Observer.ObserveCommit(d, writes, callers)
+		}
+		return
+	}
+}
+
+// receive returns a queued request without waiting, or nil.
+func (s *Store) receive() *request {
+	select {
+	case r, ok := <-s.reqs:
+		if !ok {
+			return nil
+		}
+		return r
+	default:
+		return nil
+	}
+}
+
+// run1 runs r's function against a fresh overlay of b. It reports whether
+// the function succeeded, leaving its overlay in r.t; otherwise r holds
+// the outcome.
+func (s *Store) run1(r *request, b *bolt.Bucket) (ok bool) {
+	r.t = nil
+	if !r.state.CompareAndSwap(queued, taken) && r.state.Load() != taken {
+		return false // the caller gave up while it was queued
+	}
+	if err := r.ctx.Err(); err != nil {
+		r.err = err
+		return false
+	}
+	t := &tx{b: b}
+	defer func() {
+		t.done = true
+		if p := recover(); p != nil {
+			r.panicked, r.panicVal = true, p
+			ok = false
+		}
+	}()
+	err := r.fn(t)
+	switch {
+	case t.failed != nil:
+		// A failed write poisons the transaction even if fn ignored it.
+		r.err = t.failed
+	case err != nil:
+		r.err = err
+	default:
+		r.t = t
+		return true
+	}
+	return false
+}
+
+// deliver releases the callers of batch and rejected (skipping those that
+// gave up while queued).
+func (s *Store) deliver(batch, rejected []*request) {
+	for _, rs := range [][]*request{batch, rejected} {
+		for _, r := range rs {
+			r.t = nil
+			if r.state.Load() == canceled {
+				continue
+			}
+			close(r.done)
+		}
+	}
+}

@@ -1,0 +1,334 @@
+package memstore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"tokend/appliance"
+)
+
+// maxKeySize matches bbolt's limit so that a key accepted in tests is also
+// accepted in production.
+const maxKeySize = 32 << 10
+
+// errTxDone is returned by a Tx used after its function returned.
+var errTxDone = errors.New("memstore: transaction used after its function returned")
+
+// Option configures a Store.
+type Option func(*Store)
+
+// WithRetries makes every Update run its function n extra times before the
+// attempt that counts; the writes of the extra attempts are discarded. It
+// imitates etcd retrying a transaction on conflict, so tests can prove that
+// functions given to Update are retry safe. An error from any attempt ends
+// the Update with that error.
+func WithRetries(n int) Option {
+	return func(s *Store) {
+		if n > 0 {
+			s.retries = n
+		}
+	}
+}
+
+// Store is an in-memory appliance.Store. The zero value is not usable; call
+// New.
+type Store struct {
+	retries int
+
+	// writeMu serialises Update (and Close, which waits for the Update in
+	// flight).
+	writeMu sync.Mutex
+
+	// mu guards snap and closed. snap is never modified after it is
+	// published, so readers hold mu only to load the pointer.
+	mu     sync.RWMutex
+	snap   []appliance.KV
+	closed bool
+}
+
+var _ appliance.Store = (*Store)(nil)
+
+// New returns an empty Store.
+func New(opts ...Option) *Store {
+	s := &Store{}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// snapshot returns the current data, or ErrClosed.
+func (s *Store) snapshot() ([]appliance.KV, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, appliance.ErrClosed
+	}
+	return s.snap, nil
+}
+
+// View runs fn against the snapshot current when View starts; Updates that
+// commit while fn runs are invisible to it.
+func (s *Store) View(ctx context.Context, fn func(appliance.Tx) error) error {
+	if fn == nil {
+		return errors.New("memstore: View with nil function")
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	snap, err := s.snapshot()
+	if err != nil {
+		return err
+	}
+	tx := &tx{base: snap, readOnly: true}
+	defer tx.end()
+	return fn(tx)
+}
+
+// Update runs fn in a serialised read-write transaction and publishes its
+// writes if fn returns nil.
+func (s *Store) Update(ctx context.Context, fn func(appliance.Tx) error) error {
+	if fn == nil {
+		return errors.New("memstore: Update with nil function")
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	// The context may have ended while we waited for the lock.
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	base, err := s.snapshot()
+	if err != nil {
+		return err
+	}
+	var t *tx
+	for range s.retries + 1 {
+		t = &tx{base: base}
+		err := fn(t)
+		t.end()
+		if t.failed != nil {
+			// A failed write poisons the transaction even if fn ignored the
+			// error: nothing of it may be written.
+			return t.failed
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if len(t.keys) == 0 {
+		return nil
+	}
+	next := t.merged()
+	s.mu.Lock()
+	s.snap = next
+	s.mu.Unlock()
+	return nil
+}
+
+// Close releases the data. Later calls of View and Update return
+// appliance.ErrClosed; Close itself may be called more than once.
+func (s *Store) Close() error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	s.snap = nil
+	return nil
+}
+
+// write is one buffered Put (del false) or Delete (del true).
+type write struct {
+	value []byte
+	del   bool
+}
+
+// tx is a transaction over an immutable snapshot plus a write buffer that
+// the transaction's own reads see.
+type tx struct {
+	base     []appliance.KV
+	readOnly bool
+	done     bool
+
+	writes map[string]write
+	keys   []string // sorted keys of writes
+	nWrite int
+	nBytes int
+	failed error // first failed write; poisons the transaction
+}
+
+func (t *tx) end() { t.done = true }
+
+func (t *tx) Get(key []byte) ([]byte, error) {
+	if t.done {
+		return nil, errTxDone
+	}
+	if w, ok := t.writes[string(key)]; ok {
+		if w.del {
+			return nil, appliance.ErrNotFound
+		}
+		return clone(w.value), nil
+	}
+	i, ok := slices.BinarySearchFunc(t.base, key, cmpKV)
+	if !ok {
+		return nil, appliance.ErrNotFound
+	}
+	return clone(t.base[i].Value), nil
+}
+
+func (t *tx) Put(key, value []byte) error {
+	return t.write(key, value, false)
+}
+
+func (t *tx) Delete(key []byte) error {
+	return t.write(key, nil, true)
+}
+
+func (t *tx) write(key, value []byte, del bool) error {
+	switch {
+	case t.done:
+		return errTxDone
+	case t.readOnly:
+		return appliance.ErrReadOnly
+	case t.failed != nil:
+		return t.failed
+	}
+	if len(key) == 0 || len(key) > maxKeySize {
+		t.failed = fmt.Errorf("memstore: key of %d bytes: must be 1..%d bytes", len(key), maxKeySize)
+		return t.failed
+	}
+	n := len(key) + len(value)
+	if t.nWrite+1 > appliance.MaxTxWrites || t.nBytes+n > appliance.MaxTxBytes {
+		t.failed = fmt.Errorf("memstore: write %d (%d bytes so far, +%d): %w",
+			t.nWrite+1, t.nBytes, n, appliance.ErrTxTooLarge)
+		return t.failed
+	}
+	t.nWrite++
+	t.nBytes += n
+	if t.writes == nil {
+		t.writes = make(map[string]write)
+	}
+	k := string(key) // copies
+	if _, seen := t.writes[k]; !seen {
+		i, _ := slices.BinarySearch(t.keys, k)
+		t.keys = slices.Insert(t.keys, i, k)
+	}
+	w := write{del: del}
+	if !del {
+		w.value = clone(value)
+	}
+	t.writes[k] = w
+	return nil
+}
+
+func (t *tx) Scan(prefix, after []byte, limit int) ([]appliance.KV, error) {
+	if t.done {
+		return nil, errTxDone
+	}
+	from, exclusive := prefix, false
+	if after != nil && bytes.Compare(after, prefix) >= 0 {
+		from, exclusive = after, true
+	}
+	// First index whose key is >= from (or > from when exclusive).
+	i := lowerBound(len(t.base), func(i int) int { return bytes.Compare(t.base[i].Key, from) }, exclusive)
+	j := lowerBound(len(t.keys), func(j int) int { return bytes.Compare([]byte(t.keys[j]), from) }, exclusive)
+
+	var out []appliance.KV
+	for limit <= 0 || len(out) < limit {
+		var (
+			key   []byte
+			value []byte
+			del   bool
+		)
+		switch {
+		case i < len(t.base) && j < len(t.keys):
+			c := bytes.Compare(t.base[i].Key, []byte(t.keys[j]))
+			switch {
+			case c < 0:
+				key, value = t.base[i].Key, t.base[i].Value
+				i++
+			case c > 0:
+				key = []byte(t.keys[j])
+				w := t.writes[t.keys[j]]
+				value, del = w.value, w.del
+				j++
+			default: // the write shadows the stored pair
+				key = []byte(t.keys[j])
+				w := t.writes[t.keys[j]]
+				value, del = w.value, w.del
+				i++
+				j++
+			}
+		case i < len(t.base):
+			key, value = t.base[i].Key, t.base[i].Value
+			i++
+		case j < len(t.keys):
+			key = []byte(t.keys[j])
+			w := t.writes[t.keys[j]]
+			value, del = w.value, w.del
+			j++
+		default:
+			return out, nil
+		}
+		// Keys with the prefix are contiguous and we started at or after
+		// the prefix, so the first key without it ends the scan.
+		if !bytes.HasPrefix(key, prefix) {
+			break
+		}
+		if del {
+			continue
+		}
+		out = append(out, appliance.KV{Key: clone(key), Value: clone(value)})
+	}
+	return out, nil
+}
+
+// merged returns a new sorted snapshot: base with the writes applied. Stored
+// slices are shared between snapshots; nobody modifies them.
+func (t *tx) merged() []appliance.KV {
+	out := make([]appliance.KV, 0, len(t.base)+len(t.keys))
+	i := 0
+	for _, k := range t.keys {
+		kb := []byte(k)
+		for i < len(t.base) && bytes.Compare(t.base[i].Key, kb) < 0 {
+			out = append(out, t.base[i])
+			i++
+		}
+		if i < len(t.base) && bytes.Equal(t.base[i].Key, kb) {
+			i++
+		}
+		if w := t.writes[k]; !w.del {
+			out = append(out, appliance.KV{Key: kb, Value: w.value})
+		}
+	}
+	return append(out, t.base[i:]...)
+}
+
+// lowerBound returns the first index in [0,n) whose key compares > 0 to the
+// bound, or >= 0 when the bound is inclusive; cmp(i) compares key i to it.
+func lowerBound(n int, cmp func(int) int, exclusive bool) int {
+	lo, hi := 0, n
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		c := cmp(m)
+		if c < 0 || (c == 0 && exclusive) {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo
+}
+
+func cmpKV(kv appliance.KV, key []byte) int { return bytes.Compare(kv.Key, key) }
+
+// clone returns a copy of b that is never nil, so an empty value reads back
+// as an empty, non-nil slice.
+func clone(b []byte) []byte { return append(make([]byte, 0, len(b)), b...) }
