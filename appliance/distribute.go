@@ -54,6 +54,7 @@ func (s *Service) Distribute(ctx context.Context, serial, profile string) (Distr
 	if profile == "" {
 		return Distribution{}, &ValidationError{Problems: []FieldError{{"profile", "required"}}}
 	}
+	ctkipURL := s.CTKIPURL()
 	code, err := s.newCode()
 	if err != nil {
 		return Distribution{}, err
@@ -96,8 +97,8 @@ func (s *Service) Distribute(ctx context.Context, serial, profile string) (Distr
 		if err := putToken(tx, t, &old); err != nil {
 			return err
 		}
-		out = Distribution{Serial: serial, Profile: profile, CTKIPURL: s.ctkip, ActivationCode: Secret(code),
-			ExpiresAt: rec.ExpiresAt, DeviceURL: Secret(deviceURL(p.DeviceType, s.ctkip, code))}
+		out = Distribution{Serial: serial, Profile: profile, CTKIPURL: ctkipURL, ActivationCode: Secret(code),
+			ExpiresAt: rec.ExpiresAt, DeviceURL: Secret(deviceURL(p.DeviceType, ctkipURL, code))}
 		return nil
 	})
 	return out, err

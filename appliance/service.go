@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"tokend/appliance/seal"
@@ -36,7 +37,7 @@ type Config struct {
 type Service struct {
 	store   Store
 	sealer  *seal.Sealer
-	ctkip   string
+	ctkip   atomic.Pointer[string]
 	codeTTL time.Duration
 	log     *slog.Logger
 	now     func() time.Time
@@ -50,8 +51,9 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Store == nil || cfg.Sealer == nil {
 		return nil, errors.New("appliance: Store and Sealer are required")
 	}
-	s := &Service{store: cfg.Store, sealer: cfg.Sealer, ctkip: cfg.CTKIPURL, codeTTL: cfg.DefaultCodeTTL,
+	s := &Service{store: cfg.Store, sealer: cfg.Sealer, codeTTL: cfg.DefaultCodeTTL,
 		log: cfg.Logger, now: cfg.Now, rand: cfg.Rand, policy: cfg.Auth.withDefaults(), authRec: cfg.AuthRecorder}
+	s.SetCTKIPURL(cfg.CTKIPURL)
 	if s.codeTTL <= 0 {
 		s.codeTTL = 7 * 24 * time.Hour
 	}
@@ -95,6 +97,13 @@ func (s *Service) Init(ctx context.Context) error {
 		return nil
 	})
 }
+
+// SetCTKIPURL changes the CT-KIP URL put into new distributions (main sets
+// it once the listener's port is known).
+func (s *Service) SetCTKIPURL(u string) { s.ctkip.Store(&u) }
+
+// CTKIPURL returns the CT-KIP URL put into distributions.
+func (s *Service) CTKIPURL() string { return *s.ctkip.Load() }
 
 // Store returns the underlying store (for backup and metrics in main).
 func (s *Service) Store() Store { return s.store }

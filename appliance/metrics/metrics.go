@@ -101,7 +101,7 @@ func (m *Metrics) CTKIPExchange(d time.Duration) { m.ctkipLatency.Observe(d.Seco
 func (m *Metrics) AuthDecision(result, reason string) { m.authDecision.WithLabelValues(result, reason).Inc() }
 
 // ObserveCommit records one durable commit of a group of transactions.
-func (m *Metrics) ObserveCommit(d time.Duration, writes int) {
+func (m *Metrics) ObserveCommit(d time.Duration, writes, _ int) {
 	m.commitLat.Observe(d.Seconds())
 	m.commitWrites.Add(float64(writes))
 }

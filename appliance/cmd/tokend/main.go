@@ -105,6 +105,11 @@ func (a *app) newRootCmd() *cobra.Command {
 	root.AddCommand(
 		a.newServeCmd(),
 		a.newVersionCmd(),
+		a.newProvisionCmd(),
+		a.newTokencodeCmd(),
+		a.newAuditCmd(),
+		a.newBackupCmd(),
+		a.newRestoreCmd(),
 	)
 	return root
 }

@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"tokend/admin"
+	"tokend/appliance"
+	"tokend/appliance/internal/boltstore"
+	"tokend/appliance/metrics"
+	"tokend/appliance/seal"
+	"tokend/ctkip"
+)
+
+// The admin API is the appliance Service's only admin door.
+var _ admin.Service = (*appliance.Service)(nil)
+
+// ctkipPath is where devices find the CT-KIP service (RSA's path).
+const ctkipPath = "/ctkip/services/CtkipService"
+
+// adminTokenName names the API token whose secret lives in DATA_DIR/admin-token.
+const adminTokenName = "admin-token-file"
+
+// runServe wires the appliance from env and serves until ctx ends.
+func runServe(ctx context.Context, env *serveEnv) error {
+	cfg, log := env.Config, env.Logger
+	m := metrics.New(version)
+	store, err := boltstore.Open(env.Paths.DB, boltstore.Options{Observer: m})
+	if errors.Is(err, boltstore.ErrLocked) {
+		return fmt.Errorf("data dir %s is in use by another tokend (%s is locked)", env.Paths.DataDir, env.Paths.DB)
+	}
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	defer func() {
+		if err := store.Close(); err != nil {
+			log.Error("closing the store", "err", err)
+		}
+	}()
+	sealer, err := seal.New(env.MasterKey, env.Rand)
+	if err != nil {
+		return err
+	}
+	svc, err := appliance.New(appliance.Config{Store: store, Sealer: sealer, CTKIPURL: strings.TrimRight(env.CTKIPPublicURL, "/") + ctkipPath,
+		DefaultCodeTTL: cfg.ActivationCodeTTL, AuthRecorder: m, Logger: log, Now: env.Now, Rand: env.Rand})
+	if err != nil {
+		return err
+	}
+	sys := appliance.WithActor(ctx, appliance.Actor{ID: "system", Name: "system"})
+	if err := svc.Init(sys); err != nil {
+		if errors.Is(err, seal.ErrWrongKey) {
+			return fmt.Errorf("master key %s is not the key of the store %s", env.MasterKeyPath, env.Paths.DB)
+		}
+		return fmt.Errorf("init store: %w", err)
+	}
+	if err := ensureAdminToken(sys, svc, env); err != nil {
+		return err
+	}
+	key, err := svc.CTKIPKey(sys, cfg.CTKIP.RSABits)
+	if err != nil {
+		return err
+	}
+	m.RegisterInventory(svc, store.Size, log)
+	m.TLSExpiry("admin", env.TLS.Leaf.NotAfter)
+	m.TLSExpiry("ctkip", env.TLS.Leaf.NotAfter)
+
+	var ready atomic.Bool
+	adm := admin.New(svc, admin.Options{Logger: log, Now: env.Now, Metrics: m.HTTP("admin"), AccessLog: true,
+		Ready: func() error {
+			if !ready.Load() {
+				return errors.New("listeners not bound yet")
+			}
+			return nil
+		}})
+	mountMetrics(adm, m, cfg.Metrics.Auth)
+
+	ct, err := ctkip.NewServer(ctkip.Config{Key: key, Backend: ctkipBackend{svc: svc},
+		Limiter:  newGuessLimiter(cfg.CTKIP.RatePerClient, cfg.CTKIP.BurstPerClient, cfg.CTKIP.RateTotal, cfg.CTKIP.BurstTotal, log),
+		Recorder: ctkipRecorder{m: m, svc: svc, log: log}, Logger: log, Now: env.Now, Rand: env.Rand, SessionTTL: cfg.CTKIP.SessionTTL})
+	if err != nil {
+		return err
+	}
+	ctMux := http.NewServeMux()
+	ctMux.Handle(ctkipPath, ct)
+	ctMux.Handle("/", ct)
+
+	group := env.newServerGroup(
+		namedServer{Name: "admin", Addr: cfg.AdminListen, Server: newHTTPServer("admin", adm, log), TLS: env.AdminTLS},
+		namedServer{Name: "ctkip", Addr: cfg.CTKIPListen, Server: newHTTPServer("ctkip", observed(ctMux, m.HTTP("ctkip"), log), log), TLS: env.CTKIPTLS},
+	)
+	group.Ready = func(addrs map[string]net.Addr) error {
+		if a, ok := addrs["ctkip"]; ok && cfg.CTKIPPublicURL == "" {
+			svc.SetCTKIPURL(strings.TrimRight(publicURL("", a.String(), env.Hostname), "/") + ctkipPath)
+		}
+		ready.Store(true)
+		log.Info("tokend ready", "admin", addrs["admin"].String(), "ctkip", addrs["ctkip"].String(), "ctkip_url", svc.CTKIPURL(),
+			"data_dir", env.Paths.DataDir)
+		return nil
+	}
+	return group.Run(ctx)
+}
+
+// ensureAdminToken (re)creates the bootstrap super-admin token when its file
+// is missing, and prints only the file's path.
+func ensureAdminToken(ctx context.Context, svc *appliance.Service, env *serveEnv) error {
+	if _, err := os.Stat(env.Paths.AdminToken); err == nil {
+		return nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("admin token file: %w", err)
+	}
+	_, secret, err := svc.ReplaceNamedAPIToken(ctx, adminTokenName, appliance.RoleSuperAdmin)
+	if err != nil {
+		return fmt.Errorf("create the admin API token: %w", err)
+	}
+	if err := writeSecretFile(env.Paths.AdminToken, []byte(secret.Reveal()+"\n")); err != nil {
+		return fmt.Errorf("write the admin API token: %w", err)
+	}
+	fmt.Fprintf(env.Stdout, "tokend: super-admin API token written to %s\n", env.Paths.AdminToken)
+	return nil
+}
+
+// mountMetrics serves /metrics on the admin listener, open or behind a
+// bearer token of any role.
+func mountMetrics(adm *admin.Server, m *metrics.Metrics, auth string) {
+	h := gin.WrapH(promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
+	if auth == "token" {
+		adm.Engine().GET("/metrics", adm.Authenticate(), h)
+		return
+	}
+	adm.Engine().GET("/metrics", h)
+}
+
+// observed adds per-route metrics and an access log line to a mux-served
+// listener (the admin API does the same inside Gin).
+func observed(mux *http.ServeMux, rec metrics.HTTPRecorder, log *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		mux.ServeHTTP(sw, r)
+		_, pattern := mux.Handler(r)
+		d := time.Since(start)
+		rec.ObserveHTTP(pattern, r.Method, sw.status, d)
+		log.Info("http", "listener", "ctkip", "method", r.Method, "route", pattern, "status", sw.status,
+			"duration_ms", float64(d.Microseconds())/1000, "remote", r.RemoteAddr)
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
