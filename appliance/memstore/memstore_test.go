@@ -15,6 +15,14 @@ func TestConformance(t *testing.T) {
 
 // TestConformanceWithRetries runs the suite with every Update function run
 // twice, the first attempt's writes discarded, as etcd may do.
+func TestServiceScenario(t *testing.T) {
+	storetest.RunService(t, func(t *testing.T) appliance.Store { return memstore.New() })
+}
+
+func TestServiceScenarioWithRetries(t *testing.T) {
+	storetest.RunService(t, func(t *testing.T) appliance.Store { return memstore.New(memstore.WithRetries(1)) })
+}
+
 func TestConformanceWithRetries(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) appliance.Store { return memstore.New(memstore.WithRetries(1)) })
 }

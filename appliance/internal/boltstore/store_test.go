@@ -32,6 +32,10 @@ func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) appliance.Store { return openTemp(t, Options{}) })
 }
 
+func TestServiceScenario(t *testing.T) {
+	storetest.RunService(t, func(t *testing.T) appliance.Store { return openTemp(t, Options{}) })
+}
+
 // TestConformanceNoGrouping runs the suite with group commit off (one
 // Update per commit), the path a lone writer takes.
 func TestConformanceNoGrouping(t *testing.T) {
