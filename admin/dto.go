@@ -1,0 +1,294 @@
+package admin
+
+import (
+	"time"
+
+	"tokend/appliance"
+)
+
+// The JSON documents of the API. They are separate from the domain types so
+// that a field added to a domain type (a sealed seed, a hash) never reaches a
+// client by accident, and so the wire names stay stable when the domain
+// changes. Zero times render as null.
+
+func optTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+func optString(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// Page is one page of a listing.
+type Page[T any] struct {
+	Items      []T    `json:"items"`
+	NextCursor string `json:"next_cursor"`
+	Total      int    `json:"total"`
+}
+
+// List is a listing that is not paged.
+type List[T any] struct {
+	Items []T `json:"items"`
+}
+
+// --- users
+
+type createUserRequest struct {
+	UserName    string `json:"user_name"`
+	DisplayName string `json:"display_name"`
+	Email       string `json:"email"`
+}
+
+// UserDTO is a user.
+type UserDTO struct {
+	ID            string     `json:"id"`
+	UserName      string     `json:"user_name"`
+	DisplayName   string     `json:"display_name"`
+	Email         string     `json:"email"`
+	Source        string     `json:"source"`
+	ExternalID    *string    `json:"external_id"`
+	Active        bool       `json:"active"`
+	CreatedAt     time.Time  `json:"created_at"`
+	UpdatedAt     time.Time  `json:"updated_at"`
+	DeactivatedAt *time.Time `json:"deactivated_at"`
+}
+
+// UserViewDTO is a user with the tokens assigned to them.
+type UserViewDTO struct {
+	UserDTO
+	Tokens []TokenDTO `json:"tokens"`
+}
+
+func userDTO(u appliance.User) UserDTO {
+	return UserDTO{ID: u.ID, UserName: u.UserName, DisplayName: u.DisplayName, Email: u.Email, Source: u.Source,
+		ExternalID: optString(u.ExternalID), Active: u.Active, CreatedAt: u.CreatedAt.UTC(), UpdatedAt: u.UpdatedAt.UTC(),
+		DeactivatedAt: optTime(u.DeactivatedAt)}
+}
+
+func userViewDTO(v appliance.UserView) UserViewDTO {
+	out := UserViewDTO{UserDTO: userDTO(v.User), Tokens: make([]TokenDTO, 0, len(v.Tokens))}
+	for _, t := range v.Tokens {
+		out.Tokens = append(out.Tokens, tokenDTO(t))
+	}
+	return out
+}
+
+// --- tokens
+
+// TokenDTO is a token without its secrets: no seed, no code hash.
+type TokenDTO struct {
+	Serial      string     `json:"serial"`
+	Kind        string     `json:"kind"`
+	Algorithm   string     `json:"algorithm"`
+	Digits      int        `json:"digits"`
+	Interval    int        `json:"interval"`
+	ExpiresAt   *time.Time `json:"expires_at"`
+	State       string     `json:"state"`
+	Provisioned bool       `json:"provisioned"`
+	// ActivationPending tells that an activation code is outstanding.
+	ActivationPending bool       `json:"activation_pending"`
+	UserID            *string    `json:"user_id"`
+	ManagedBy         string     `json:"managed_by"`
+	Profile           *string    `json:"profile"`
+	PINMode           *string    `json:"pin_mode"`
+	CreatedAt         *time.Time `json:"created_at"`
+	UpdatedAt         *time.Time `json:"updated_at"`
+	AssignedAt        *time.Time `json:"assigned_at"`
+	ProvisionedAt     *time.Time `json:"provisioned_at"`
+	LastUsedAt        *time.Time `json:"last_used_at"`
+}
+
+func tokenDTO(t appliance.Token) TokenDTO {
+	return TokenDTO{Serial: t.Serial, Kind: t.Kind, Algorithm: t.Algorithm, Digits: t.Digits, Interval: t.Interval,
+		ExpiresAt: optTime(t.ExpiresAt), State: t.State, Provisioned: t.Provisioned, ActivationPending: len(t.CodeHash) > 0,
+		UserID: optString(t.UserID), ManagedBy: t.ManagedBy, Profile: optString(t.Profile), PINMode: optString(t.PINMode),
+		CreatedAt: optTime(t.CreatedAt), UpdatedAt: optTime(t.UpdatedAt), AssignedAt: optTime(t.AssignedAt),
+		ProvisionedAt: optTime(t.ProvisionedAt), LastUsedAt: optTime(t.LastUsedAt)}
+}
+
+type assignRequest struct {
+	Serials []string `json:"serials"`
+}
+
+// --- imports
+
+// RowDTO is one line of an import report.
+type RowDTO struct {
+	Row    int    `json:"row"`
+	Serial string `json:"serial,omitempty"`
+	Reason string `json:"reason"`
+}
+
+// ImportJobDTO is an import report.
+type ImportJobDTO struct {
+	JobID         string     `json:"job_id"`
+	Format        string     `json:"format"`
+	DryRun        bool       `json:"dry_run"`
+	OnDuplicate   string     `json:"on_duplicate"`
+	Status        string     `json:"status"`
+	Imported      int        `json:"imported"`
+	Overwritten   int        `json:"overwritten"`
+	Skipped       int        `json:"skipped"`
+	Rejected      []RowDTO   `json:"rejected,omitempty"`
+	RejectedTotal int        `json:"rejected_total"`
+	SkippedRows   []RowDTO   `json:"skipped_rows,omitempty"`
+	Error         string     `json:"error,omitempty"`
+	Actor         string     `json:"actor"`
+	StartedAt     *time.Time `json:"started_at"`
+	FinishedAt    *time.Time `json:"finished_at"`
+}
+
+func rowDTOs(rows []appliance.RowReport) []RowDTO {
+	out := make([]RowDTO, 0, len(rows))
+	for _, r := range rows {
+		out = append(out, RowDTO(r))
+	}
+	return out
+}
+
+// importJobDTO renders a report; withRows adds its per-row lines (always
+// present, possibly empty, on a single report; absent in listings).
+func importJobDTO(j appliance.ImportJob, withRows bool) ImportJobDTO {
+	out := ImportJobDTO{JobID: j.ID, Format: j.Format, DryRun: j.DryRun, OnDuplicate: j.OnDuplicate, Status: j.Status,
+		Imported: j.Imported, Overwritten: j.Overwritten, Skipped: j.Skipped, RejectedTotal: j.RejectedTotal,
+		Error: j.Error, Actor: j.Actor, StartedAt: optTime(j.StartedAt), FinishedAt: optTime(j.FinishedAt)}
+	if withRows {
+		out.Rejected, out.SkippedRows = rowDTOs(j.Rejected), rowDTOs(j.SkippedRows)
+	}
+	return out
+}
+
+// --- profiles
+
+// ProfileDTO is a software token profile. ActivationCodeTTL is a Go
+// duration string ("168h0m0s") both ways.
+type ProfileDTO struct {
+	Name              string     `json:"name"`
+	DeviceType        string     `json:"device_type"`
+	DeliveryMethod    string     `json:"delivery_method"`
+	Digits            int        `json:"digits"`
+	Interval          int        `json:"interval"`
+	PINMode           string     `json:"pin_mode"`
+	ActivationCodeTTL string     `json:"activation_code_ttl"`
+	DisplayName       string     `json:"display_name"`
+	HelpText          string     `json:"help_text"`
+	CreatedAt         *time.Time `json:"created_at,omitempty"`
+	UpdatedAt         *time.Time `json:"updated_at,omitempty"`
+}
+
+type profileRequest struct {
+	Name              string `json:"name"`
+	DeviceType        string `json:"device_type"`
+	DeliveryMethod    string `json:"delivery_method"`
+	Digits            int    `json:"digits"`
+	Interval          int    `json:"interval"`
+	PINMode           string `json:"pin_mode"`
+	ActivationCodeTTL string `json:"activation_code_ttl"`
+	DisplayName       string `json:"display_name"`
+	HelpText          string `json:"help_text"`
+}
+
+func (r profileRequest) profile() (appliance.Profile, error) {
+	p := appliance.Profile{Name: r.Name, DeviceType: r.DeviceType, DeliveryMethod: r.DeliveryMethod, Digits: r.Digits,
+		Interval: r.Interval, PINMode: r.PINMode, DisplayName: r.DisplayName, HelpText: r.HelpText}
+	if r.ActivationCodeTTL != "" {
+		d, err := time.ParseDuration(r.ActivationCodeTTL)
+		if err != nil {
+			return p, invalid("activation_code_ttl", `must be a duration such as "168h" or "30m"`)
+		}
+		p.ActivationCodeTTL = d
+	}
+	return p, nil
+}
+
+func profileDTO(p appliance.Profile) ProfileDTO {
+	return ProfileDTO{Name: p.Name, DeviceType: p.DeviceType, DeliveryMethod: p.DeliveryMethod, Digits: p.Digits,
+		Interval: p.Interval, PINMode: p.PINMode, ActivationCodeTTL: p.ActivationCodeTTL.String(),
+		DisplayName: p.DisplayName, HelpText: p.HelpText, CreatedAt: optTime(p.CreatedAt), UpdatedAt: optTime(p.UpdatedAt)}
+}
+
+// --- distribution
+
+type distributeRequest struct {
+	Profile string `json:"profile"`
+}
+
+// DistributionDTO is shown once: it carries the activation code.
+type DistributionDTO struct {
+	Serial         string    `json:"serial"`
+	Profile        string    `json:"profile"`
+	CTKIPURL       string    `json:"ctkip_url"`
+	ActivationCode string    `json:"activation_code"`
+	ExpiresAt      time.Time `json:"expires_at"`
+	DeviceURL      string    `json:"device_url"`
+	QRCodeURL      string    `json:"qr_code_url"`
+}
+
+// --- audit
+
+// ActorDTO is who did something.
+type ActorDTO struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	Role string `json:"role"`
+}
+
+// AuditRecordDTO is one audit record.
+type AuditRecordDTO struct {
+	Seq     uint64    `json:"seq"`
+	Time    time.Time `json:"time"`
+	Actor   ActorDTO  `json:"actor"`
+	Action  string    `json:"action"`
+	UserID  string    `json:"user_id"`
+	Serial  string    `json:"serial"`
+	Target  string    `json:"target"`
+	Outcome string    `json:"outcome"`
+	Reason  string    `json:"reason"`
+	Detail  string    `json:"detail"`
+	Hash    string    `json:"hash"`
+	Prev    string    `json:"prev"`
+}
+
+// AuditPageDTO is one page of the audit trail, oldest first.
+type AuditPageDTO struct {
+	Items      []AuditRecordDTO `json:"items"`
+	NextCursor string           `json:"next_cursor"`
+}
+
+func auditDTO(r appliance.AuditRecord) AuditRecordDTO {
+	return AuditRecordDTO{Seq: r.Seq, Time: r.Time.UTC(), Actor: ActorDTO(r.Actor), Action: r.Action, UserID: r.UserID,
+		Serial: r.Serial, Target: r.Target, Outcome: r.Outcome, Reason: r.Reason, Detail: r.Detail, Hash: r.Hash, Prev: r.Prev}
+}
+
+// --- API tokens
+
+type createAPITokenRequest struct {
+	Name string `json:"name"`
+	Role string `json:"role"`
+}
+
+// APITokenDTO is an API token's metadata; never its hash.
+type APITokenDTO struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	Role      string    `json:"role"`
+	CreatedAt time.Time `json:"created_at"`
+	CreatedBy string    `json:"created_by"`
+}
+
+// NewAPITokenDTO is the one response that shows a new token.
+type NewAPITokenDTO struct {
+	APITokenDTO
+	Token string `json:"token"`
+}
+
+func apiTokenDTO(t appliance.APIToken) APITokenDTO {
+	return APITokenDTO{ID: t.ID, Name: t.Name, Role: t.Role, CreatedAt: t.CreatedAt.UTC(), CreatedBy: t.CreatedBy}
+}

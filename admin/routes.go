@@ -1,0 +1,67 @@
+package admin
+
+import (
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"tokend/appliance"
+)
+
+// route is one row of the routing and authorisation table.
+type route struct {
+	method  string
+	path    string // below APIPrefix, in gin syntax
+	public  bool   // no authentication
+	roles   []string
+	handler gin.HandlerFunc
+}
+
+// routes is the admin API: one row per endpoint with the roles allowed.
+// The agent role appears nowhere: agents use only the authentication API
+// (POST /api/v1/authenticate, mounted through Server.API by a later issue).
+// The QR code is withheld from auditors because it carries the activation
+// code.
+func (s *Server) routes() []route {
+	// readers may read users, tokens, profiles and import jobs; operators
+	// manage users and tokens (the help desk's daily work); profile writes
+	// and API tokens are the super admin's; the help desk is not given the
+	// audit trail.
+	readers := []string{appliance.RoleSuperAdmin, appliance.RoleHelpdesk, appliance.RoleAuditor}
+	operators := []string{appliance.RoleSuperAdmin, appliance.RoleHelpdesk}
+	superOnly := []string{appliance.RoleSuperAdmin}
+	auditReaders := []string{appliance.RoleSuperAdmin, appliance.RoleAuditor}
+	return []route{
+		{method: http.MethodGet, path: "/openapi.json", public: true, handler: s.openAPI},
+
+		{http.MethodPost, "/users", false, operators, s.createUser},
+		{http.MethodGet, "/users", false, readers, s.listUsers},
+		{http.MethodGet, "/users/:id", false, readers, s.getUser},
+		{http.MethodPost, "/users/:id/tokens", false, operators, s.assignTokens},
+		{http.MethodDelete, "/users/:id/tokens/:serial", false, operators, s.unassignToken},
+
+		{http.MethodPost, "/tokens/import", false, operators, s.importTokens},
+		{http.MethodGet, "/import-jobs", false, readers, s.listImportJobs},
+		{http.MethodGet, "/import-jobs/:id", false, readers, s.getImportJob},
+
+		{http.MethodGet, "/tokens", false, readers, s.listTokens},
+		{http.MethodGet, "/tokens/:serial", false, readers, s.getToken},
+		{http.MethodPost, "/tokens/:serial/enable", false, operators, s.setEnabled(true)},
+		{http.MethodPost, "/tokens/:serial/disable", false, operators, s.setEnabled(false)},
+		{http.MethodPost, "/tokens/:serial/distribution", false, operators, s.distribute},
+		{http.MethodDelete, "/tokens/:serial/distribution", false, operators, s.voidDistribution},
+		{http.MethodGet, "/tokens/:serial/distribution/qr.png", false, operators, s.qrCode},
+
+		{http.MethodPost, "/profiles", false, superOnly, s.createProfile},
+		{http.MethodGet, "/profiles", false, readers, s.listProfiles},
+		{http.MethodGet, "/profiles/:name", false, readers, s.getProfile},
+		{http.MethodPut, "/profiles/:name", false, superOnly, s.updateProfile},
+		{http.MethodDelete, "/profiles/:name", false, superOnly, s.deleteProfile},
+
+		{http.MethodGet, "/audit", false, auditReaders, s.listAudit},
+
+		{http.MethodPost, "/api-tokens", false, superOnly, s.createAPIToken},
+		{http.MethodGet, "/api-tokens", false, superOnly, s.listAPITokens},
+		{http.MethodDelete, "/api-tokens/:id", false, superOnly, s.revokeAPIToken},
+	}
+}

@@ -1,0 +1,170 @@
+package admin
+
+import (
+	"encoding/json"
+	"net/http"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"tokend/appliance"
+)
+
+// wantRoles is the authorisation table written out independently of
+// routes.go: S superadmin, H helpdesk, A auditor, G agent; "public" for no
+// authentication.
+var wantRoles = map[string]string{
+	"GET /api/v1/openapi.json":                       "public",
+	"POST /api/v1/users":                             "SH",
+	"GET /api/v1/users":                              "SHA",
+	"GET /api/v1/users/:id":                          "SHA",
+	"POST /api/v1/users/:id/tokens":                  "SH",
+	"DELETE /api/v1/users/:id/tokens/:serial":        "SH",
+	"POST /api/v1/tokens/import":                     "SH",
+	"GET /api/v1/import-jobs":                        "SHA",
+	"GET /api/v1/import-jobs/:id":                    "SHA",
+	"GET /api/v1/tokens":                             "SHA",
+	"GET /api/v1/tokens/:serial":                     "SHA",
+	"POST /api/v1/tokens/:serial/enable":             "SH",
+	"POST /api/v1/tokens/:serial/disable":            "SH",
+	"POST /api/v1/tokens/:serial/distribution":       "SH",
+	"DELETE /api/v1/tokens/:serial/distribution":     "SH",
+	"GET /api/v1/tokens/:serial/distribution/qr.png": "SH",
+	"POST /api/v1/profiles":                          "S",
+	"GET /api/v1/profiles":                           "SHA",
+	"GET /api/v1/profiles/:name":                     "SHA",
+	"PUT /api/v1/profiles/:name":                     "S",
+	"DELETE /api/v1/profiles/:name":                  "S",
+	"GET /api/v1/audit":                              "SA",
+	"POST /api/v1/api-tokens":                        "S",
+	"GET /api/v1/api-tokens":                         "S",
+	"DELETE /api/v1/api-tokens/:id":                  "S",
+}
+
+var roleLetters = map[string]string{
+	appliance.RoleSuperAdmin: "S", appliance.RoleHelpdesk: "H", appliance.RoleAuditor: "A", appliance.RoleAgent: "G",
+}
+
+var pathParam = regexp.MustCompile(`:([a-z]+)`)
+
+func samplePath(p string) string {
+	return pathParam.ReplaceAllStringFunc(p, func(m string) string {
+		if m == ":serial" {
+			return "000000000001"
+		}
+		return "x"
+	})
+}
+
+// TestRoles requests every route as every role and checks that exactly the
+// roles of the table get past authorisation, and that no role-less request
+// gets past authentication.
+func TestRoles(t *testing.T) {
+	e := newEnv(t)
+	var seen []string
+	for _, r := range e.srv.Engine().Routes() {
+		if !strings.HasPrefix(r.Path, APIPrefix) {
+			continue
+		}
+		key := r.Method + " " + r.Path
+		seen = append(seen, key)
+		allowed, ok := wantRoles[key]
+		if !ok {
+			t.Errorf("route %s is not in the expected role table", key)
+			continue
+		}
+		for role, letter := range roleLetters {
+			t.Run(key+" as "+role, func(t *testing.T) {
+				w := e.do(req{method: r.Method, path: samplePath(r.Path), role: role, body: strings.NewReader("")})
+				switch {
+				case allowed == "public" || strings.Contains(allowed, letter):
+					if w.Code == http.StatusForbidden || w.Code == http.StatusUnauthorized {
+						t.Errorf("%s is refused (%d) but should be allowed: %s", role, w.Code, w.Body)
+					}
+				default:
+					wantProblem(t, w, http.StatusForbidden, CodeForbidden)
+				}
+			})
+		}
+		t.Run(key+" anonymously", func(t *testing.T) {
+			w := e.do(req{method: r.Method, path: samplePath(r.Path), body: strings.NewReader("")})
+			if allowed == "public" {
+				if w.Code != http.StatusOK {
+					t.Errorf("public route answered %d", w.Code)
+				}
+				return
+			}
+			wantProblem(t, w, http.StatusUnauthorized, CodeUnauthenticated)
+		})
+	}
+	var want []string
+	for k := range wantRoles {
+		want = append(want, k)
+	}
+	sort.Strings(want)
+	sort.Strings(seen)
+	if diff := cmp.Diff(want, seen); diff != "" {
+		t.Errorf("routes (-table +router):\n%s", diff)
+	}
+}
+
+// TestOpenAPIMatchesRouter keeps openapi.json in step with the router and
+// the role table: every route has an operation with the same roles, and
+// every operation has a route.
+func TestOpenAPIMatchesRouter(t *testing.T) {
+	e := newEnv(t)
+	w := e.do(req{method: "GET", path: "/api/v1/openapi.json"})
+	var doc struct {
+		OpenAPI string `json:"openapi"`
+		Paths   map[string]map[string]struct {
+			OperationID string   `json:"operationId"`
+			Roles       []string `json:"x-tokend-roles"`
+		} `json:"paths"`
+	}
+	want(t, w, http.StatusOK, &doc)
+	if doc.OpenAPI != "3.1.0" {
+		t.Errorf("openapi %q", doc.OpenAPI)
+	}
+	docRoles := map[string][]string{}
+	ids := map[string]bool{}
+	for p, ops := range doc.Paths {
+		for method, op := range ops {
+			if method == "parameters" {
+				continue
+			}
+			ginPath := regexp.MustCompile(`\{([a-z_]+)\}`).ReplaceAllString(p, ":$1")
+			docRoles[strings.ToUpper(method)+" "+ginPath] = op.Roles
+			if op.OperationID == "" || ids[op.OperationID] {
+				t.Errorf("%s %s: operationId %q missing or repeated", method, p, op.OperationID)
+			}
+			ids[op.OperationID] = true
+		}
+	}
+	routerRoles := map[string][]string{"GET /healthz": {}, "GET /readyz": {}}
+	for _, r := range e.srv.routes() {
+		roles := slices.Clone(r.roles)
+		if roles == nil {
+			roles = []string{}
+		}
+		routerRoles[r.method+" "+APIPrefix+r.path] = roles
+	}
+	for _, r := range e.srv.Engine().Routes() {
+		if _, ok := routerRoles[r.Method+" "+r.Path]; !ok {
+			t.Errorf("route %s %s is mounted but not in the route table", r.Method, r.Path)
+		}
+	}
+	if len(e.srv.Engine().Routes()) != len(routerRoles) {
+		t.Errorf("router has %d routes, table %d", len(e.srv.Engine().Routes()), len(routerRoles))
+	}
+	if diff := cmp.Diff(routerRoles, docRoles); diff != "" {
+		t.Errorf("OpenAPI operations and their x-tokend-roles (-router +document):\n%s", diff)
+	}
+	var raw map[string]any
+	if err := json.Unmarshal([]byte(openAPIDoc), &raw); err != nil {
+		t.Fatal(err)
+	}
+}

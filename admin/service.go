@@ -1,0 +1,43 @@
+package admin
+
+import (
+	"context"
+
+	"tokend/appliance"
+)
+
+// Service is the part of *appliance.Service the admin API calls. It is
+// declared here, by the consumer, so tests and other doors can see at a
+// glance what the admin API can do.
+type Service interface {
+	AuthenticateAPIToken(ctx context.Context, secret string) (appliance.Actor, error)
+
+	CreateUser(ctx context.Context, in appliance.NewUser) (appliance.UserView, error)
+	GetUser(ctx context.Context, id string) (appliance.UserView, error)
+	ListUsers(ctx context.Context, q appliance.UserQuery) (appliance.UserPage, error)
+
+	GetToken(ctx context.Context, serial string) (appliance.Token, error)
+	ListTokens(ctx context.Context, q appliance.TokenQuery) (appliance.TokenPage, error)
+	SetTokenEnabled(ctx context.Context, serial string, enabled bool) (appliance.Token, error)
+	AssignTokens(ctx context.Context, userID string, serials []string) (appliance.UserView, error)
+	UnassignToken(ctx context.Context, userID, serial string) error
+
+	ImportTokens(ctx context.Context, req appliance.ImportRequest) (appliance.ImportJob, error)
+	GetImportJob(ctx context.Context, id string) (appliance.ImportJob, error)
+	ListImportJobs(ctx context.Context, limit int) ([]appliance.ImportJob, error)
+
+	CreateProfile(ctx context.Context, p appliance.Profile) (appliance.Profile, error)
+	UpdateProfile(ctx context.Context, name string, p appliance.Profile) (appliance.Profile, error)
+	DeleteProfile(ctx context.Context, name string) error
+	GetProfile(ctx context.Context, name string) (appliance.Profile, error)
+	ListProfiles(ctx context.Context) ([]appliance.Profile, error)
+
+	Distribute(ctx context.Context, serial, profile string) (appliance.Distribution, error)
+	VoidDistribution(ctx context.Context, serial string) error
+
+	ListAudit(ctx context.Context, q appliance.AuditQuery) (appliance.AuditPage, error)
+
+	CreateAPIToken(ctx context.Context, name, role string) (appliance.APIToken, appliance.Secret, error)
+	ListAPITokens(ctx context.Context) ([]appliance.APIToken, error)
+	RevokeAPIToken(ctx context.Context, id string) error
+}
