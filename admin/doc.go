@@ -1,9 +1,11 @@
 // Package admin is the administrators' door to the appliance: the JSON admin
 // API under /api/v1 (Gin), its bearer-token authentication and per-route role
 // table, the health endpoints /healthz and /readyz, and the OpenAPI 3.1
-// document of those routes. The web console and the authentication, SCIM and
-// CT-KIP routes are mounted on the same engine by their own packages (see
-// Server.Engine, Server.API, Server.Authenticate and RequireRole).
+// document of those routes, including the agents' authentication API (POST
+// /api/v1/authenticate) and the hot backup (GET /api/v1/backup). The web
+// console and the SCIM and CT-KIP routes are mounted on the same engine by
+// their own packages (see Server.Engine, Server.API, Server.Authenticate and
+// RequireRole).
 //
 // The package owns translation, not rules: handlers bind the request, check
 // its shape, make one call to the Service and render a DTO. Every invariant
@@ -23,9 +25,19 @@
 //
 // # Roles
 //
-// superadmin may do everything; helpdesk manages users and tokens (import,
-// assign, distribute, enable/disable) and reads profiles; auditor reads
-// everything except API tokens and QR codes (which carry activation codes);
-// agent has no access to the admin API (it will use POST /api/v1/authenticate).
-// The table is routes() in routes.go.
+// superadmin may do everything (including authenticating a user and taking
+// a backup); helpdesk manages users and tokens (import, assign, distribute,
+// enable/disable, PINs, resynchronisation, unlock, emergency access) and
+// reads profiles; auditor reads everything except API tokens and QR codes
+// (which carry activation codes) and changes nothing; agent may only call
+// POST /api/v1/authenticate. The table is routes() in routes.go.
+//
+// # Secrets
+//
+// Passcodes, PINs and emergency codes never reach a log line or an error
+// document: requests hold them as appliance.Secret (which redacts itself),
+// problems name fields and limits but never quote values, and the access
+// log records neither bodies, query strings nor headers. Emergency codes,
+// like activation codes and new API tokens, are shown once, in a response
+// marked Cache-Control: no-store.
 package admin

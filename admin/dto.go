@@ -1,6 +1,8 @@
 package admin
 
 import (
+	"fmt"
+	"strings"
 	"time"
 
 	"tokend/appliance"
@@ -58,6 +60,12 @@ type UserDTO struct {
 	CreatedAt     time.Time  `json:"created_at"`
 	UpdatedAt     time.Time  `json:"updated_at"`
 	DeactivatedAt *time.Time `json:"deactivated_at"`
+	// Failures counts consecutive failed authentications; Locked tells
+	// that they locked the user out until LockedUntil (null when not
+	// locked, including after the lockout ran out).
+	Failures    int        `json:"failures"`
+	Locked      bool       `json:"locked"`
+	LockedUntil *time.Time `json:"locked_until"`
 }
 
 // UserViewDTO is a user with the tokens assigned to them.
@@ -66,14 +74,20 @@ type UserViewDTO struct {
 	Tokens []TokenDTO `json:"tokens"`
 }
 
-func userDTO(u appliance.User) UserDTO {
-	return UserDTO{ID: u.ID, UserName: u.UserName, DisplayName: u.DisplayName, Email: u.Email, Source: u.Source,
+// userDTO renders a user as of now (the server's clock), which decides
+// whether a lockout is still in force.
+func userDTO(u appliance.User, now time.Time) UserDTO {
+	out := UserDTO{ID: u.ID, UserName: u.UserName, DisplayName: u.DisplayName, Email: u.Email, Source: u.Source,
 		ExternalID: optString(u.ExternalID), Active: u.Active, CreatedAt: u.CreatedAt.UTC(), UpdatedAt: u.UpdatedAt.UTC(),
-		DeactivatedAt: optTime(u.DeactivatedAt)}
+		DeactivatedAt: optTime(u.DeactivatedAt), Failures: u.Failures}
+	if now.Before(u.LockedUntil) {
+		out.Locked, out.LockedUntil = true, optTime(u.LockedUntil)
+	}
+	return out
 }
 
-func userViewDTO(v appliance.UserView) UserViewDTO {
-	out := UserViewDTO{UserDTO: userDTO(v.User), Tokens: make([]TokenDTO, 0, len(v.Tokens))}
+func userViewDTO(v appliance.UserView, now time.Time) UserViewDTO {
+	out := UserViewDTO{UserDTO: userDTO(v.User, now), Tokens: make([]TokenDTO, 0, len(v.Tokens))}
 	for _, t := range v.Tokens {
 		out.Tokens = append(out.Tokens, tokenDTO(t))
 	}
@@ -82,7 +96,8 @@ func userViewDTO(v appliance.UserView) UserViewDTO {
 
 // --- tokens
 
-// TokenDTO is a token without its secrets: no seed, no code hash.
+// TokenDTO is a token without its secrets: no seed, no code hash, no PIN
+// hash (only whether a PIN is set).
 type TokenDTO struct {
 	Serial      string     `json:"serial"`
 	Kind        string     `json:"kind"`
@@ -103,6 +118,12 @@ type TokenDTO struct {
 	AssignedAt        *time.Time `json:"assigned_at"`
 	ProvisionedAt     *time.Time `json:"provisioned_at"`
 	LastUsedAt        *time.Time `json:"last_used_at"`
+	// PINSet tells that the token has a PIN; NewPINRequired that the user
+	// must choose one at the next authentication (new PIN mode).
+	PINSet         bool `json:"pin_set"`
+	NewPINRequired bool `json:"new_pin_required"`
+	// Drift is the token's clock offset in time steps (or 0).
+	Drift int64 `json:"drift"`
 }
 
 func tokenDTO(t appliance.Token) TokenDTO {
@@ -110,7 +131,8 @@ func tokenDTO(t appliance.Token) TokenDTO {
 		ExpiresAt: optTime(t.ExpiresAt), State: t.State, Provisioned: t.Provisioned, ActivationPending: len(t.CodeHash) > 0,
 		UserID: optString(t.UserID), ManagedBy: t.ManagedBy, Profile: optString(t.Profile), PINMode: optString(t.PINMode),
 		CreatedAt: optTime(t.CreatedAt), UpdatedAt: optTime(t.UpdatedAt), AssignedAt: optTime(t.AssignedAt),
-		ProvisionedAt: optTime(t.ProvisionedAt), LastUsedAt: optTime(t.LastUsedAt)}
+		ProvisionedAt: optTime(t.ProvisionedAt), LastUsedAt: optTime(t.LastUsedAt),
+		PINSet: t.PINHash != "", NewPINRequired: t.NewPINRequired, Drift: t.Drift}
 }
 
 type assignRequest struct {
@@ -291,4 +313,130 @@ type NewAPITokenDTO struct {
 
 func apiTokenDTO(t appliance.APIToken) APITokenDTO {
 	return APITokenDTO{ID: t.ID, Name: t.Name, Role: t.Role, CreatedAt: t.CreatedAt.UTC(), CreatedBy: t.CreatedBy}
+}
+
+// --- authentication
+
+// maxPasscode bounds a passcode: a PIN (at most 8 characters by policy)
+// with a tokencode, or a 10-digit emergency code, fits many times over.
+const maxPasscode = 64
+
+// maxSession bounds a challenge session id (the Service issues 24
+// characters and ignores ids longer than 64).
+const maxSession = 64
+
+// maxUserName is the user name limit of the Service.
+const maxUserName = 256
+
+// authenticateRequest is an agent's authentication attempt. Passcode is a
+// Secret so that it redacts itself if the request is ever printed or logged.
+type authenticateRequest struct {
+	UserName string           `json:"user_name"`
+	Passcode appliance.Secret `json:"passcode"`
+	Session  string           `json:"session"`
+}
+
+// validate checks the request's shape and reports every problem at once.
+// The reasons name limits, never the values sent.
+func (r authenticateRequest) validate() error {
+	var fp []FieldProblem
+	switch {
+	case r.UserName == "":
+		fp = append(fp, FieldProblem{"user_name", "required"})
+	case len(r.UserName) > maxUserName:
+		fp = append(fp, FieldProblem{"user_name", fmt.Sprintf("must be at most %d characters", maxUserName)})
+	}
+	switch {
+	case r.Passcode == "":
+		fp = append(fp, FieldProblem{"passcode", "required"})
+	case len(r.Passcode) > maxPasscode:
+		fp = append(fp, FieldProblem{"passcode", fmt.Sprintf("must be at most %d characters", maxPasscode)})
+	}
+	if len(r.Session) > maxSession {
+		fp = append(fp, FieldProblem{"session", fmt.Sprintf("must be at most %d characters", maxSession)})
+	}
+	return invalidFields(fp...)
+}
+
+// AuthResultDTO is an authentication decision. Reason is the public reason
+// (ok, denied, next_tokencode_required, new_pin_required, pin_changed,
+// pin_policy): a rejection never tells whether the user, the PIN or the
+// code was wrong. Session is present only while a challenge continues
+// (next_tokencode, new_pin); send it back with the follow-up.
+type AuthResultDTO struct {
+	Result  string `json:"result"`
+	Reason  string `json:"reason"`
+	Session string `json:"session,omitempty"`
+}
+
+func authResultDTO(r appliance.AuthResult) AuthResultDTO {
+	return AuthResultDTO{Result: r.Result, Reason: r.Reason, Session: r.Session}
+}
+
+// --- token administration
+
+// pinRequest sets a PIN, clears it, or requires a new one: exactly one of
+// the three (the Service checks). PIN redacts itself.
+type pinRequest struct {
+	PIN        appliance.Secret `json:"pin"`
+	Clear      bool             `json:"clear"`
+	RequireNew bool             `json:"require_new"`
+}
+
+// resyncRequest carries two consecutive tokencodes, without PIN.
+type resyncRequest struct {
+	First  string `json:"first"`
+	Second string `json:"second"`
+}
+
+// maxTokencode is the longest tokencode of any supported token.
+const maxTokencode = 10
+
+func (r resyncRequest) validate() error {
+	var fp []FieldProblem
+	for _, f := range []struct{ name, code string }{{"first", r.First}, {"second", r.Second}} {
+		switch {
+		case f.code == "":
+			fp = append(fp, FieldProblem{f.name, "required"})
+		case len(f.code) > maxTokencode || strings.Trim(f.code, "0123456789") != "":
+			fp = append(fp, FieldProblem{f.name, fmt.Sprintf("must be a tokencode of at most %d digits, without PIN", maxTokencode)})
+		}
+	}
+	return invalidFields(fp...)
+}
+
+// --- emergency access
+
+type emergencyAccessRequest struct {
+	Kind     string `json:"kind"`
+	Count    int    `json:"count"`
+	Lifetime string `json:"lifetime"`
+}
+
+// lifetime parses the Go duration; an empty one is left to the Service,
+// which reports it with the other problems.
+func (r emergencyAccessRequest) lifetime() (time.Duration, error) {
+	if r.Lifetime == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(r.Lifetime)
+	if err != nil {
+		return 0, invalid("lifetime", `must be a duration such as "8h" or "90m"`)
+	}
+	return d, nil
+}
+
+// EmergencyAccessDTO is shown once: it carries the codes.
+type EmergencyAccessDTO struct {
+	Kind      string    `json:"kind"`
+	Codes     []string  `json:"codes"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+func emergencyAccessDTO(ea appliance.EmergencyAccess) EmergencyAccessDTO {
+	out := EmergencyAccessDTO{Kind: ea.Kind, Codes: make([]string, 0, len(ea.Codes)), ExpiresAt: ea.ExpiresAt.UTC()}
+	for _, c := range ea.Codes {
+		out.Codes = append(out.Codes, c.Reveal())
+	}
+	return out
 }

@@ -86,4 +86,19 @@ func TestGoldenResponses(t *testing.T) {
 	golden(t, "problem_validation", e.do(req{method: "POST", path: "/api/v1/profiles", role: sa,
 		body: strings.NewReader(`{"name":"","device_type":"nokia","delivery_method":"ctkip","digits":7}`)}))
 	golden(t, "problem_unknown_route", e.do(req{method: "GET", path: "/api/v1/nope", role: sa}))
+
+	// The authentication API: a rejection never says why, and five of them
+	// lock the user out, which the user document shows.
+	for i := range 5 {
+		w := e.do(req{method: "POST", path: "/api/v1/authenticate", role: appliance.RoleAgent,
+			body: strings.NewReader(`{"user_name":"alice","passcode":"00000000"}`)})
+		if i == 0 {
+			golden(t, "authenticate_reject", w)
+		}
+	}
+	golden(t, "get_user_locked", e.do(req{method: "GET", path: "/api/v1/users/" + userID, role: sa}))
+	golden(t, "problem_authenticate_validation", e.do(req{method: "POST", path: "/api/v1/authenticate", role: appliance.RoleAgent,
+		body: strings.NewReader(`{"user_name":"","passcode":"` + strings.Repeat("1", maxPasscode+1) + `"}`)}))
+	golden(t, "unlock_user", e.do(req{method: "POST", path: "/api/v1/users/" + userID + "/unlock", role: appliance.RoleHelpdesk}))
+	golden(t, "problem_backup_not_supported", e.do(req{method: "GET", path: "/api/v1/backup", role: sa}))
 }

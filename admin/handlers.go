@@ -23,7 +23,7 @@ func (s *Server) createUser(c *gin.Context) {
 		return
 	}
 	c.Header("Location", APIPrefix+"/users/"+u.ID)
-	render(c, http.StatusCreated, userViewDTO(u))
+	render(c, http.StatusCreated, userViewDTO(u, s.now()))
 }
 
 func (s *Server) listUsers(c *gin.Context) {
@@ -39,8 +39,9 @@ func (s *Server) listUsers(c *gin.Context) {
 		return
 	}
 	out := Page[UserDTO]{Items: make([]UserDTO, 0, len(page.Items)), NextCursor: page.NextCursor, Total: page.Total}
+	now := s.now()
 	for _, u := range page.Items {
-		out.Items = append(out.Items, userDTO(u))
+		out.Items = append(out.Items, userDTO(u, now))
 	}
 	render(c, http.StatusOK, out)
 }
@@ -51,7 +52,7 @@ func (s *Server) getUser(c *gin.Context) {
 		s.WriteError(c, err)
 		return
 	}
-	render(c, http.StatusOK, userViewDTO(u))
+	render(c, http.StatusOK, userViewDTO(u, s.now()))
 }
 
 func (s *Server) assignTokens(c *gin.Context) {
@@ -65,7 +66,7 @@ func (s *Server) assignTokens(c *gin.Context) {
 		s.WriteError(c, err)
 		return
 	}
-	render(c, http.StatusOK, userViewDTO(u))
+	render(c, http.StatusOK, userViewDTO(u, s.now()))
 }
 
 func (s *Server) unassignToken(c *gin.Context) {
@@ -416,6 +417,112 @@ func (s *Server) listAPITokens(c *gin.Context) {
 
 func (s *Server) revokeAPIToken(c *gin.Context) {
 	if err := s.svc.RevokeAPIToken(ctx(c), c.Param("id")); err != nil {
+		s.WriteError(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+// --- authentication API
+
+// authenticate decides an agent's authentication attempt. The passcode is
+// never logged or echoed: the request holds it as a Secret, problems name
+// only fields and limits, and the Service audits the decision without it.
+func (s *Server) authenticate(c *gin.Context) {
+	var req authenticateRequest
+	if err := decodeJSON(c, &req); err != nil {
+		s.WriteError(c, err)
+		return
+	}
+	if err := req.validate(); err != nil {
+		s.WriteError(c, err)
+		return
+	}
+	res, err := s.svc.Authenticate(ctx(c), appliance.AuthRequest{UserName: req.UserName, Passcode: req.Passcode.Reveal(), Session: req.Session})
+	if err != nil {
+		s.WriteError(c, err)
+		return
+	}
+	render(c, http.StatusOK, authResultDTO(res))
+}
+
+// --- token and user administration
+
+func (s *Server) changePIN(c *gin.Context) {
+	serial, err := serialParam(c)
+	if err != nil {
+		s.WriteError(c, err)
+		return
+	}
+	var req pinRequest
+	if err := decodeJSON(c, &req); err != nil {
+		s.WriteError(c, err)
+		return
+	}
+	t, err := s.svc.ChangePIN(ctx(c), serial, appliance.PINChange{PIN: req.PIN, Clear: req.Clear, RequireNew: req.RequireNew})
+	if err != nil {
+		s.WriteError(c, err)
+		return
+	}
+	render(c, http.StatusOK, tokenDTO(t))
+}
+
+func (s *Server) resync(c *gin.Context) {
+	serial, err := serialParam(c)
+	if err != nil {
+		s.WriteError(c, err)
+		return
+	}
+	var req resyncRequest
+	if err := decodeJSON(c, &req); err != nil {
+		s.WriteError(c, err)
+		return
+	}
+	if err := req.validate(); err != nil {
+		s.WriteError(c, err)
+		return
+	}
+	t, err := s.svc.Resync(ctx(c), serial, req.First, req.Second)
+	if err != nil {
+		s.WriteError(c, err)
+		return
+	}
+	render(c, http.StatusOK, tokenDTO(t))
+}
+
+func (s *Server) unlockUser(c *gin.Context) {
+	u, err := s.svc.UnlockUser(ctx(c), c.Param("id"))
+	if err != nil {
+		s.WriteError(c, err)
+		return
+	}
+	render(c, http.StatusOK, userDTO(u, s.now()))
+}
+
+func (s *Server) issueEmergencyAccess(c *gin.Context) {
+	var req emergencyAccessRequest
+	if err := decodeJSON(c, &req); err != nil {
+		s.WriteError(c, err)
+		return
+	}
+	lifetime, err := req.lifetime()
+	if err != nil {
+		s.WriteError(c, err)
+		return
+	}
+	ea, err := s.svc.IssueEmergencyAccess(ctx(c), c.Param("id"), req.Kind, req.Count, lifetime)
+	if err != nil {
+		s.WriteError(c, err)
+		return
+	}
+	// The codes are shown once; the group already forbids caching, and
+	// this response must never lose that header.
+	c.Header("Cache-Control", "no-store")
+	render(c, http.StatusCreated, emergencyAccessDTO(ea))
+}
+
+func (s *Server) revokeEmergencyAccess(c *gin.Context) {
+	if err := s.svc.RevokeEmergencyAccess(ctx(c), c.Param("id")); err != nil {
 		s.WriteError(c, err)
 		return
 	}

@@ -203,6 +203,16 @@ func wantProblem(t *testing.T, w *httptest.ResponseRecorder, status int, code st
 	return p
 }
 
+// jsonBody encodes v as a request body.
+func jsonBody(t *testing.T, v any) io.Reader {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.NewReader(b)
+}
+
 func csvBody(serials ...string) io.Reader {
 	return strings.NewReader("serial\n" + strings.Join(serials, "\n") + "\n")
 }

@@ -3,6 +3,7 @@ package admin
 import (
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 
@@ -35,6 +36,7 @@ const (
 	CodeImportFileRejected   = "import_file_rejected"
 	CodeQRUnavailable        = "qr_unavailable"
 	CodeNotReady             = "not_ready"
+	CodeNotSupported         = "not_supported"
 	CodeInternal             = "internal"
 )
 
@@ -55,6 +57,7 @@ var problemTitles = map[string]string{
 	CodeImportFileRejected:   "Import file rejected",
 	CodeQRUnavailable:        "QR code unavailable",
 	CodeNotReady:             "Not ready",
+	CodeNotSupported:         "Not supported",
 	CodeInternal:             "Internal error",
 }
 
@@ -94,9 +97,20 @@ func reqErr(status int, code, detail string) error {
 }
 
 // invalid reports problems with named inputs as a 400 invalid_request.
-func invalid(field, reason string) error {
-	p := NewProblem(http.StatusBadRequest, CodeInvalidRequest, field+": "+reason)
-	p.Errors = []FieldProblem{{field, reason}}
+func invalid(field, reason string) error { return invalidFields(FieldProblem{field, reason}) }
+
+// invalidFields reports several problems with named inputs at once as a
+// 400 invalid_request; nil when there are none.
+func invalidFields(fp ...FieldProblem) error {
+	if len(fp) == 0 {
+		return nil
+	}
+	parts := make([]string, 0, len(fp))
+	for _, f := range fp {
+		parts = append(parts, f.Field+": "+f.Reason)
+	}
+	p := NewProblem(http.StatusBadRequest, CodeInvalidRequest, strings.Join(parts, "; "))
+	p.Errors = fp
 	return &requestError{p}
 }
 

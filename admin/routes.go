@@ -18,27 +18,35 @@ type route struct {
 }
 
 // routes is the admin API: one row per endpoint with the roles allowed.
-// The agent role appears nowhere: agents use only the authentication API
-// (POST /api/v1/authenticate, mounted through Server.API by a later issue).
-// The QR code is withheld from auditors because it carries the activation
-// code.
+// The agent role appears only on POST /authenticate, the authentication API,
+// and nowhere else. The QR code is withheld from auditors because it carries
+// the activation code.
 func (s *Server) routes() []route {
 	// readers may read users, tokens, profiles and import jobs; operators
-	// manage users and tokens (the help desk's daily work); profile writes
-	// and API tokens are the super admin's; the help desk is not given the
-	// audit trail.
+	// manage users and tokens (the help desk's daily work, including PINs,
+	// resynchronisation, unlocking and emergency access); profile writes,
+	// API tokens and backups are the super admin's; the help desk is not
+	// given the audit trail. Agents authenticate users; the super admin may
+	// too (to try a token from the console); the help desk may not, so a
+	// help desk key cannot be used to guess passcodes.
 	readers := []string{appliance.RoleSuperAdmin, appliance.RoleHelpdesk, appliance.RoleAuditor}
 	operators := []string{appliance.RoleSuperAdmin, appliance.RoleHelpdesk}
 	superOnly := []string{appliance.RoleSuperAdmin}
 	auditReaders := []string{appliance.RoleSuperAdmin, appliance.RoleAuditor}
+	authenticators := []string{appliance.RoleAgent, appliance.RoleSuperAdmin}
 	return []route{
 		{method: http.MethodGet, path: "/openapi.json", public: true, handler: s.openAPI},
+
+		{http.MethodPost, "/authenticate", false, authenticators, s.authenticate},
 
 		{http.MethodPost, "/users", false, operators, s.createUser},
 		{http.MethodGet, "/users", false, readers, s.listUsers},
 		{http.MethodGet, "/users/:id", false, readers, s.getUser},
 		{http.MethodPost, "/users/:id/tokens", false, operators, s.assignTokens},
 		{http.MethodDelete, "/users/:id/tokens/:serial", false, operators, s.unassignToken},
+		{http.MethodPost, "/users/:id/unlock", false, operators, s.unlockUser},
+		{http.MethodPost, "/users/:id/emergency-access", false, operators, s.issueEmergencyAccess},
+		{http.MethodDelete, "/users/:id/emergency-access", false, operators, s.revokeEmergencyAccess},
 
 		{http.MethodPost, "/tokens/import", false, operators, s.importTokens},
 		{http.MethodGet, "/import-jobs", false, readers, s.listImportJobs},
@@ -51,6 +59,8 @@ func (s *Server) routes() []route {
 		{http.MethodPost, "/tokens/:serial/distribution", false, operators, s.distribute},
 		{http.MethodDelete, "/tokens/:serial/distribution", false, operators, s.voidDistribution},
 		{http.MethodGet, "/tokens/:serial/distribution/qr.png", false, operators, s.qrCode},
+		{http.MethodPost, "/tokens/:serial/pin", false, operators, s.changePIN},
+		{http.MethodPost, "/tokens/:serial/resync", false, operators, s.resync},
 
 		{http.MethodPost, "/profiles", false, superOnly, s.createProfile},
 		{http.MethodGet, "/profiles", false, readers, s.listProfiles},
@@ -63,5 +73,7 @@ func (s *Server) routes() []route {
 		{http.MethodPost, "/api-tokens", false, superOnly, s.createAPIToken},
 		{http.MethodGet, "/api-tokens", false, superOnly, s.listAPITokens},
 		{http.MethodDelete, "/api-tokens/:id", false, superOnly, s.revokeAPIToken},
+
+		{http.MethodGet, "/backup", false, superOnly, s.backup},
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"tokend/appliance"
 )
@@ -19,11 +20,15 @@ import (
 // authentication.
 var wantRoles = map[string]string{
 	"GET /api/v1/openapi.json":                       "public",
+	"POST /api/v1/authenticate":                      "SG",
 	"POST /api/v1/users":                             "SH",
 	"GET /api/v1/users":                              "SHA",
 	"GET /api/v1/users/:id":                          "SHA",
 	"POST /api/v1/users/:id/tokens":                  "SH",
 	"DELETE /api/v1/users/:id/tokens/:serial":        "SH",
+	"POST /api/v1/users/:id/unlock":                  "SH",
+	"POST /api/v1/users/:id/emergency-access":        "SH",
+	"DELETE /api/v1/users/:id/emergency-access":      "SH",
 	"POST /api/v1/tokens/import":                     "SH",
 	"GET /api/v1/import-jobs":                        "SHA",
 	"GET /api/v1/import-jobs/:id":                    "SHA",
@@ -34,6 +39,8 @@ var wantRoles = map[string]string{
 	"POST /api/v1/tokens/:serial/distribution":       "SH",
 	"DELETE /api/v1/tokens/:serial/distribution":     "SH",
 	"GET /api/v1/tokens/:serial/distribution/qr.png": "SH",
+	"POST /api/v1/tokens/:serial/pin":                "SH",
+	"POST /api/v1/tokens/:serial/resync":             "SH",
 	"POST /api/v1/profiles":                          "S",
 	"GET /api/v1/profiles":                           "SHA",
 	"GET /api/v1/profiles/:name":                     "SHA",
@@ -43,6 +50,7 @@ var wantRoles = map[string]string{
 	"POST /api/v1/api-tokens":                        "S",
 	"GET /api/v1/api-tokens":                         "S",
 	"DELETE /api/v1/api-tokens/:id":                  "S",
+	"GET /api/v1/backup":                             "S",
 }
 
 var roleLetters = map[string]string{
@@ -166,5 +174,34 @@ func TestOpenAPIMatchesRouter(t *testing.T) {
 	var raw map[string]any
 	if err := json.Unmarshal([]byte(openAPIDoc), &raw); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestOpenAPIProblemCodes keeps the document's list of problem codes in
+// step with the codes the package can answer.
+func TestOpenAPIProblemCodes(t *testing.T) {
+	var doc struct {
+		Components struct {
+			Schemas struct {
+				Problem struct {
+					Properties struct {
+						Code struct {
+							Enum []string `json:"enum"`
+						} `json:"code"`
+					} `json:"properties"`
+				} `json:"Problem"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal([]byte(openAPIDoc), &doc); err != nil {
+		t.Fatal(err)
+	}
+	var codes []string
+	for c := range problemTitles {
+		codes = append(codes, c)
+	}
+	got := doc.Components.Schemas.Problem.Properties.Code.Enum
+	if diff := cmp.Diff(codes, got, cmpopts.SortSlices(func(a, b string) bool { return a < b })); diff != "" {
+		t.Errorf("problem codes (-package +document):\n%s", diff)
 	}
 }

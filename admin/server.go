@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
@@ -28,7 +29,8 @@ type Options struct {
 	// Ready reports whether the appliance can serve (store open, key
 	// checked); /readyz answers 503 while it returns an error.
 	Ready func() error
-	// Now is the clock of the QR code cache.
+	// Now is the clock of the QR code cache and of the lockout shown in
+	// user documents (locked, locked_until).
 	Now     func() time.Time
 	Metrics HTTPRecorder
 	// AccessLog logs one line per request: method, route, status, duration,
@@ -42,6 +44,10 @@ type Options struct {
 	// QRCacheTTL is how long a device link stays available for its QR code
 	// (default 15 minutes, and never past the activation code's expiry).
 	QRCacheTTL time.Duration
+	// Backup writes a consistent copy of the store to w and returns the
+	// bytes written (bbolt's hot backup). GET /api/v1/backup streams it;
+	// nil makes that route answer 501 not_supported.
+	Backup func(w io.Writer) (int64, error)
 }
 
 // Server is the admin API on a Gin engine. It is an http.Handler.
@@ -56,6 +62,8 @@ type Server struct {
 	engine  *gin.Engine
 	api     *gin.RouterGroup
 	qr      *qrCache
+	// backupFn is Options.Backup.
+	backupFn func(w io.Writer) (int64, error)
 }
 
 // APIPrefix is where the admin API lives.
@@ -66,7 +74,8 @@ func New(svc Service, opts Options) *Server {
 	// Release mode stops gin printing every route at start-up; gin keeps
 	// the mode in an atomic, so this is safe alongside other servers.
 	gin.SetMode(gin.ReleaseMode)
-	s := &Server{svc: svc, log: opts.Logger, ready: opts.Ready, now: opts.Now, metrics: opts.Metrics, access: opts.AccessLog}
+	s := &Server{svc: svc, log: opts.Logger, ready: opts.Ready, now: opts.Now, metrics: opts.Metrics, access: opts.AccessLog,
+		backupFn: opts.Backup}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -133,10 +142,9 @@ func (s *Server) Engine() *gin.Engine { return s.engine }
 
 // API returns the /api/v1 group (with Cache-Control: no-store). Routes
 // added to it need Authenticate and RequireRole themselves, and an
-// operation in openapi.json (the drift test fails otherwise). The
-// authentication API of a later issue goes here as
+// operation in openapi.json (the drift test fails otherwise), for example
 //
-//	srv.API().POST("/authenticate", srv.Authenticate(), admin.RequireRole(appliance.RoleAgent), h)
+//	srv.API().POST("/things", srv.Authenticate(), admin.RequireRole(appliance.RoleSuperAdmin), h)
 func (s *Server) API() *gin.RouterGroup { return s.api }
 
 // Authenticate maps the bearer token to an appliance.Actor and puts it into

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"time"
 
 	"tokend/appliance"
 )
@@ -36,6 +37,17 @@ type Service interface {
 	VoidDistribution(ctx context.Context, serial string) error
 
 	ListAudit(ctx context.Context, q appliance.AuditQuery) (appliance.AuditPage, error)
+	// Audit records an action the admin API performs itself (a backup).
+	Audit(ctx context.Context, ev appliance.AuditEvent) error
+
+	// Authenticate decides an agent's authentication attempt; the Service
+	// audits it and counts it in its own metrics.
+	Authenticate(ctx context.Context, req appliance.AuthRequest) (appliance.AuthResult, error)
+	ChangePIN(ctx context.Context, serial string, ch appliance.PINChange) (appliance.Token, error)
+	Resync(ctx context.Context, serial, first, second string) (appliance.Token, error)
+	UnlockUser(ctx context.Context, userID string) (appliance.User, error)
+	IssueEmergencyAccess(ctx context.Context, userID, kind string, count int, lifetime time.Duration) (appliance.EmergencyAccess, error)
+	RevokeEmergencyAccess(ctx context.Context, userID string) error
 
 	CreateAPIToken(ctx context.Context, name, role string) (appliance.APIToken, appliance.Secret, error)
 	ListAPITokens(ctx context.Context) ([]appliance.APIToken, error)
