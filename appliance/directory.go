@@ -64,14 +64,13 @@ const applyWorkers = 4
 
 type dirOp struct {
 	u     DirectoryUser
-	purge bool
 	newID string
 }
 
 // ApplyDirectoryPlan writes a sync plan in chunks that respect the store's
 // write limit. Each chunk is one transaction; a user is written whole or not
 // at all, and re-applying a plan converges. Purged users lose their tokens
-// (unassigned, software seeds wiped) and are deleted.
+// (unassigned, software seeds wiped) and are deleted (PurgeSourceUsers).
 func (s *Service) ApplyDirectoryPlan(ctx context.Context, source string, plan DirectoryPlan) (DirectoryResult, error) {
 	var ops []dirOp
 	for _, list := range [][]DirectoryUser{plan.Update, plan.Deactivate, plan.Reactivate} {
@@ -86,19 +85,13 @@ func (s *Service) ApplyDirectoryPlan(ctx context.Context, source string, plan Di
 		}
 		ops = append(ops, dirOp{u: u, newID: id})
 	}
-	for _, u := range plan.Purge {
-		ops = append(ops, dirOp{u: u, purge: true})
-	}
 	now := s.now().UTC()
 	// Chunk by an upper estimate of each op's writes.
 	var chunks [][]dirOp
 	var cur []dirOp
 	budget := 0
 	for _, op := range ops {
-		w := 9
-		if op.purge {
-			w = 6 + 4*MaxTokensPerUser + 8
-		}
+		const w = 9 // user record and up to eight index writes
 		if budget+w > MaxTxWrites-2 {
 			chunks = append(chunks, cur)
 			cur, budget = nil, 0
@@ -146,6 +139,17 @@ feed:
 	if first != nil {
 		return res, first
 	}
+	if len(plan.Purge) > 0 {
+		ids := make([]string, len(plan.Purge))
+		for i, u := range plan.Purge {
+			ids[i] = u.UserID
+		}
+		n, err := s.PurgeSourceUsers(ctx, source, ids)
+		res.Applied += n
+		if err != nil {
+			return res, err
+		}
+	}
 	err := s.store.Update(ctx, func(tx Tx) error {
 		return appendAudit(tx, now, ActorFrom(ctx), AuditEvent{Action: "sync.apply", Target: source, Outcome: OutcomeSuccess,
 			Detail: fmt.Sprintf("added=%d updated=%d deactivated=%d reactivated=%d purged=%d conflicts=%d", len(plan.Add),
@@ -160,13 +164,6 @@ func (s *Service) applyDirectoryChunk(ctx context.Context, source string, chunk 
 	err := s.store.Update(ctx, func(tx Tx) error {
 		applied, conflicts = 0, nil
 		for _, op := range chunk {
-			if op.purge {
-				if err := purgeUser(tx, op.u.UserID, now); err != nil && !errors.Is(err, ErrNotFound) {
-					return err
-				}
-				applied++
-				continue
-			}
 			var old *User
 			id := op.newID
 			if id == "" {
@@ -197,40 +194,6 @@ func (s *Service) applyDirectoryChunk(ctx context.Context, source string, chunk 
 		return nil
 	})
 	return applied, conflicts, err
-}
-
-// purgeUser unassigns a user's tokens and deletes the user.
-func purgeUser(tx Tx, id string, now time.Time) error {
-	u, err := getUser(tx, id)
-	if err != nil {
-		return err
-	}
-	toks, err := userTokens(tx, id)
-	if err != nil {
-		return err
-	}
-	for i := range toks {
-		t := &toks[i]
-		old := *t
-		if err := voidCode(tx, t); err != nil {
-			return err
-		}
-		t.UserID, t.State, t.UpdatedAt, t.AssignedAt, t.Profile, t.PINMode = "", StateDisabled, now, time.Time{}, "", ""
-		t.PINHash, t.PINLength, t.NewPINRequired, t.Drift = "", 0, false, 0
-		if t.Kind == KindSoftware {
-			t.Seed, t.Provisioned, t.ProvisionedAt = nil, false, time.Time{}
-		}
-		if err := putToken(tx, t, &old); err != nil {
-			return err
-		}
-	}
-	if err := deleteUserIndexes(tx, u); err != nil {
-		return err
-	}
-	if err := tx.Delete(emergencyKey(id)); err != nil {
-		return err
-	}
-	return tx.Delete(userKey(id))
 }
 
 func syncCookieKey(source string) []byte { return []byte("sc/" + source) }

@@ -126,7 +126,13 @@ func (s *Service) ImportTokens(ctx context.Context, req ImportRequest) (ImportJo
 		return ImportJob{}, err
 	}
 	start := s.now().UTC()
-	id := fmt.Sprintf("%016x", start.UnixNano())
+	// Time first so ids sort by start; a random suffix so imports started
+	// at the same instant never share a report.
+	suffix, err := s.newID()
+	if err != nil {
+		return ImportJob{}, err
+	}
+	id := fmt.Sprintf("%016x-%s", start.UnixNano(), suffix)
 	job := ImportJob{ID: id, Format: req.Format, DryRun: req.DryRun, OnDuplicate: req.OnDuplicate, Status: "completed",
 		Rejected: []RowReport{}, SkippedRows: []RowReport{}, Actor: ActorFrom(ctx).Name, StartedAt: start}
 
@@ -210,18 +216,32 @@ func (s *Service) ImportTokens(ctx context.Context, req ImportRequest) (ImportJo
 	for _, r := range rejects {
 		job.reject(r)
 	}
-	switch {
-	case werr != nil:
-		return ImportJob{}, werr
-	case derr != nil && isFileError(derr):
+	if derr != nil && isFileError(derr) && job.Imported+job.Overwritten == 0 {
 		return ImportJob{}, fmt.Errorf("%w: %w", ErrImportFile, derr)
-	case derr != nil:
-		return ImportJob{}, derr
 	}
 	job.FinishedAt = s.now().UTC()
+	if cause := errors.Join(werr, derr); cause != nil {
+		// The body broke off (or a commit failed) after some chunks were
+		// written: keep a failed report of what is in, so nothing is
+		// imported silently.
+		job.Status, job.Error = "failed", "import interrupted; the counts show what was imported before it stopped"
+		if errors.Is(cause, ErrImportFile) || isFileError(cause) {
+			job.Error = cause.Error()
+		}
+		if err := s.store.Update(context.WithoutCancel(ctx), func(tx Tx) error {
+			if err := putJSON(tx, jobKey(job.ID), job); err != nil {
+				return err
+			}
+			return appendAudit(tx, job.FinishedAt, ActorFrom(ctx), AuditEvent{Action: "token.import", Target: job.ID,
+				Outcome: OutcomeFailure, Reason: "interrupted", Detail: fmt.Sprintf("imported=%d", job.Imported+job.Overwritten)})
+		}); err != nil {
+			s.log.Error("recording a failed import", "job", job.ID, "err", err)
+		}
+		return job, fmt.Errorf("import %s interrupted after %d tokens: %w", job.ID, job.Imported+job.Overwritten, cause)
+	}
 	detail := fmt.Sprintf("format=%s dry_run=%t imported=%d overwritten=%d skipped=%d rejected=%d",
 		job.Format, job.DryRun, job.Imported, job.Overwritten, job.Skipped, job.RejectedTotal)
-	err := s.store.Update(ctx, func(tx Tx) error {
+	err = s.store.Update(ctx, func(tx Tx) error {
 		if err := putJSON(tx, jobKey(job.ID), job); err != nil {
 			return err
 		}

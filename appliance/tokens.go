@@ -181,17 +181,7 @@ func (s *Service) UnassignToken(ctx context.Context, userID, serial string) erro
 		if t.UserID != userID {
 			return fmt.Errorf("token %s is not assigned to user %s: %w", serial, userID, ErrNotFound)
 		}
-		old := *t
-		if err := voidCode(tx, t); err != nil {
-			return err
-		}
-		t.UserID, t.State, t.UpdatedAt, t.AssignedAt = "", StateDisabled, now, time.Time{}
-		t.Profile, t.PINMode = "", ""
-		t.PINHash, t.PINLength, t.NewPINRequired, t.Drift = "", 0, false, 0
-		if t.Kind == KindSoftware && t.Provisioned {
-			t.Seed, t.Provisioned, t.ProvisionedAt = nil, false, time.Time{}
-		}
-		return putToken(tx, t, &old)
+		return unassignInTx(tx, t, now)
 	})
 }
 
