@@ -67,13 +67,17 @@ func appendAudit(tx Tx, now time.Time, actor Actor, ev AuditEvent) error {
 		return err
 	}
 	r := AuditRecord{Seq: head.Seq + 1, Time: now.UTC(), Actor: actor, AuditEvent: ev, Prev: head.Hash}
-	h, err := recordHash(r)
+	// Encode once: the hash covers the record without its hash field
+	// (omitted when empty), and the stored form appends it.
+	b, err := json.Marshal(r)
 	if err != nil {
 		return err
 	}
-	r.Hash = h
+	sum := sha256.Sum256(b)
+	h := hex.EncodeToString(sum[:])
+	b = append(append(b[:len(b)-1], `,"hash":"`...), h+`"}`...)
 	key := auditKey(r.Time, r.Seq)
-	if err := putJSON(tx, key, r); err != nil {
+	if err := tx.Put(key, b); err != nil {
 		return err
 	}
 	return putJSON(tx, keyAuditHead, auditHead{Seq: r.Seq, Hash: h, Key: string(key)})

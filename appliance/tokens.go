@@ -2,7 +2,6 @@ package appliance
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -185,22 +184,16 @@ func (s *Service) UnassignToken(ctx context.Context, userID, serial string) erro
 	})
 }
 
-// voidCode voids the token's outstanding activation code, if any.
+// voidCode voids the token's outstanding activation code, if any. The
+// record is deleted: a voided code then reads as unknown, which is what a
+// device is told for every refused code anyway (the audit trail keeps the
+// voiding).
 func voidCode(tx Tx, t *Token) error {
 	if len(t.CodeHash) == 0 {
 		return nil
 	}
-	var c ActivationCode
-	err := getJSON(tx, codeKey(t.CodeHash), &c)
-	switch {
-	case errors.Is(err, ErrNotFound):
-	case err != nil:
+	if err := tx.Delete(codeKey(t.CodeHash)); err != nil {
 		return err
-	case c.State == CodeIssued || c.State == CodeInUse:
-		c.State = CodeVoided
-		if err := putJSON(tx, codeKey(t.CodeHash), c); err != nil {
-			return err
-		}
 	}
 	t.CodeHash = nil
 	return nil
