@@ -2,7 +2,9 @@
 // API under /api/v1 (Gin), its bearer-token authentication and per-route role
 // table, the health endpoints /healthz and /readyz, and the OpenAPI 3.1
 // document of those routes, including the agents' authentication API (POST
-// /api/v1/authenticate) and the hot backup (GET /api/v1/backup). The web
+// /api/v1/authenticate), the hot backup (GET /api/v1/backup) and the
+// identity sources (LDAP directories pulled by a sync function main passes
+// in as Options.Sync, SCIM identity providers that push). The web
 // console and the SCIM and CT-KIP routes are mounted on the same engine by
 // their own packages (see Server.Engine, Server.API, Server.Authenticate and
 // RequireRole).
@@ -28,8 +30,9 @@
 // superadmin may do everything (including authenticating a user and taking
 // a backup); helpdesk manages users and tokens (import, assign, distribute,
 // enable/disable, PINs, resynchronisation, unlock, emergency access) and
-// reads profiles; auditor reads everything except API tokens and QR codes
-// (which carry activation codes) and changes nothing; agent may only call
+// reads profiles, but has no access to identity sources; auditor reads
+// everything except API tokens and QR codes (which carry activation codes)
+// and changes nothing; agent may only call
 // POST /api/v1/authenticate. The table is routes() in routes.go.
 //
 // # Secrets
@@ -38,6 +41,8 @@
 // document: requests hold them as appliance.Secret (which redacts itself),
 // problems name fields and limits but never quote values, and the access
 // log records neither bodies, query strings nor headers. Emergency codes,
-// like activation codes and new API tokens, are shown once, in a response
-// marked Cache-Control: no-store.
+// like activation codes, new API tokens and SCIM bearer tokens, are shown
+// once, in a response marked Cache-Control: no-store. An LDAP bind password
+// is write-only: it is sealed by the Service and never rendered
+// (has_bind_password says whether one is stored).
 package admin

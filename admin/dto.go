@@ -2,6 +2,8 @@ package admin
 
 import (
 	"fmt"
+	"maps"
+	"math"
 	"strings"
 	"time"
 
@@ -439,4 +441,196 @@ func emergencyAccessDTO(ea appliance.EmergencyAccess) EmergencyAccessDTO {
 		out.Codes = append(out.Codes, c.Reveal())
 	}
 	return out
+}
+
+// --- identity sources
+
+// SCIMBasePath is where identity providers push users over SCIM 2.0, on the
+// admin listener (main mounts sync/scim there).
+const SCIMBasePath = "/scim/v2"
+
+// identitySourceRequest creates or replaces an identity source. Durations
+// are Go duration strings; an absent one takes the Service's default.
+type identitySourceRequest struct {
+	Name                string       `json:"name"`
+	Type                string       `json:"type"`
+	LDAP                *ldapRequest `json:"ldap"`
+	GracePeriod         string       `json:"grace_period"`
+	DeactivateThreshold *float64     `json:"deactivate_threshold"`
+}
+
+// ldapRequest is the directory connection of an LDAP source. BindPassword
+// is write-only and a Secret, so it redacts itself if the request is ever
+// printed or logged; an empty one on update keeps the stored password.
+type ldapRequest struct {
+	URL              string            `json:"url"`
+	StartTLS         bool              `json:"start_tls"`
+	CAFile           string            `json:"ca_file"`
+	BindDN           string            `json:"bind_dn"`
+	BindPassword     appliance.Secret  `json:"bind_password"`
+	BindPasswordFile string            `json:"bind_password_file"`
+	BaseDN           string            `json:"base_dn"`
+	UserFilter       string            `json:"user_filter"`
+	Preset           string            `json:"preset"`
+	Attributes       map[string]string `json:"attributes"`
+	PageSize         int               `json:"page_size"`
+	Interval         string            `json:"interval"`
+	FullInterval     string            `json:"full_interval"`
+}
+
+// source converts the request and checks what the door parses (durations,
+// the threshold, whose explicit 0 the Service would silently replace by the
+// default) and the shape every source needs (name, type, the ldap block
+// and its url and base_dn), reporting every problem at once. The Service
+// checks the rest (URL scheme, filter, preset, page size, intervals);
+// its reasons are the same for the fields both check.
+func (r identitySourceRequest) source() (appliance.IdentitySource, error) {
+	var fp []FieldProblem
+	out := appliance.IdentitySource{Name: r.Name, Type: r.Type}
+	if strings.TrimSpace(r.Name) == "" {
+		fp = append(fp, FieldProblem{"name", "required, at most 128 characters on one line"})
+	}
+	switch r.Type {
+	case appliance.SourceTypeLDAP:
+		if r.LDAP == nil {
+			fp = append(fp, FieldProblem{"ldap", "required for sources of type ldap"})
+		}
+	case appliance.SourceTypeSCIM:
+		if r.LDAP != nil {
+			fp = append(fp, FieldProblem{"ldap", "only for sources of type ldap"})
+		}
+	default:
+		fp = append(fp, FieldProblem{"type", "must be ldap or scim"})
+	}
+	out.GracePeriod = parseDuration(&fp, "grace_period", r.GracePeriod, "720h")
+	if t := r.DeactivateThreshold; t != nil {
+		if math.IsNaN(*t) || *t <= 0 || *t > 1 {
+			fp = append(fp, FieldProblem{"deactivate_threshold", "must be a share in (0, 1]"})
+		}
+		out.DeactivateThreshold = *t
+	}
+	if r.LDAP != nil && r.Type == appliance.SourceTypeLDAP {
+		l := r.LDAP
+		if l.URL == "" {
+			fp = append(fp, FieldProblem{"ldap.url", "required"})
+		}
+		if strings.TrimSpace(l.BaseDN) == "" {
+			fp = append(fp, FieldProblem{"ldap.base_dn", "required"})
+		}
+		out.LDAP = &appliance.LDAPSourceConfig{URL: l.URL, StartTLS: l.StartTLS, CAFile: l.CAFile, BindDN: l.BindDN,
+			BindPassword: l.BindPassword, BindPasswordFile: l.BindPasswordFile, BaseDN: l.BaseDN, UserFilter: l.UserFilter,
+			Preset: l.Preset, Attributes: l.Attributes, PageSize: l.PageSize,
+			Interval:     parseDuration(&fp, "ldap.interval", l.Interval, "15m"),
+			FullInterval: parseDuration(&fp, "ldap.full_interval", l.FullInterval, "24h")}
+	}
+	return out, invalidFields(fp...)
+}
+
+// parseDuration parses an optional positive Go duration; "" is 0 (the
+// Service's default). A problem is added to fp, naming the field only.
+func parseDuration(fp *[]FieldProblem, field, v, example string) time.Duration {
+	if v == "" {
+		return 0
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		*fp = append(*fp, FieldProblem{field, `must be a positive duration such as "` + example + `"`})
+		return 0
+	}
+	return d
+}
+
+// IdentitySourceDTO is an identity source. It never carries the bind
+// password or the SCIM token: HasBindPassword and HasSCIMToken say whether
+// one is stored. LDAP is null for SCIM sources; SCIMURL is set only for
+// them.
+type IdentitySourceDTO struct {
+	ID                  string         `json:"id"`
+	Name                string         `json:"name"`
+	Type                string         `json:"type"`
+	LDAP                *LDAPSourceDTO `json:"ldap"`
+	HasSCIMToken        bool           `json:"has_scim_token"`
+	SCIMURL             string         `json:"scim_url,omitempty"`
+	GracePeriod         string         `json:"grace_period"`
+	DeactivateThreshold float64        `json:"deactivate_threshold"`
+	CreatedAt           *time.Time     `json:"created_at"`
+	UpdatedAt           *time.Time     `json:"updated_at"`
+	LastRun             *SyncRunDTO    `json:"last_run"`
+}
+
+// NewIdentitySourceDTO is the answer to a creation: for a SCIM source the
+// one and only time its bearer token is shown.
+type NewIdentitySourceDTO struct {
+	IdentitySourceDTO
+	SCIMToken string `json:"scim_token,omitempty"`
+}
+
+// LDAPSourceDTO is an LDAP source's directory connection, without the
+// password.
+type LDAPSourceDTO struct {
+	URL              string            `json:"url"`
+	StartTLS         bool              `json:"start_tls"`
+	CAFile           string            `json:"ca_file"`
+	BindDN           string            `json:"bind_dn"`
+	HasBindPassword  bool              `json:"has_bind_password"`
+	BindPasswordFile string            `json:"bind_password_file"`
+	BaseDN           string            `json:"base_dn"`
+	UserFilter       string            `json:"user_filter"`
+	Preset           string            `json:"preset"`
+	Attributes       map[string]string `json:"attributes"`
+	PageSize         int               `json:"page_size"`
+	Interval         string            `json:"interval"`
+	FullInterval     string            `json:"full_interval"`
+}
+
+// SyncRunDTO is one sync run: the summary of POST …/sync and an item of
+// …/runs. Error is present only for a failed or refused run.
+type SyncRunDTO struct {
+	ID          string     `json:"id"`
+	SourceID    string     `json:"source_id"`
+	Mode        string     `json:"mode"`
+	StartedAt   *time.Time `json:"started_at"`
+	FinishedAt  *time.Time `json:"finished_at"`
+	Added       int        `json:"added"`
+	Updated     int        `json:"updated"`
+	Deactivated int        `json:"deactivated"`
+	Reactivated int        `json:"reactivated"`
+	Unchanged   int        `json:"unchanged"`
+	Purged      int        `json:"purged"`
+	DurationMS  int64      `json:"duration_ms"`
+	Error       string     `json:"error,omitempty"`
+}
+
+// SCIMTokenDTO is shown once: a SCIM source's new bearer token.
+type SCIMTokenDTO struct {
+	SCIMToken string `json:"scim_token"`
+	SCIMURL   string `json:"scim_url"`
+}
+
+func identitySourceDTO(src appliance.IdentitySource) IdentitySourceDTO {
+	out := IdentitySourceDTO{ID: src.ID, Name: src.Name, Type: src.Type, HasSCIMToken: src.HasSCIMToken,
+		GracePeriod: src.GracePeriod.String(), DeactivateThreshold: src.DeactivateThreshold,
+		CreatedAt: optTime(src.CreatedAt), UpdatedAt: optTime(src.UpdatedAt)}
+	if src.Type == appliance.SourceTypeSCIM {
+		out.SCIMURL = SCIMBasePath
+	}
+	if l := src.LDAP; l != nil {
+		attrs := make(map[string]string, len(l.Attributes))
+		maps.Copy(attrs, l.Attributes)
+		out.LDAP = &LDAPSourceDTO{URL: l.URL, StartTLS: l.StartTLS, CAFile: l.CAFile, BindDN: l.BindDN,
+			HasBindPassword: l.HasBindPassword, BindPasswordFile: l.BindPasswordFile, BaseDN: l.BaseDN,
+			UserFilter: l.UserFilter, Preset: l.Preset, Attributes: attrs, PageSize: l.PageSize,
+			Interval: l.Interval.String(), FullInterval: l.FullInterval.String()}
+	}
+	if src.LastRun != nil {
+		r := syncRunDTO(*src.LastRun)
+		out.LastRun = &r
+	}
+	return out
+}
+
+func syncRunDTO(r appliance.SyncRun) SyncRunDTO {
+	return SyncRunDTO{ID: r.ID, SourceID: r.SourceID, Mode: r.Mode, StartedAt: optTime(r.StartedAt),
+		FinishedAt: optTime(r.FinishedAt), Added: r.Added, Updated: r.Updated, Deactivated: r.Deactivated,
+		Reactivated: r.Reactivated, Unchanged: r.Unchanged, Purged: r.Purged, DurationMS: r.DurationMS, Error: r.Error}
 }

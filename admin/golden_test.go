@@ -2,6 +2,7 @@ package admin
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -22,8 +23,14 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 var uuidRE = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}`)
 
-// normalise replaces random ids; times are fixed by the test clock.
-func normalise(b []byte) []byte { return uuidRE.ReplaceAll(b, []byte("<uuid>")) }
+// scimTokenRE matches a SCIM bearer token (tkds_ and 32 random bytes).
+var scimTokenRE = regexp.MustCompile(`tkds_[A-Za-z0-9_-]{43}`)
+
+// normalise replaces random ids and tokens; times are fixed by the test
+// clock.
+func normalise(b []byte) []byte {
+	return scimTokenRE.ReplaceAll(uuidRE.ReplaceAll(b, []byte("<uuid>")), []byte("<scim-token>"))
+}
 
 // golden compares a response (status, content type, indented body) with
 // testdata/<name>.golden.
@@ -101,4 +108,52 @@ func TestGoldenResponses(t *testing.T) {
 		body: strings.NewReader(`{"user_name":"","passcode":"` + strings.Repeat("1", maxPasscode+1) + `"}`)}))
 	golden(t, "unlock_user", e.do(req{method: "POST", path: "/api/v1/users/" + userID + "/unlock", role: appliance.RoleHelpdesk}))
 	golden(t, "problem_backup_not_supported", e.do(req{method: "GET", path: "/api/v1/backup", role: sa}))
+}
+
+// TestGoldenIdentitySources pins the wire format of the identity source
+// endpoints, with a sync function shaped like main's: it records the run
+// and wraps the brake refusal in an error implementing SyncBrake.
+func TestGoldenIdentitySources(t *testing.T) {
+	var (
+		svc  *appliance.Service
+		runs int
+	)
+	e := newEnv(t, func(o *Options) {
+		o.Sync = func(ctx context.Context, id string, force bool) (appliance.SyncRun, error) {
+			runs++ // one run a minute, so the order of the listing is fixed
+			end := epoch.Add(time.Duration(runs) * time.Minute)
+			run := appliance.SyncRun{SourceID: id, Mode: "full", StartedAt: end.Add(-2 * time.Second), FinishedAt: end,
+				Added: 3, Updated: 2, Deactivated: 30, Reactivated: 1, Unchanged: 70, DurationMS: 2000}
+			var err error
+			if !force {
+				err = fmt.Errorf("sync: %w", brakeErr{30, 100})
+				run.Deactivated, run.Error = 0, err.Error()
+			}
+			rec, rerr := svc.RecordSyncRun(ctx, run)
+			if rerr != nil {
+				t.Error(rerr)
+			}
+			return rec, err
+		}
+	})
+	svc = e.svc
+	const sa = appliance.RoleSuperAdmin
+	w := e.do(req{method: "POST", path: "/api/v1/identity-sources", role: sa, body: jsonBody(t, ldapSourceBody("Corp AD"))})
+	golden(t, "create_identity_source_ldap", w)
+	var ldapSrc IdentitySourceDTO
+	if err := json.Unmarshal(w.Body.Bytes(), &ldapSrc); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(time.Minute)
+	golden(t, "create_identity_source_scim", e.do(req{method: "POST", path: "/api/v1/identity-sources", role: sa,
+		body: strings.NewReader(`{"name":"Entra ID","type":"scim"}`)}))
+
+	src := "/api/v1/identity-sources/" + ldapSrc.ID
+	golden(t, "problem_sync_brake", e.do(req{method: "POST", path: src + "/sync", role: sa}))
+	golden(t, "sync_run", e.do(req{method: "POST", path: src + "/sync?force=true", role: sa}))
+	golden(t, "list_sync_runs", e.do(req{method: "GET", path: src + "/runs", role: appliance.RoleAuditor}))
+	// The listing is ordered by (random) id; one source shows the format.
+	golden(t, "get_identity_source_synced", e.do(req{method: "GET", path: src, role: appliance.RoleAuditor}))
+	golden(t, "problem_identity_source_validation", e.do(req{method: "POST", path: "/api/v1/identity-sources", role: sa,
+		body: strings.NewReader(`{"name":"x","type":"ldap","grace_period":"a month","deactivate_threshold":0,"ldap":{"url":"","base_dn":"dc=example,dc=com"}}`)}))
 }

@@ -37,6 +37,8 @@ const (
 	CodeQRUnavailable        = "qr_unavailable"
 	CodeNotReady             = "not_ready"
 	CodeNotSupported         = "not_supported"
+	CodeSyncBrake            = "sync_brake"
+	CodeSyncFailed           = "sync_failed"
 	CodeInternal             = "internal"
 )
 
@@ -58,6 +60,8 @@ var problemTitles = map[string]string{
 	CodeQRUnavailable:        "QR code unavailable",
 	CodeNotReady:             "Not ready",
 	CodeNotSupported:         "Not supported",
+	CodeSyncBrake:            "Sync refused by the mass-deactivation brake",
+	CodeSyncFailed:           "Directory sync failed",
 	CodeInternal:             "Internal error",
 }
 
@@ -114,6 +118,14 @@ func invalidFields(fp ...FieldProblem) error {
 	return &requestError{p}
 }
 
+// syncError marks an error of Options.Sync: one the mapper does not know
+// otherwise is a failed directory run (502 sync_failed), not an internal
+// error. Options.Sync guarantees its text holds no secret.
+type syncError struct{ err error }
+
+func (e *syncError) Error() string { return e.err.Error() }
+func (e *syncError) Unwrap() error { return e.err }
+
 // errUnauthenticated is answered when the bearer token is missing or unknown.
 var errUnauthenticated = errors.New("unauthenticated")
 
@@ -124,10 +136,14 @@ func problemFor(err error) (p Problem, ok bool) {
 		re  *requestError
 		ve  *appliance.ValidationError
 		mbe *http.MaxBytesError
+		brk SyncBrake
+		sfe *syncError
 	)
 	switch {
 	case errors.As(err, &re):
 		return re.p, true
+	case errors.As(err, &brk):
+		return NewProblem(http.StatusConflict, CodeSyncBrake, brk.BrakeDetail()), true
 	case errors.As(err, &mbe):
 		return NewProblem(http.StatusRequestEntityTooLarge, CodeBodyTooLarge,
 			"the body is larger than the limit for this endpoint"), true
@@ -153,6 +169,9 @@ func problemFor(err error) (p Problem, ok bool) {
 		return NewProblem(http.StatusConflict, CodeConflict, err.Error()), true
 	case errors.Is(err, appliance.ErrInvalidState):
 		return NewProblem(http.StatusConflict, CodeInvalidState, err.Error()), true
+	case errors.As(err, &sfe):
+		// Checked last: a sync error wrapping a sentinel maps as above.
+		return NewProblem(http.StatusBadGateway, CodeSyncFailed, sfe.err.Error()), true
 	}
 	return NewProblem(http.StatusInternalServerError, CodeInternal,
 		"the server could not complete the request; the error has been logged"), false

@@ -25,8 +25,9 @@ func (s *Server) routes() []route {
 	// readers may read users, tokens, profiles and import jobs; operators
 	// manage users and tokens (the help desk's daily work, including PINs,
 	// resynchronisation, unlocking and emergency access); profile writes,
-	// API tokens and backups are the super admin's; the help desk is not
-	// given the audit trail. Agents authenticate users; the super admin may
+	// API tokens, backups and identity source writes and syncs are the super
+	// admin's; the help desk is given neither the audit trail nor identity
+	// sources, which only the super admin and the auditor read. Agents authenticate users; the super admin may
 	// too (to try a token from the console); the help desk may not, so a
 	// help desk key cannot be used to guess passcodes.
 	readers := []string{appliance.RoleSuperAdmin, appliance.RoleHelpdesk, appliance.RoleAuditor}
@@ -69,6 +70,17 @@ func (s *Server) routes() []route {
 		{http.MethodDelete, "/profiles/:name", false, superOnly, s.deleteProfile},
 
 		{http.MethodGet, "/audit", false, auditReaders, s.listAudit},
+
+		// Identity sources: the help desk has none (their settings name
+		// directory servers and bind accounts).
+		{http.MethodPost, "/identity-sources", false, superOnly, s.createIdentitySource},
+		{http.MethodGet, "/identity-sources", false, auditReaders, s.listIdentitySources},
+		{http.MethodGet, "/identity-sources/:id", false, auditReaders, s.getIdentitySource},
+		{http.MethodPut, "/identity-sources/:id", false, superOnly, s.updateIdentitySource},
+		{http.MethodDelete, "/identity-sources/:id", false, superOnly, s.deleteIdentitySource},
+		{http.MethodPost, "/identity-sources/:id/sync", false, superOnly, s.syncIdentitySource},
+		{http.MethodGet, "/identity-sources/:id/runs", false, auditReaders, s.listSyncRuns},
+		{http.MethodPost, "/identity-sources/:id/scim-token", false, superOnly, s.rotateSCIMToken},
 
 		{http.MethodPost, "/api-tokens", false, superOnly, s.createAPIToken},
 		{http.MethodGet, "/api-tokens", false, superOnly, s.listAPITokens},

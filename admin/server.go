@@ -48,6 +48,34 @@ type Options struct {
 	// bytes written (bbolt's hot backup). GET /api/v1/backup streams it;
 	// nil makes that route answer 501 not_supported.
 	Backup func(w io.Writer) (int64, error)
+	// Sync runs one pull of an LDAP identity source now, for POST
+	// /api/v1/identity-sources/{id}/sync?force=; nil makes that route
+	// answer 501 not_supported. It records the run (RecordSyncRun) and
+	// returns the recorded run, also when it fails. Its errors become:
+	//   - an error implementing SyncBrake (errors.As, so it may be wrapped):
+	//     the mass-deactivation brake refused the run and nothing was
+	//     applied: 409 sync_brake, detail BrakeDetail() (say the numbers and
+	//     that ?force=true applies the run);
+	//   - errors wrapping the appliance sentinels map as everywhere else:
+	//     ErrNotFound 404, ErrInvalidState 409 invalid_state (a SCIM source),
+	//     ErrConflict 409 conflict (a run of that source is in progress),
+	//     *ValidationError 400;
+	//   - any other error is a failed run (directory unreachable, TLS, bind,
+	//     read): 502 sync_failed with err.Error() as the detail, so that text
+	//     must never hold the bind password or another secret.
+	// The handler looks the source up first, so an unknown id is 404 and a
+	// SCIM source 409 invalid_state without Sync being called. ctx carries
+	// the actor (appliance.ActorFrom) and is not cancelled when the client
+	// goes away, so a started run finishes and is recorded.
+	Sync func(ctx context.Context, sourceID string, force bool) (appliance.SyncRun, error)
+}
+
+// SyncBrake is the contract of an Options.Sync error that reports the
+// mass-deactivation brake refusing a run. BrakeDetail is shown to the admin
+// as the problem detail of the 409 sync_brake answer.
+type SyncBrake interface {
+	error
+	BrakeDetail() string
 }
 
 // Server is the admin API on a Gin engine. It is an http.Handler.
@@ -64,6 +92,8 @@ type Server struct {
 	qr      *qrCache
 	// backupFn is Options.Backup.
 	backupFn func(w io.Writer) (int64, error)
+	// syncFn is Options.Sync.
+	syncFn func(ctx context.Context, sourceID string, force bool) (appliance.SyncRun, error)
 }
 
 // APIPrefix is where the admin API lives.
@@ -75,7 +105,7 @@ func New(svc Service, opts Options) *Server {
 	// the mode in an atomic, so this is safe alongside other servers.
 	gin.SetMode(gin.ReleaseMode)
 	s := &Server{svc: svc, log: opts.Logger, ready: opts.Ready, now: opts.Now, metrics: opts.Metrics, access: opts.AccessLog,
-		backupFn: opts.Backup}
+		backupFn: opts.Backup, syncFn: opts.Sync}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

@@ -49,6 +49,14 @@ type Service interface {
 	IssueEmergencyAccess(ctx context.Context, userID, kind string, count int, lifetime time.Duration) (appliance.EmergencyAccess, error)
 	RevokeEmergencyAccess(ctx context.Context, userID string) error
 
+	CreateIdentitySource(ctx context.Context, in appliance.IdentitySource) (appliance.IdentitySource, appliance.Secret, error)
+	GetIdentitySource(ctx context.Context, id string) (appliance.IdentitySource, error)
+	ListIdentitySources(ctx context.Context) ([]appliance.IdentitySource, error)
+	UpdateIdentitySource(ctx context.Context, id string, in appliance.IdentitySource) (appliance.IdentitySource, error)
+	DeleteIdentitySource(ctx context.Context, id string) error
+	RotateSCIMToken(ctx context.Context, id string) (appliance.Secret, error)
+	ListSyncRuns(ctx context.Context, sourceID string, limit int) ([]appliance.SyncRun, error)
+
 	CreateAPIToken(ctx context.Context, name, role string) (appliance.APIToken, appliance.Secret, error)
 	ListAPITokens(ctx context.Context) ([]appliance.APIToken, error)
 	RevokeAPIToken(ctx context.Context, id string) error
