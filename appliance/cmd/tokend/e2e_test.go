@@ -64,7 +64,7 @@ type instance struct {
 	stop                        func() error
 }
 
-func startTokend(t *testing.T, dir string, args ...string) *instance {
+func startTokend(t testing.TB, dir string, args ...string) *instance {
 	t.Helper()
 	readyCh := make(chan map[string]string, 1)
 	logs := &syncBuffer{ready: readyCh}
@@ -103,13 +103,13 @@ func startTokend(t *testing.T, dir string, args ...string) *instance {
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(pem)
-	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, MaxIdleConnsPerHost: 256}}
 	return &instance{dir: dir, admin: "https://" + ready["admin"], ctkipURL: ready["ctkip_url"], token: strings.TrimSpace(string(token)),
 		client: client, logs: logs, stop: stop}
 }
 
 // call does one admin API request and decodes the JSON answer into out.
-func (in *instance) call(t *testing.T, method, path, ctype string, body io.Reader, want int, out any) {
+func (in *instance) call(t testing.TB, method, path, ctype string, body io.Reader, want int, out any) {
 	t.Helper()
 	req, err := http.NewRequest(method, in.admin+path, body)
 	if err != nil {
@@ -135,7 +135,7 @@ func (in *instance) call(t *testing.T, method, path, ctype string, body io.Reade
 	}
 }
 
-func (in *instance) json(t *testing.T, method, path string, body any, want int, out any) {
+func (in *instance) json(t testing.TB, method, path string, body any, want int, out any) {
 	t.Helper()
 	b, _ := json.Marshal(body)
 	in.call(t, method, path, "application/json", bytes.NewReader(b), want, out)

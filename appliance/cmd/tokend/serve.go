@@ -21,10 +21,17 @@ import (
 	"tokend/appliance/metrics"
 	"tokend/appliance/seal"
 	"tokend/ctkip"
+	"tokend/sync/scim"
 )
 
-// The admin API is the appliance Service's only admin door.
-var _ admin.Service = (*appliance.Service)(nil)
+// The admin API and the SCIM endpoint are doors onto the one Service.
+var (
+	_ admin.Service = (*appliance.Service)(nil)
+	_ scim.Service  = (*appliance.Service)(nil)
+)
+
+// syncTick is how often due identity-source syncs are looked for.
+const syncTick = 30 * time.Second
 
 // ctkipPath is where devices find the CT-KIP service (RSA's path).
 const ctkipPath = "/ctkip/services/CtkipService"
@@ -76,7 +83,9 @@ func runServe(ctx context.Context, env *serveEnv) error {
 	m.TLSExpiry("ctkip", env.TLS.Leaf.NotAfter)
 
 	var ready atomic.Bool
+	syncs := newSyncRunner(svc, m, log, env.Now)
 	adm := admin.New(svc, admin.Options{Logger: log, Now: env.Now, Metrics: m.HTTP("admin"), AccessLog: true,
+		Backup: store.Backup, Sync: syncs.SyncNow,
 		Ready: func() error {
 			if !ready.Load() {
 				return errors.New("listeners not bound yet")
@@ -84,6 +93,11 @@ func runServe(ctx context.Context, env *serveEnv) error {
 			return nil
 		}})
 	mountMetrics(adm, m, cfg.Metrics.Auth)
+	sc, err := scim.New(svc, scim.Options{Logger: log, Metrics: m})
+	if err != nil {
+		return err
+	}
+	adm.Engine().Any("/scim/v2/*path", gin.WrapH(http.StripPrefix("/scim/v2", sc)))
 
 	ct, err := ctkip.NewServer(ctkip.Config{Key: key, Backend: ctkipBackend{svc: svc},
 		Limiter:  newGuessLimiter(cfg.CTKIP.RatePerClient, cfg.CTKIP.BurstPerClient, cfg.CTKIP.RateTotal, cfg.CTKIP.BurstTotal, log),
@@ -104,6 +118,7 @@ func runServe(ctx context.Context, env *serveEnv) error {
 			svc.SetCTKIPURL(strings.TrimRight(publicURL("", a.String(), env.Hostname), "/") + ctkipPath)
 		}
 		ready.Store(true)
+		go syncs.loop(ctx, syncTick)
 		log.Info("tokend ready", "admin", addrs["admin"].String(), "ctkip", addrs["ctkip"].String(), "ctkip_url", svc.CTKIPURL(),
 			"data_dir", env.Paths.DataDir)
 		return nil

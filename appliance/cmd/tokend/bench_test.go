@@ -1,0 +1,227 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha1"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"tokend/appliance"
+	"tokend/appliance/internal/boltstore"
+)
+
+// The benchmarks here measure the appliance end to end: a real tokend
+// (bbolt with fsync, HTTPS on 127.0.0.1) driven by clients in the same
+// process, next to the bounds they are judged against (the store's group
+// commit rate, bare RSA decryption), measured in the same run.
+
+// BenchmarkCommitBound is the store's durable commit rate at a given
+// concurrency: one Update of one ~200-byte record per op, group commit on.
+func BenchmarkCommitBound(b *testing.B) {
+	for _, writers := range []int{1, 16, 64} {
+		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
+			st, err := boltstore.Open(filepath.Join(b.TempDir(), "bench.db"), boltstore.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer st.Close()
+			val := bytes.Repeat([]byte("v"), 200)
+			var n atomic.Int64
+			b.SetParallelism((writers + 1) / 2)
+			if writers == 1 {
+				b.SetParallelism(1)
+			}
+			b.ResetTimer()
+			start := time.Now()
+			runConcurrent(b, writers, func() {
+				k := n.Add(1)
+				err := st.Update(context.Background(), func(tx appliance.Tx) error {
+					return tx.Put(fmt.Appendf(nil, "bench/%016x", k), val)
+				})
+				if err != nil {
+					b.Error(err)
+				}
+			})
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "commits/s")
+		})
+	}
+}
+
+// runConcurrent runs b.N calls of op spread over exactly workers goroutines.
+func runConcurrent(b *testing.B, workers int, op func()) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for next.Add(1) <= int64(b.N) {
+				op()
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// latencies collects per-op durations for percentiles.
+type latencies struct {
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+func (l *latencies) add(d time.Duration) { l.mu.Lock(); l.d = append(l.d, d); l.mu.Unlock() }
+
+func (l *latencies) p(q float64) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.d) == 0 {
+		return 0
+	}
+	s := slices.Clone(l.d)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(float64(len(s))*q))]
+}
+
+// startTokendB starts a tokend for a benchmark, logging as in production
+// (one access log line per request).
+func startTokendB(b *testing.B) *instance {
+	b.Helper()
+	return startTokend(b, b.TempDir())
+}
+
+// BenchmarkImportCSV imports 100,000 serials through the API per op.
+func BenchmarkImportCSV(b *testing.B) {
+	in := startTokendB(b)
+	const rows = 100_000
+	bodies := make([][]byte, b.N)
+	for i := range bodies {
+		var sb strings.Builder
+		sb.WriteString("serial\n")
+		for r := range rows {
+			fmt.Fprintf(&sb, "%012d\n", int64(i)*rows+int64(r)+100_000_000_000)
+		}
+		bodies[i] = []byte(sb.String())
+	}
+	b.ResetTimer()
+	start := time.Now()
+	for i := range b.N {
+		var job struct {
+			Imported int `json:"imported"`
+		}
+		in.call(b, "POST", "/api/v1/tokens/import?format=csv", "text/csv", bytes.NewReader(bodies[i]), http.StatusCreated, &job)
+		if job.Imported != rows {
+			b.Fatalf("imported %d", job.Imported)
+		}
+	}
+	b.ReportMetric(float64(b.N*rows)/time.Since(start).Seconds(), "rows/s")
+}
+
+// BenchmarkDistribute issues activation codes through the API from 16
+// concurrent clients over HTTPS keep-alive, each for its own token.
+func BenchmarkDistribute(b *testing.B) {
+	in := startTokendB(b)
+	const clients = 16
+	serials := setupAssigned(b, in, clients)
+	var lat latencies
+	var next atomic.Int64
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for c := range clients {
+		wg.Go(func() {
+			for next.Add(1) <= int64(b.N) {
+				t0 := time.Now()
+				in.json(b, "POST", "/api/v1/tokens/"+serials[c]+"/distribution", map[string]string{"profile": "bench"}, http.StatusCreated, nil)
+				lat.add(time.Since(t0))
+			}
+		})
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "distributions/s")
+	b.ReportMetric(float64(lat.p(0.99).Microseconds())/1000, "p99-ms")
+}
+
+// setupAssigned imports n tokens, creates a CT-KIP profile "bench" and n
+// users each holding one token; it returns the serials.
+func setupAssigned(b *testing.B, in *instance, n int) []string {
+	b.Helper()
+	var sb strings.Builder
+	sb.WriteString("serial\n")
+	serials := make([]string, n)
+	for i := range n {
+		serials[i] = fmt.Sprintf("%012d", 900_000_000_000+i)
+		sb.WriteString(serials[i] + "\n")
+	}
+	in.call(b, "POST", "/api/v1/tokens/import?format=csv", "text/csv", strings.NewReader(sb.String()), http.StatusCreated, nil)
+	in.json(b, "POST", "/api/v1/profiles", map[string]any{"name": "bench", "device_type": "generic", "delivery_method": "ctkip",
+		"pin_mode": "none"}, http.StatusCreated, nil)
+	for i, s := range serials {
+		var u struct {
+			ID string `json:"id"`
+		}
+		in.json(b, "POST", "/api/v1/users", map[string]string{"user_name": fmt.Sprintf("bench%06d", i)}, http.StatusCreated, &u)
+		in.json(b, "POST", "/api/v1/users/"+u.ID+"/tokens", map[string]any{"serials": []string{s}}, http.StatusOK, nil)
+	}
+	return serials
+}
+
+// BenchmarkRSA1024Decrypt is the bound for provisioning: bare RSA-1024
+// OAEP-SHA1 decryptions on all cores.
+func BenchmarkRSA1024Decrypt(b *testing.B) {
+	key, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ct, err := rsa.EncryptOAEP(sha1.New(), rand.Reader, &key.PublicKey, make([]byte, 16), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := rsa.DecryptOAEP(sha1.New(), nil, key, ct, nil); err != nil {
+				b.Error(err)
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "decryptions/s")
+}
+
+// BenchmarkProvision runs complete two-POST CT-KIP exchanges over HTTPS
+// against the bbolt-backed tokend, from concurrent device clients (one
+// activation code each, issued before the timer starts).
+func BenchmarkProvision(b *testing.B) {
+	in := startTokendB(b)
+	serials := setupAssigned(b, in, b.N)
+	codes := make([]string, b.N)
+	url := ""
+	for i, s := range serials {
+		var d distribution
+		in.json(b, "POST", "/api/v1/tokens/"+s+"/distribution", map[string]string{"profile": "bench"}, http.StatusCreated, &d)
+		codes[i], url = d.ActivationCode, d.CTKIPURL
+	}
+	client := ctkipClient(in)
+	var lat latencies
+	var next atomic.Int64
+	b.ResetTimer()
+	start := time.Now()
+	runConcurrent(b, 8, func() {
+		i := next.Add(1) - 1
+		t0 := time.Now()
+		if _, err := client.Provision(context.Background(), url, codes[i]); err != nil {
+			b.Error(err)
+		}
+		lat.add(time.Since(t0))
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "provisionings/s")
+	b.ReportMetric(float64(lat.p(0.99).Microseconds())/1000, "p99-ms")
+}
