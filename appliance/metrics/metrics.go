@@ -92,13 +92,17 @@ func (h HTTPRecorder) ObserveHTTP(route, method string, status int, d time.Durat
 }
 
 // CTKIPOutcome counts one CT-KIP request outcome.
-func (m *Metrics) CTKIPOutcome(step, outcome string) { m.ctkipOutcome.WithLabelValues(step, outcome).Inc() }
+func (m *Metrics) CTKIPOutcome(step, outcome string) {
+	m.ctkipOutcome.WithLabelValues(step, outcome).Inc()
+}
 
 // CTKIPExchange observes a completed exchange.
 func (m *Metrics) CTKIPExchange(d time.Duration) { m.ctkipLatency.Observe(d.Seconds()) }
 
 // AuthDecision counts one authentication decision (appliance.AuthRecorder).
-func (m *Metrics) AuthDecision(result, reason string) { m.authDecision.WithLabelValues(result, reason).Inc() }
+func (m *Metrics) AuthDecision(result, reason string) {
+	m.authDecision.WithLabelValues(result, reason).Inc()
+}
 
 // ObserveCommit records one durable commit of a group of transactions.
 func (m *Metrics) ObserveCommit(d time.Duration, writes, _ int) {
