@@ -89,7 +89,9 @@ func provisionOffline(b *testing.B, dir string, n int) {
 	wg.Wait()
 }
 
-func benchSeed(i int64) []byte { return bytes.Repeat([]byte{byte(i), byte(i >> 8), byte(i >> 16), 0x5a}, 4) }
+func benchSeed(i int64) []byte {
+	return bytes.Repeat([]byte{byte(i), byte(i >> 8), byte(i >> 16), 0x5a}, 4)
+}
 
 // BenchmarkAuthenticate verifies tokencodes over the HTTPS API (each
 // decision commits the token's replay mark durably) from 1, 16 and 64
