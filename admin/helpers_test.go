@@ -3,7 +3,6 @@ package admin
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -15,8 +14,7 @@ import (
 	"time"
 
 	"tokend/appliance"
-	"tokend/appliance/memstore"
-	"tokend/appliance/seal"
+	"tokend/appliance/appliancetest"
 )
 
 const testCTKIPURL = "https://tokend.example:8444/ctkip/services/CtkipService"
@@ -94,26 +92,10 @@ type envOption func(*Options)
 // admin Server in front of it, with one API token per role.
 func newEnv(t *testing.T, opts ...envOption) *env {
 	t.Helper()
-	key := make([]byte, seal.KeySize)
-	if _, err := rand.Read(key); err != nil {
-		t.Fatal(err)
-	}
-	sealer, err := seal.New(key, rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := memstore.New()
-	t.Cleanup(func() { store.Close() })
 	clk := &clock{t: epoch}
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	svc, err := appliance.New(appliance.Config{Store: store, Sealer: sealer, CTKIPURL: testCTKIPURL, Logger: logger, Now: clk.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := svc.Init(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	svc := appliancetest.Service(t, appliance.Config{CTKIPURL: testCTKIPURL, Logger: logger, Now: clk.Now})
 	rec := &recorder{}
 	o := Options{Logger: logger, Now: clk.Now, Metrics: rec, AccessLog: true}
 	for _, f := range opts {

@@ -3,7 +3,6 @@ package storetest
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"fmt"
 	"strings"
 	"sync"
@@ -12,8 +11,8 @@ import (
 	"time"
 
 	"tokend/appliance"
+	"tokend/appliance/appliancetest"
 	"tokend/appliance/otp"
-	"tokend/appliance/seal"
 )
 
 // RunService runs the appliance's seed procedure on a store: import →
@@ -22,14 +21,7 @@ import (
 // concurrency, a tokencode accepted once).
 func RunService(t *testing.T, newStore NewStoreFunc) {
 	s := open(t, newStore)
-	key := make([]byte, seal.KeySize)
-	if _, err := rand.Read(key); err != nil {
-		t.Fatal(err)
-	}
-	sealer, err := seal.New(key, rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sealer, _ := appliancetest.Sealer(t)
 	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 	svc, err := appliance.New(appliance.Config{Store: s, Sealer: sealer, Now: func() time.Time { return now },
 		CTKIPURL: "https://tokend.test:8444/ctkip/services/CtkipService"})

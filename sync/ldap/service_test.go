@@ -2,7 +2,6 @@ package ldap
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"log/slog"
 	"strings"
@@ -10,8 +9,7 @@ import (
 	"time"
 
 	"tokend/appliance"
-	"tokend/appliance/memstore"
-	"tokend/appliance/seal"
+	"tokend/appliance/appliancetest"
 	"tokend/internal/slapdtest"
 	"tokend/sync/mirror"
 )
@@ -22,17 +20,8 @@ import (
 // deletion.
 func TestSyncIntoTheAppliance(t *testing.T) {
 	srv := slapdtest.Start(t, slapdtest.Options{Users: 30})
-	key := make([]byte, seal.KeySize)
-	rand.Read(key)
-	sealer, _ := seal.New(key, rand.Reader)
-	svc, err := appliance.New(appliance.Config{Store: memstore.New(), Sealer: sealer})
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc := appliancetest.Service(t, appliance.Config{})
 	ctx := context.Background()
-	if err := svc.Init(ctx); err != nil {
-		t.Fatal(err)
-	}
 	src, _, err := svc.CreateIdentitySource(ctx, appliance.IdentitySource{Name: "corp", Type: appliance.SourceTypeLDAP,
 		LDAP: &appliance.LDAPSourceConfig{URL: srv.URL, BindDN: srv.ReaderDN, BindPassword: appliance.Secret(srv.ReaderPassword), BaseDN: srv.PeopleDN}})
 	if err != nil {

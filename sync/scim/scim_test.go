@@ -3,7 +3,6 @@ package scim_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -15,8 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"tokend/appliance"
-	"tokend/appliance/memstore"
-	"tokend/appliance/seal"
+	"tokend/appliance/appliancetest"
 	"tokend/sync/scim"
 )
 
@@ -31,22 +29,7 @@ type env struct {
 
 func newService(t testing.TB) *appliance.Service {
 	t.Helper()
-	key := make([]byte, seal.KeySize)
-	if _, err := rand.Read(key); err != nil {
-		t.Fatal(err)
-	}
-	sealer, err := seal.New(key, rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := appliance.New(appliance.Config{Store: memstore.New(), Sealer: sealer})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := svc.Init(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	return svc
+	return appliancetest.Service(t, appliance.Config{})
 }
 
 func mount(t testing.TB, svc *appliance.Service) http.Handler {
