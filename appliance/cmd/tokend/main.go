@@ -110,6 +110,7 @@ func (a *app) newRootCmd() *cobra.Command {
 		a.newAuditCmd(),
 		a.newBackupCmd(),
 		a.newRestoreCmd(),
+		a.newAdminCmd(),
 	)
 	return root
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"tokend/admin"
+	"tokend/admin/console"
 	"tokend/appliance"
 	"tokend/appliance/internal/boltstore"
 	"tokend/appliance/metrics"
@@ -26,8 +27,9 @@ import (
 
 // The admin API and the SCIM endpoint are doors onto the one Service.
 var (
-	_ admin.Service = (*appliance.Service)(nil)
-	_ scim.Service  = (*appliance.Service)(nil)
+	_ admin.Service   = (*appliance.Service)(nil)
+	_ scim.Service    = (*appliance.Service)(nil)
+	_ console.Service = (*appliance.Service)(nil)
 )
 
 // syncTick is how often due identity-source syncs are looked for.
@@ -98,6 +100,7 @@ func runServe(ctx context.Context, env *serveEnv) error {
 		return err
 	}
 	adm.Engine().Any("/scim/v2/*path", gin.WrapH(http.StripPrefix("/scim/v2", sc)))
+	console.New(svc, console.Options{Logger: log, Now: env.Now, Sources: consoleSources{svc: svc, sync: syncs}}).Mount(adm.Engine())
 
 	ct, err := ctkip.NewServer(ctkip.Config{Key: key, Backend: ctkipBackend{svc: svc},
 		Limiter:  newGuessLimiter(cfg.CTKIP.RatePerClient, cfg.CTKIP.BurstPerClient, cfg.CTKIP.RateTotal, cfg.CTKIP.BurstTotal, log),
@@ -179,4 +182,34 @@ type statusWriter struct {
 func (w *statusWriter) WriteHeader(code int) {
 	w.status = code
 	w.ResponseWriter.WriteHeader(code)
+}
+
+// consoleSources shows identity sources and their last runs in the console
+// and runs a sync from it.
+type consoleSources struct {
+	svc  *appliance.Service
+	sync *syncRunner
+}
+
+func (s consoleSources) ListIdentitySources(ctx context.Context) ([]console.SourceStatus, error) {
+	list, err := s.svc.ListIdentitySources(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]console.SourceStatus, 0, len(list))
+	for _, x := range list {
+		st := console.SourceStatus{ID: x.ID, Name: x.Name, Type: x.Type}
+		if r := x.LastRun; r != nil {
+			st.LastRunAt, st.LastRunOK, st.LastError = r.FinishedAt, r.Error == "", r.Error
+			st.LastRunSummary = fmt.Sprintf("%d added, %d updated, %d deactivated, %d reactivated, %d purged",
+				r.Added, r.Updated, r.Deactivated, r.Reactivated, r.Purged)
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+func (s consoleSources) RunSync(ctx context.Context, id string) error {
+	_, err := s.sync.SyncNow(ctx, id, false)
+	return err
 }
