@@ -28,6 +28,7 @@ type Metrics struct {
 	syncDuration *prometheus.HistogramVec
 	syncChanges  *prometheus.CounterVec
 	syncLastOK   *prometheus.GaugeVec
+	syncUp       *prometheus.GaugeVec
 	scimRequests *prometheus.CounterVec
 	tlsExpiry    *prometheus.GaugeVec
 }
@@ -65,13 +66,15 @@ func New(version string) *Metrics {
 			Help: "User changes applied by sync runs, by kind."}, []string{"type", "change"}),
 		syncLastOK: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "tokend_sync_last_success_timestamp_seconds",
 			Help: "Unix time of the last successful sync run per identity source."}, []string{"source"}),
+		syncUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "tokend_sync_directory_reachable",
+			Help: "1 if the last sync of a pulled identity source reached its directory, 0 if it could not."}, []string{"source"}),
 		scimRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tokend_scim_requests_total",
 			Help: "SCIM requests by operation and status code."}, []string{"operation", "code"}),
 		tlsExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "tokend_tls_certificate_expiry_timestamp_seconds",
 			Help: "Unix time at which the listener certificate expires."}, []string{"listener"}),
 	}
 	r.MustRegister(build, m.httpRequests, m.httpDuration, m.ctkipOutcome, m.ctkipLatency, m.authDecision, m.commitLat,
-		m.commitWrites, m.syncRuns, m.syncDuration, m.syncChanges, m.syncLastOK, m.scimRequests, m.tlsExpiry)
+		m.commitWrites, m.syncRuns, m.syncDuration, m.syncChanges, m.syncLastOK, m.syncUp, m.scimRequests, m.tlsExpiry)
 	return m
 }
 
@@ -125,6 +128,15 @@ func (m *Metrics) SyncRun(sourceType, sourceID string, ok bool, d time.Duration,
 		// Source ids are admin-created and few: a bounded label.
 		m.syncLastOK.WithLabelValues(sourceID).SetToCurrentTime()
 	}
+}
+
+// DirectoryReachable records whether a pulled source's directory answered.
+func (m *Metrics) DirectoryReachable(sourceID string, up bool) {
+	v := 0.0
+	if up {
+		v = 1
+	}
+	m.syncUp.WithLabelValues(sourceID).Set(v)
 }
 
 // SCIMRequest counts one SCIM request.

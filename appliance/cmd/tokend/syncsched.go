@@ -77,13 +77,15 @@ func (r *syncRunner) run(ctx context.Context, sourceID string, opts ldap.RunOpti
 	}
 	r.m.SyncRun(appliance.SourceTypeLDAP, sourceID, err == nil, time.Duration(sum.DurationMS)*time.Millisecond,
 		map[string]int{"added": sum.Added, "updated": sum.Updated, "deactivated": sum.Deactivated, "reactivated": sum.Reactivated, "purged": sum.Purged})
+	var brake *mirror.BrakeError
+	var bind *ldap.BindError
+	r.m.DirectoryReachable(sourceID, err == nil || errors.As(err, &brake) || errors.As(err, &bind))
 	r.mu.Lock()
 	r.lastRun[sourceID] = start
 	if err == nil && sum.Mode == ldap.ModeFull {
 		r.lastFull[sourceID] = start
 	}
 	r.mu.Unlock()
-	var brake *mirror.BrakeError
 	if errors.As(err, &brake) {
 		r.log.Warn("sync refused by the mass-deactivation brake", "source", sourceID, "would_deactivate", brake.WouldDeactivate, "active", brake.Active)
 		return rec, brakeError{brake}
