@@ -21,9 +21,11 @@ import (
 )
 
 // provisionOffline prepares a data dir with n users each holding one
-// provisioned SecurID token (PIN mode none, seed derived from the index),
-// writing through the Service directly so setup stays fast.
-func provisionOffline(b *testing.B, dir string, n int) {
+// SecurID token (PIN mode none), writing through the Service directly so
+// setup stays fast. With provision the tokens are provisioned (seed derived
+// from the index); without, each gets an outstanding activation code, which
+// is returned.
+func provisionOffline(b *testing.B, dir string, n int, provision bool) []string {
 	b.Helper()
 	paths, err := newDataPaths(dir)
 	if err != nil {
@@ -62,6 +64,7 @@ func provisionOffline(b *testing.B, dir string, n int) {
 		DeliveryMethod: appliance.DeliveryCTKIP, PINMode: appliance.PINModeNone}); err != nil {
 		b.Fatal(err)
 	}
+	codes := make([]string, n)
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range 32 {
@@ -76,8 +79,9 @@ func provisionOffline(b *testing.B, dir string, n int) {
 				if err == nil {
 					d, err = svc.Distribute(ctx, serial, "bench")
 				}
-				if err == nil {
-					_, err = svc.CompleteProvisioning(ctx, d.ActivationCode.Reveal(), benchSeed(i))
+				codes[i] = d.ActivationCode.Reveal()
+				if err == nil && provision {
+					_, err = svc.CompleteProvisioning(ctx, codes[i], benchSeed(i))
 				}
 				if err != nil {
 					b.Error(err)
@@ -87,6 +91,7 @@ func provisionOffline(b *testing.B, dir string, n int) {
 		})
 	}
 	wg.Wait()
+	return codes
 }
 
 func benchSeed(i int64) []byte {
@@ -102,7 +107,7 @@ func BenchmarkAuthenticate(b *testing.B) {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
 			tokens := b.N/3 + clients
 			dir := filepath.Join(b.TempDir(), "data")
-			provisionOffline(b, dir, tokens)
+			provisionOffline(b, dir, tokens, true)
 			in := startTokend(b, dir)
 			var accepted, other atomic.Int64
 			var nextTok atomic.Int64

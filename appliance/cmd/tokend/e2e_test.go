@@ -97,15 +97,22 @@ func startTokend(t testing.TB, dir string, args ...string) *instance {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pem, err := os.ReadFile(filepath.Join(dir, "tls.crt"))
+	client := newTrustingClient(t, filepath.Join(dir, "tls.crt"))
+	return &instance{dir: dir, admin: "https://" + ready["admin"], ctkipURL: ready["ctkip_url"], token: strings.TrimSpace(string(token)),
+		client: client, logs: logs, stop: stop}
+}
+
+// newTrustingClient is an HTTPS client (keep-alive for many concurrent
+// requests) that trusts the given certificate.
+func newTrustingClient(t testing.TB, certFile string) *http.Client {
+	t.Helper()
+	pem, err := os.ReadFile(certFile)
 	if err != nil {
 		t.Fatal(err)
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(pem)
-	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, MaxIdleConnsPerHost: 256}}
-	return &instance{dir: dir, admin: "https://" + ready["admin"], ctkipURL: ready["ctkip_url"], token: strings.TrimSpace(string(token)),
-		client: client, logs: logs, stop: stop}
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, MaxIdleConnsPerHost: 256}}
 }
 
 // call does one admin API request and decodes the JSON answer into out.

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// BenchmarkProvisionServerCPU measures what one CT-KIP exchange costs the
+// server alone: tokend runs as its own process pinned to CPU 0, the device
+// clients run in this process pinned to CPU 1, and the server's CPU time is
+// read from /proc. It reports the exchanges per second the server sustains
+// on its one core and the server CPU per exchange; 2 cores ÷ that cost is
+// the server's two-core capacity, to set beside BenchmarkRSA1024Decrypt.
+func BenchmarkProvisionServerCPU(b *testing.B) {
+	taskset, err := exec.LookPath("taskset")
+	if err != nil {
+		b.Skip("taskset (util-linux) not found")
+	}
+	bin := filepath.Join(b.TempDir(), "tokend")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		b.Fatalf("build: %v\n%s", err, out)
+	}
+	dir := filepath.Join(b.TempDir(), "data")
+	codes := provisionOffline(b, dir, b.N, false)
+
+	cmd := exec.Command(taskset, "-c", "0", bin, "serve", "--data-dir", dir, "--admin-listen", "127.0.0.1:0",
+		"--ctkip-listen", "127.0.0.1:0", "--log-format", "json")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+	})
+	url := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			var m map[string]any
+			if json.Unmarshal(sc.Bytes(), &m) == nil && m["msg"] == "tokend ready" {
+				url <- fmt.Sprint(m["ctkip_url"])
+			}
+		}
+	}()
+	var ctURL string
+	select {
+	case ctURL = <-url:
+	case <-time.After(60 * time.Second):
+		b.Fatal("tokend did not start")
+	}
+	client := ctkipClient(&instance{client: newTrustingClient(b, filepath.Join(dir, "tls.crt"))})
+
+	restore := pinSelf(b, 1)
+	defer restore()
+	cpu0 := procCPU(b, cmd.Process.Pid)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for range provisionDevices {
+		wg.Go(func() {
+			for i := next.Add(1) - 1; i < int64(b.N); i = next.Add(1) - 1 {
+				if _, err := client.Provision(context.Background(), ctURL, codes[i]); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	wall := time.Since(start)
+	cpu := procCPU(b, cmd.Process.Pid) - cpu0
+	perOp := cpu / time.Duration(b.N)
+	b.ReportMetric(float64(b.N)/wall.Seconds(), "provisionings/s/core")
+	b.ReportMetric(float64(perOp.Microseconds()), "server-cpu-µs/op")
+	b.ReportMetric(2/perOp.Seconds(), "2-core-capacity/s")
+}
+
+// procCPU is a process's user+system CPU time from /proc.
+func procCPU(b *testing.B, pid int) time.Duration {
+	b.Helper()
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Fields after the command name (which may hold spaces) start at ") ".
+	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+2:]))
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	const hz = 100 // USER_HZ on Linux
+	return time.Duration(ut+st) * time.Second / hz
+}
+
+// pinSelf pins every thread of this process to one CPU and returns a
+// function that lets them run anywhere again.
+func pinSelf(b *testing.B, cpu int) func() {
+	b.Helper()
+	var one, all unix.CPUSet
+	one.Set(cpu)
+	if err := unix.SchedGetaffinity(0, &all); err != nil {
+		b.Fatal(err)
+	}
+	set := func(s *unix.CPUSet) {
+		tasks, _ := os.ReadDir("/proc/self/task")
+		for _, t := range tasks {
+			if tid, err := strconv.Atoi(t.Name()); err == nil {
+				unix.SchedSetaffinity(tid, s)
+			}
+		}
+	}
+	set(&one)
+	return func() { set(&all) }
+}
