@@ -21,7 +21,6 @@ import (
 	"tokend/appliance"
 	"tokend/appliance/internal/boltstore"
 	"tokend/appliance/otp"
-	"tokend/appliance/seal"
 	"tokend/ctkip"
 )
 
@@ -161,42 +160,21 @@ func (a *app) newAuditCmd() *cobra.Command {
 		Short: "Verify the audit hash chain of a stopped tokend's store",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(a.flags, a.lookupEnv)
-			if err != nil {
-				return err
-			}
-			st, paths, err := openOffline(cfg.DataDir)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			keyPath, src := resolveMasterKeyPath(cfg.MasterKeyFile, paths, a.lookupEnv)
-			key, err := readMasterKey(keyPath, src == masterKeyFromFile)
-			if err != nil {
-				return err
-			}
-			sealer, err := seal.New(key, a.rand)
-			if err != nil {
-				return err
-			}
-			svc, err := appliance.New(appliance.Config{Store: st, Sealer: sealer})
-			if err != nil {
-				return err
-			}
-			rep, err := svc.VerifyAudit(cmd.Context())
-			for _, p := range rep.Problems {
-				fmt.Fprintln(cmd.OutOrStdout(), "problem:", p)
-			}
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "audit chain intact: %d records (%d…%d)\n", rep.Records, rep.FirstSeq, rep.LastSeq)
-			return nil
+			return a.withOfflineService(cmd.Context(), func(ctx context.Context, svc *appliance.Service) error {
+				rep, err := svc.VerifyAudit(ctx)
+				for _, p := range rep.Problems {
+					fmt.Fprintln(cmd.OutOrStdout(), "problem:", p)
+				}
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "audit chain intact: %d records (%d…%d)\n", rep.Records, rep.FirstSeq, rep.LastSeq)
+				return nil
+			})
 		},
 	})
 	return audit
 }
-
 func (a *app) newBackupCmd() *cobra.Command {
 	var out string
 	cmd := &cobra.Command{
