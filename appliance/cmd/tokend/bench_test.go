@@ -264,3 +264,38 @@ func BenchmarkProvision(b *testing.B) {
 	wg.Wait()
 	b.ReportMetric(float64(paced.p(0.99).Microseconds())/1000, "half-rate-p99-ms")
 }
+
+// BenchmarkSCIMCreateUsers pushes new users over SCIM (POST /scim/v2/Users)
+// from 16 concurrent HTTPS clients into the bbolt-backed tokend.
+func BenchmarkSCIMCreateUsers(b *testing.B) {
+	in := startTokendB(b)
+	var src struct {
+		SCIMToken string `json:"scim_token"`
+	}
+	in.json(b, "POST", "/api/v1/identity-sources", map[string]any{"name": "idp", "type": "scim"}, http.StatusCreated, &src)
+	var next atomic.Int64
+	var lat latencies
+	b.ResetTimer()
+	start := time.Now()
+	runConcurrent(b, 16, func() {
+		i := next.Add(1)
+		body := fmt.Sprintf(`{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"u%d@example.org","externalId":"x%d",`+
+			`"active":true,"displayName":"User %d","emails":[{"type":"work","primary":true,"value":"u%d@example.org"}]}`, i, i, i, i)
+		req, _ := http.NewRequest("POST", in.admin+"/scim/v2/Users", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+src.SCIMToken)
+		req.Header.Set("Content-Type", "application/scim+json")
+		t0 := time.Now()
+		resp, err := in.client.Do(req)
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		resp.Body.Close()
+		lat.add(time.Since(t0))
+		if resp.StatusCode != http.StatusCreated {
+			b.Errorf("POST /Users: %d", resp.StatusCode)
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "users/s")
+	b.ReportMetric(float64(lat.p(0.99).Microseconds())/1000, "p99-ms")
+}
