@@ -23,6 +23,7 @@ import (
 	"tokend/appliance"
 	"tokend/appliance/seal"
 	"tokend/ctkip"
+	"tokend/internal/stoken"
 )
 
 // syncBuffer collects a process's output for inspection while it runs.
@@ -247,6 +248,20 @@ func TestSeedProcedureEndToEnd(t *testing.T) {
 	in.call(t, "GET", "/api/v1/tokens/000100000001", "", nil, http.StatusOK, &tok)
 	if !tok.Provisioned {
 		t.Fatal("token not provisioned")
+	}
+	// Debian's stoken, an independent implementation, computes the
+	// tokencode from the seed the device derived; tokend accepts it.
+	// (Without stoken a developer run leaves this step out; CI requires it.)
+	if _, err := stoken.Path(); err == nil || os.Getenv("CI") == "true" {
+		stoken.Require(t)
+		code := stoken.Tokencode(t, res.Seed[:], res.Serial, res.Digits, res.Interval, stoken.NoPIN, time.Now())
+		var auth struct {
+			Result string `json:"result"`
+		}
+		in.json(t, "POST", "/api/v1/authenticate", map[string]string{"user_name": "alice", "passcode": code}, http.StatusOK, &auth)
+		if auth.Result != "accept" {
+			t.Fatalf("stoken's tokencode: %+v", auth)
+		}
 	}
 
 	// Two devices racing with one code: exactly one gets the token.
