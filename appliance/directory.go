@@ -161,37 +161,40 @@ feed:
 func (s *Service) applyDirectoryChunk(ctx context.Context, source string, chunk []dirOp, now time.Time) (int, []string, error) {
 	var applied int
 	var conflicts []string
+	// Counter changes are buffered so the chunk writes them once.
 	err := s.store.Update(ctx, func(tx Tx) error {
-		applied, conflicts = 0, nil
-		for _, op := range chunk {
-			var old *User
-			id := op.newID
-			if id == "" {
-				var err error
-				if old, err = getUser(tx, op.u.UserID); err != nil {
+		return withCounts(tx, func(tx Tx) error {
+			applied, conflicts = 0, nil
+			for _, op := range chunk {
+				var old *User
+				id := op.newID
+				if id == "" {
+					var err error
+					if old, err = getUser(tx, op.u.UserID); err != nil {
+						return err
+					}
+					id = old.ID
+				}
+				u := User{ID: id, UserName: op.u.UserName, DisplayName: op.u.DisplayName, Email: op.u.Email, Source: source,
+					ExternalID: op.u.ExternalID, Active: op.u.Active, DirectoryDisabled: op.u.Disabled,
+					DeactivatedAt: op.u.DeactivatedAt, CreatedAt: now, UpdatedAt: now}
+				if old != nil {
+					u.CreatedAt, u.Failures, u.LockedUntil = old.CreatedAt, old.Failures, old.LockedUntil
+				}
+				if u.Active {
+					u.DeactivatedAt = time.Time{}
+				}
+				if err := putUser(tx, &u, old); err != nil {
+					if errors.Is(err, ErrExists) {
+						conflicts = append(conflicts, op.u.UserName)
+						continue
+					}
 					return err
 				}
-				id = old.ID
+				applied++
 			}
-			u := User{ID: id, UserName: op.u.UserName, DisplayName: op.u.DisplayName, Email: op.u.Email, Source: source,
-				ExternalID: op.u.ExternalID, Active: op.u.Active, DirectoryDisabled: op.u.Disabled,
-				DeactivatedAt: op.u.DeactivatedAt, CreatedAt: now, UpdatedAt: now}
-			if old != nil {
-				u.CreatedAt, u.Failures, u.LockedUntil = old.CreatedAt, old.Failures, old.LockedUntil
-			}
-			if u.Active {
-				u.DeactivatedAt = time.Time{}
-			}
-			if err := putUser(tx, &u, old); err != nil {
-				if errors.Is(err, ErrExists) {
-					conflicts = append(conflicts, op.u.UserName)
-					continue
-				}
-				return err
-			}
-			applied++
-		}
-		return nil
+			return nil
+		})
 	})
 	return applied, conflicts, err
 }

@@ -290,7 +290,8 @@ func (s *Service) importedToken(r tokenfile.Record, req ImportRequest, now time.
 // importChunk writes (or, for a dry run, checks) one chunk of tokens.
 func (s *Service) importChunk(ctx context.Context, chunk []pendingToken, req ImportRequest, now time.Time) (chunkResult, error) {
 	var res chunkResult
-	fn := func(tx Tx) error {
+	var fn func(tx Tx) error
+	chunkFn := func(tx Tx) error {
 		res = chunkResult{}
 		for i := range chunk {
 			p := &chunk[i]
@@ -321,6 +322,8 @@ func (s *Service) importChunk(ctx context.Context, chunk []pendingToken, req Imp
 		}
 		return nil
 	}
+	// Counter changes are buffered so a chunk writes them once.
+	fn = func(tx Tx) error { return withCounts(tx, chunkFn) }
 	var err error
 	if req.DryRun {
 		err = s.store.View(ctx, fn)

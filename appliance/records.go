@@ -15,10 +15,13 @@ import (
 //	meta/schema                      schema version
 //	meta/keycheck                    master key check value
 //	meta/audit-head                  {seq, hash} of the newest audit record
+//	meta/audit-ix                    where the audit filter indexes start (audit.go)
+//	meta/count/tokens, meta/count/users  inventory counters (counters.go)
 //	u/<id>                           User
 //	ui/n/<login>                     id \0 source \0 active (unique, case-folded)
 //	ui/e/<email> \0 <id>             id \0 source \0 login (case-folded)
-//	ui/d/<display> \0 <id>           id \0 source \0 login (case-folded)
+//	ui/d/<display> \0 <id>           id \0 source \0 login \0 e-mail (case-folded; older
+//	                                 entries lack the e-mail)
 //	ui/x/<source> \0 <external id>   id                    (unique per source)
 //	t/<serial>                       Token
 //	ti/s/<serial>                    kind \0 state \0 user id \0 manager \0 provisioned
@@ -29,6 +32,7 @@ import (
 //	ki/<hex hash>                    id
 //	j/<id>                           ImportJob
 //	a/<yyyymmdd>/<seq %016x>         AuditRecord
+//	ax/<field>/<value> \0 <yyyymmdd>/<seq %016x>  ""    audit filter index (audit.go)
 const schemaVersion = "1"
 
 var (
@@ -150,10 +154,15 @@ func putUser(tx Tx, u *User, old *User) error {
 			return fmt.Errorf("external id %q in source %q: %w", u.ExternalID, u.Source, ErrExists)
 		}
 	}
+	from := ""
 	if old != nil {
-		if err := deleteUserIndexes(tx, old); err != nil {
+		if err := removeUserIndexes(tx, old); err != nil {
 			return err
 		}
+		from = userCountField(old.Source, old.Active)
+	}
+	if err := count(tx, keyUserCounts, from, userCountField(u.Source, u.Active)); err != nil {
+		return err
 	}
 	if err := putJSON(tx, userKey(u.ID), u); err != nil {
 		return err
@@ -168,7 +177,9 @@ func putUser(tx Tx, u *User, old *User) error {
 		}
 	}
 	if u.DisplayName != "" {
-		if err := tx.Put(displayKey(u), iv); err != nil {
+		// The display index also carries the e-mail, so a search counts a
+		// user matched by several fields once without reading the record.
+		if err := tx.Put(displayKey(u), append(iv, "\x00"+fold(u.Email)...)); err != nil {
 			return err
 		}
 	}
@@ -180,7 +191,16 @@ func putUser(tx Tx, u *User, old *User) error {
 	return nil
 }
 
+// deleteUserIndexes removes a deleted user's index entries and takes the
+// user out of the counts.
 func deleteUserIndexes(tx Tx, u *User) error {
+	if err := removeUserIndexes(tx, u); err != nil {
+		return err
+	}
+	return count(tx, keyUserCounts, userCountField(u.Source, u.Active), "")
+}
+
+func removeUserIndexes(tx Tx, u *User) error {
 	keys := [][]byte{loginKey(u.UserName)}
 	if u.Email != "" {
 		keys = append(keys, emailKey(u))
@@ -236,6 +256,13 @@ func parseTokenState(kv KV) tokenIndex {
 
 // putToken writes t and its indexes; old is the stored version or nil.
 func putToken(tx Tx, t *Token, old *Token) error {
+	from := ""
+	if old != nil {
+		from = tokenCountOf(old)
+	}
+	if err := count(tx, keyTokenCounts, from, tokenCountOf(t)); err != nil {
+		return err
+	}
 	if err := putJSON(tx, tokenKey(t.Serial), t); err != nil {
 		return err
 	}

@@ -74,28 +74,37 @@ func New(cfg Config) (*Service, error) {
 // not the one the store was created with.
 func (s *Service) Init(ctx context.Context) error {
 	return s.store.Update(ctx, func(tx Tx) error {
-		check, err := tx.Get(keyKeyCheck)
-		switch {
-		case errors.Is(err, ErrNotFound):
-			if err := tx.Put(keySchema, []byte(schemaVersion)); err != nil {
-				return err
-			}
-			return tx.Put(keyKeyCheck, s.sealer.CheckValue())
-		case err != nil:
+		if err := s.initTx(tx); err != nil {
 			return err
 		}
-		if err := s.sealer.Verify(check); err != nil {
-			return err
-		}
-		v, err := tx.Get(keySchema)
-		if err != nil {
-			return fmt.Errorf("schema version: %w", err)
-		}
-		if string(v) != schemaVersion {
-			return fmt.Errorf("store schema version %q, this tokend reads %q: %w", v, schemaVersion, ErrInvalidState)
-		}
-		return nil
+		// Counters and audit indexes that stores written by an older
+		// tokend lack.
+		return prepareIndexes(tx)
 	})
+}
+
+func (s *Service) initTx(tx Tx) error {
+	check, err := tx.Get(keyKeyCheck)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		if err := tx.Put(keySchema, []byte(schemaVersion)); err != nil {
+			return err
+		}
+		return tx.Put(keyKeyCheck, s.sealer.CheckValue())
+	case err != nil:
+		return err
+	}
+	if err := s.sealer.Verify(check); err != nil {
+		return err
+	}
+	v, err := tx.Get(keySchema)
+	if err != nil {
+		return fmt.Errorf("schema version: %w", err)
+	}
+	if string(v) != schemaVersion {
+		return fmt.Errorf("store schema version %q, this tokend reads %q: %w", v, schemaVersion, ErrInvalidState)
+	}
+	return nil
 }
 
 // SetCTKIPURL changes the CT-KIP URL put into new distributions (main sets

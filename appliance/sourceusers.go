@@ -450,67 +450,71 @@ func (s *Service) purgeUsers(ctx context.Context, sourceID string, ids []string,
 		var deleted []string
 		now := s.now().UTC()
 		actor := ActorFrom(ctx)
+		// Counter changes are buffered: one write per transaction.
 		err := s.store.Update(ctx, func(tx Tx) error {
-			done, deleted = 0, nil
-			used := 0
-			for _, id := range ids {
-				u, rec, err := getSourceUser(tx, sourceID, id)
-				if errors.Is(err, ErrNotFound) {
-					done++
-					continue
-				}
-				if err != nil {
-					return err
-				}
-				if !ok(u, rec) {
-					done++
-					continue
-				}
-				toks, err := userTokens(tx, id)
-				if err != nil {
-					return err
-				}
-				// Per token: record, state index, user index, voided code.
-				// Per user: 4 indexes, record, attributes, emergency
-				// access, 2 audit writes.
-				cost := 9 + 4*len(toks)
-				if used+cost > purgeBudget {
-					if used > 0 {
-						break
+			return withCounts(tx, func(tx Tx) error {
+				done, deleted = 0, nil
+				used := 0
+				for _, id := range ids {
+					u, rec, err := getSourceUser(tx, sourceID, id)
+					if errors.Is(err, ErrNotFound) {
+						done++
+						continue
 					}
-					// One user holding very many (cloud) tokens: unassign
-					// a slice of them now, the rest in the next round.
-					n := (purgeBudget - 2) / 4
-					for i := 0; i < n && i < len(toks); i++ {
+					if err != nil {
+						return err
+					}
+					if !ok(u, rec) {
+						done++
+						continue
+					}
+					toks, err := userTokens(tx, id)
+					if err != nil {
+						return err
+					}
+					// Per token: record, state index, user index, voided code.
+					// Per user: 4 indexes, record, attributes, emergency
+					// access, the audit record with its indexes. Counter
+					// changes are one write per transaction (withCounts).
+					cost := 7 + AuditWrites + 4*len(toks)
+					if used+cost > purgeBudget {
+						if used > 0 {
+							break
+						}
+						// One user holding very many (cloud) tokens: unassign
+						// a slice of them now, the rest in the next round.
+						n := (purgeBudget - AuditWrites) / 4
+						for i := 0; i < n && i < len(toks); i++ {
+							if err := unassignInTx(tx, &toks[i], now); err != nil {
+								return err
+							}
+						}
+						return appendAudit(tx, now, actor, AuditEvent{Action: "source.user.purge", UserID: id, Target: u.UserName,
+							Outcome: OutcomeSuccess, Detail: fmt.Sprintf("unassigned %d tokens, more to go", min(n, len(toks)))})
+					}
+					used += cost
+					for i := range toks {
 						if err := unassignInTx(tx, &toks[i], now); err != nil {
 							return err
 						}
 					}
-					return appendAudit(tx, now, actor, AuditEvent{Action: "source.user.purge", UserID: id, Target: u.UserName,
-						Outcome: OutcomeSuccess, Detail: fmt.Sprintf("unassigned %d tokens, more to go", min(n, len(toks)))})
-				}
-				used += cost
-				for i := range toks {
-					if err := unassignInTx(tx, &toks[i], now); err != nil {
+					if err := deleteUserIndexes(tx, u); err != nil {
 						return err
 					}
-				}
-				if err := deleteUserIndexes(tx, u); err != nil {
-					return err
-				}
-				for _, k := range [][]byte{userKey(id), sourceUserKey(sourceID, id), emergencyKey(id)} {
-					if err := tx.Delete(k); err != nil {
+					for _, k := range [][]byte{userKey(id), sourceUserKey(sourceID, id), emergencyKey(id)} {
+						if err := tx.Delete(k); err != nil {
+							return err
+						}
+					}
+					if err := appendAudit(tx, now, actor, AuditEvent{Action: "source.user.purge", UserID: id, Target: u.UserName,
+						Outcome: OutcomeSuccess, Detail: fmt.Sprintf("unassigned %d tokens", len(toks))}); err != nil {
 						return err
 					}
+					deleted = append(deleted, id)
+					done++
 				}
-				if err := appendAudit(tx, now, actor, AuditEvent{Action: "source.user.purge", UserID: id, Target: u.UserName,
-					Outcome: OutcomeSuccess, Detail: fmt.Sprintf("unassigned %d tokens", len(toks))}); err != nil {
-					return err
-				}
-				deleted = append(deleted, id)
-				done++
-			}
-			return nil
+				return nil
+			})
 		})
 		if err != nil {
 			return purged, err

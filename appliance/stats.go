@@ -4,10 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 )
 
-// Stats are the inventory figures an operator watches, computed from the
-// small index records so a scrape never decodes the big ones.
+// Stats are the inventory figures an operator watches, read from the
+// counters so a scrape never walks the indexes.
 type Stats struct {
 	Tokens      map[[2]string]int // (kind, state) → count
 	Assigned    int
@@ -24,28 +25,31 @@ func (s *Service) Stats(ctx context.Context) (Stats, error) {
 	var st Stats
 	err := s.store.View(ctx, func(tx Tx) error {
 		st = Stats{Tokens: map[[2]string]int{}, Users: map[[2]string]int{}}
-		kvs, err := tx.Scan([]byte(pfxTokenState), nil, 0)
+		// Token and user figures come from the counters kept with the
+		// records (counters.go).
+		counts, err := tokenCounts(tx)
 		if err != nil {
 			return err
 		}
-		for _, kv := range kvs {
-			ix := parseTokenState(kv)
-			st.Tokens[[2]string{ix.Kind, ix.State}]++
-			if ix.UserID != "" {
-				st.Assigned++
+		for _, c := range counts {
+			st.Tokens[[2]string{c.Kind, c.State}] += c.N
+			if c.Assigned {
+				st.Assigned += c.N
 			}
-			if ix.Provisioned {
-				st.Provisioned++
+			if c.Provisioned {
+				st.Provisioned += c.N
 			}
 		}
-		if kvs, err = tx.Scan([]byte(pfxUserLogin), nil, 0); err != nil {
+		users, err := readCounts(tx, keyUserCounts)
+		if err != nil {
 			return err
 		}
-		for _, kv := range kvs {
-			ix := parseLoginIndex(kv.Value)
-			st.Users[[2]string{ix.Source, fmt.Sprint(ix.Active)}]++
+		for f, n := range users {
+			src, active, _ := strings.Cut(f, "\x00")
+			st.Users[[2]string{src, fmt.Sprint(active == "1")}] += int(n)
 		}
-		if kvs, err = tx.Scan([]byte(pfxCode), nil, 0); err != nil {
+		kvs, err := tx.Scan([]byte(pfxCode), nil, 0)
+		if err != nil {
 			return err
 		}
 		for _, kv := range kvs {

@@ -41,23 +41,47 @@ func (s *Service) ListTokens(ctx context.Context, q TokenQuery) (TokenPage, erro
 	var page TokenPage
 	err := s.store.View(ctx, func(tx Tx) error {
 		page = TokenPage{Items: []Token{}}
-		kvs, err := tx.Scan([]byte(pfxTokenState+q.Search), nil, 0)
-		if err != nil {
-			return err
+		match := func(kind, user []byte) bool {
+			return (q.Kind == "" || string(kind) == q.Kind) && (q.Assigned == nil || *q.Assigned == (len(user) > 0))
+		}
+		// Without a search the total comes from the counters and the page
+		// needs only the index entries up to its last token; a serial
+		// prefix is counted over its (shorter) range of the index.
+		counted := q.Search == ""
+		if counted {
+			counts, err := tokenCounts(tx)
+			if err != nil {
+				return err
+			}
+			for _, c := range counts {
+				if (q.Kind == "" || c.Kind == q.Kind) && (q.Assigned == nil || *q.Assigned == c.Assigned) {
+					page.Total += c.N
+				}
+			}
+		}
+		prefix := []byte(pfxTokenState + q.Search)
+		var after []byte
+		if q.Cursor != "" {
+			after = []byte(pfxTokenState + q.Cursor)
 		}
 		var serials []string
-		for _, kv := range kvs {
-			ix := parseTokenState(kv)
-			if q.Kind != "" && ix.Kind != q.Kind {
-				continue
+		if !counted {
+			after = nil // the total needs the whole range
+		}
+		err := walkRange(tx, prefix, after, func(kv KV) bool {
+			if !match(field(kv.Value, 0), field(kv.Value, 2)) {
+				return true
 			}
-			if q.Assigned != nil && *q.Assigned != (ix.UserID != "") {
-				continue
+			if !counted {
+				page.Total++
 			}
-			page.Total++
-			if ix.Serial > q.Cursor && len(serials) <= limit {
-				serials = append(serials, ix.Serial)
+			if serial := string(kv.Key[len(pfxTokenState):]); serial > q.Cursor && len(serials) <= limit {
+				serials = append(serials, serial)
 			}
+			return !counted || len(serials) <= limit
+		})
+		if err != nil {
+			return err
 		}
 		if len(serials) > limit {
 			serials = serials[:limit]
@@ -126,45 +150,51 @@ func (s *Service) AssignTokens(ctx context.Context, userID string, serials []str
 	}
 	var out UserView
 	err := s.change(ctx, AuditEvent{Action: "token.assign", UserID: userID, Serial: strings.Join(serials, ",")}, func(tx Tx, now time.Time, _ *AuditEvent) error {
-		u, err := getUser(tx, userID)
-		if err != nil {
-			return err
-		}
-		held, err := userTokens(tx, userID)
-		if err != nil {
-			return err
-		}
-		count := 0
-		for i := range held {
-			if countsTowardLimit(&held[i]) {
-				count++
-			}
-		}
-		for _, sn := range serials {
-			t, err := getToken(tx, sn)
-			if err != nil {
-				return err
-			}
-			if t.UserID != "" {
-				return fmt.Errorf("token %s is already assigned: %w", sn, ErrConflict)
-			}
-			if countsTowardLimit(t) {
-				count++
-			}
-			if count > MaxTokensPerUser {
-				return fmt.Errorf("user %s would hold more than %d tokens: %w", u.UserName, MaxTokensPerUser, ErrLimit)
-			}
-			old := *t
-			t.UserID, t.State, t.AssignedAt, t.UpdatedAt = userID, StateEnabled, now, now
-			if err := putToken(tx, t, &old); err != nil {
-				return err
-			}
-			held = append(held, *t)
-		}
-		out = UserView{User: *u, Tokens: held}
-		return nil
+		// Counter changes are buffered: one write for the whole request.
+		return withCounts(tx, func(tx Tx) error { return s.assignInTx(tx, userID, serials, now, &out) })
 	})
 	return out, err
+}
+
+// assignInTx is AssignTokens inside its transaction.
+func (s *Service) assignInTx(tx Tx, userID string, serials []string, now time.Time, out *UserView) error {
+	u, err := getUser(tx, userID)
+	if err != nil {
+		return err
+	}
+	held, err := userTokens(tx, userID)
+	if err != nil {
+		return err
+	}
+	n := 0
+	for i := range held {
+		if countsTowardLimit(&held[i]) {
+			n++
+		}
+	}
+	for _, sn := range serials {
+		t, err := getToken(tx, sn)
+		if err != nil {
+			return err
+		}
+		if t.UserID != "" {
+			return fmt.Errorf("token %s is already assigned: %w", sn, ErrConflict)
+		}
+		if countsTowardLimit(t) {
+			n++
+		}
+		if n > MaxTokensPerUser {
+			return fmt.Errorf("user %s would hold more than %d tokens: %w", u.UserName, MaxTokensPerUser, ErrLimit)
+		}
+		old := *t
+		t.UserID, t.State, t.AssignedAt, t.UpdatedAt = userID, StateEnabled, now, now
+		if err := putToken(tx, t, &old); err != nil {
+			return err
+		}
+		held = append(held, *t)
+	}
+	*out = UserView{User: *u, Tokens: held}
+	return nil
 }
 
 // UnassignToken takes a token away from a user. It is disabled, its

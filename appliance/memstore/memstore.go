@@ -44,9 +44,9 @@ type Store struct {
 	writeMu sync.Mutex
 
 	// mu guards snap and closed. snap is never modified after it is
-	// published, so readers hold mu only to load the pointer.
+	// published, so readers hold mu only to load it.
 	mu     sync.RWMutex
-	snap   []appliance.KV
+	snap   snapshot
 	closed bool
 }
 
@@ -62,7 +62,7 @@ func New(opts ...Option) *Store {
 }
 
 // snapshot returns the current data, or ErrClosed.
-func (s *Store) snapshot() ([]appliance.KV, error) {
+func (s *Store) snapshot() (snapshot, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
@@ -153,7 +153,7 @@ type write struct {
 // tx is a transaction over an immutable snapshot plus a write buffer that
 // the transaction's own reads see.
 type tx struct {
-	base     []appliance.KV
+	base     snapshot
 	readOnly bool
 	done     bool
 
@@ -176,11 +176,11 @@ func (t *tx) Get(key []byte) ([]byte, error) {
 		}
 		return clone(w.value), nil
 	}
-	i, ok := slices.BinarySearchFunc(t.base, key, cmpKV)
+	v, ok := t.base.get(key)
 	if !ok {
 		return nil, appliance.ErrNotFound
 	}
-	return clone(t.base[i].Value), nil
+	return clone(v), nil
 }
 
 func (t *tx) Put(key, value []byte) error {
@@ -236,24 +236,27 @@ func (t *tx) Scan(prefix, after []byte, limit int) ([]appliance.KV, error) {
 	if after != nil && bytes.Compare(after, prefix) >= 0 {
 		from, exclusive = after, true
 	}
-	// First index whose key is >= from (or > from when exclusive).
-	i := lowerBound(len(t.base), func(i int) int { return bytes.Compare(t.base[i].Key, from) }, exclusive)
+	it := t.base.seek(from, exclusive)
 	j := lowerBound(len(t.keys), func(j int) int { return bytes.Compare([]byte(t.keys[j]), from) }, exclusive)
 
-	var out []appliance.KV
-	for limit <= 0 || len(out) < limit {
+	// Collect the pairs first and copy them into one buffer afterwards:
+	// one allocation per Scan instead of two per pair.
+	var hits []appliance.KV
+	size := 0
+	for limit <= 0 || len(hits) < limit {
 		var (
 			key   []byte
 			value []byte
 			del   bool
 		)
+		bk, bv, bok := it.peek()
 		switch {
-		case i < len(t.base) && j < len(t.keys):
-			c := bytes.Compare(t.base[i].Key, []byte(t.keys[j]))
+		case bok && j < len(t.keys):
+			c := bytes.Compare(bk, []byte(t.keys[j]))
 			switch {
 			case c < 0:
-				key, value = t.base[i].Key, t.base[i].Value
-				i++
+				key, value = bk, bv
+				it.next()
 			case c > 0:
 				key = []byte(t.keys[j])
 				w := t.writes[t.keys[j]]
@@ -263,52 +266,52 @@ func (t *tx) Scan(prefix, after []byte, limit int) ([]appliance.KV, error) {
 				key = []byte(t.keys[j])
 				w := t.writes[t.keys[j]]
 				value, del = w.value, w.del
-				i++
+				it.next()
 				j++
 			}
-		case i < len(t.base):
-			key, value = t.base[i].Key, t.base[i].Value
-			i++
+		case bok:
+			key, value = bk, bv
+			it.next()
 		case j < len(t.keys):
 			key = []byte(t.keys[j])
 			w := t.writes[t.keys[j]]
 			value, del = w.value, w.del
 			j++
-		default:
-			return out, nil
 		}
 		// Keys with the prefix are contiguous and we started at or after
 		// the prefix, so the first key without it ends the scan.
-		if !bytes.HasPrefix(key, prefix) {
+		if key == nil || !bytes.HasPrefix(key, prefix) {
 			break
 		}
 		if del {
 			continue
 		}
-		out = append(out, appliance.KV{Key: clone(key), Value: clone(value)})
+		hits = append(hits, appliance.KV{Key: key, Value: value})
+		size += len(key) + len(value)
 	}
-	return out, nil
+	if len(hits) == 0 {
+		return nil, nil
+	}
+	buf := make([]byte, 0, size)
+	for i := range hits {
+		hits[i].Key = carve(&buf, hits[i].Key)
+		hits[i].Value = carve(&buf, hits[i].Value)
+	}
+	return hits, nil
 }
 
-// merged returns a new sorted snapshot: base with the writes applied. Stored
-// slices are shared between snapshots; nobody modifies them.
-func (t *tx) merged() []appliance.KV {
-	out := make([]appliance.KV, 0, len(t.base)+len(t.keys))
-	i := 0
-	for _, k := range t.keys {
-		kb := []byte(k)
-		for i < len(t.base) && bytes.Compare(t.base[i].Key, kb) < 0 {
-			out = append(out, t.base[i])
-			i++
-		}
-		if i < len(t.base) && bytes.Equal(t.base[i].Key, kb) {
-			i++
-		}
-		if w := t.writes[k]; !w.del {
-			out = append(out, appliance.KV{Key: kb, Value: w.value})
-		}
-	}
-	return append(out, t.base[i:]...)
+// carve copies b to the end of *buf and returns the copy with its capacity
+// capped, so appending to one returned slice never overwrites the next.
+func carve(buf *[]byte, b []byte) []byte {
+	i := len(*buf)
+	*buf = append(*buf, b...)
+	return (*buf)[i:len(*buf):len(*buf)]
+}
+
+// merged returns the next snapshot: base with the writes applied. Only the
+// chunks a write falls into are rebuilt; the others are shared with base.
+func (t *tx) merged() snapshot {
+	return t.base.apply(t.keys, t.writes)
 }
 
 // lowerBound returns the first index in [0,n) whose key compares > 0 to the
@@ -326,8 +329,6 @@ func lowerBound(n int, cmp func(int) int, exclusive bool) int {
 	}
 	return lo
 }
-
-func cmpKV(kv appliance.KV, key []byte) int { return bytes.Compare(kv.Key, key) }
 
 // clone returns a copy of b that is never nil, so an empty value reads back
 // as an empty, non-nil slice.

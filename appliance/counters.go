@@ -1,0 +1,210 @@
+package appliance
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Inventory counters. Lists report exact totals and Stats reads figures
+// without walking 100,000 index entries, so the counts are kept in the same
+// transaction as the records they count:
+//
+//	meta/count/tokens   {"<kind>\x00<state>\x00<assigned 0|1>\x00<provisioned 0|1>": n, …}
+//	meta/count/users    {"<source>\x00<active 0|1>": n, …}
+//
+// One small record per family (a few dozen entries at most) keeps a chunked
+// bulk write at one extra write, and it is a hot key only for bbolt's single
+// writer. Init builds the records from the indexes when they are missing
+// (stores written before the counters existed).
+var (
+	keyTokenCounts = []byte("meta/count/tokens")
+	keyUserCounts  = []byte("meta/count/users")
+)
+
+func flag(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+func tokenCountField(kind, state string, assigned, provisioned bool) string {
+	return kind + "\x00" + state + "\x00" + flag(assigned) + "\x00" + flag(provisioned)
+}
+
+func tokenCountOf(t *Token) string {
+	return tokenCountField(t.Kind, t.State, t.UserID != "", t.Provisioned)
+}
+
+func userCountField(source string, active bool) string { return source + "\x00" + flag(active) }
+
+// tokenCount is one parsed entry of meta/count/tokens.
+type tokenCount struct {
+	Kind, State           string
+	Assigned, Provisioned bool
+	N                     int
+}
+
+func parseTokenCount(field string, n int64) tokenCount {
+	p := strings.SplitN(field, "\x00", 4)
+	for len(p) < 4 {
+		p = append(p, "")
+	}
+	return tokenCount{Kind: p[0], State: p[1], Assigned: p[2] == "1", Provisioned: p[3] == "1", N: int(n)}
+}
+
+// counterTx buffers counter deltas so a transaction that writes many records
+// (an import chunk, a directory chunk, a purge) writes each counter record
+// once, at the end, instead of once per record.
+type counterTx struct {
+	Tx
+	deltas map[string]map[string]int64 // counter key → field → delta
+}
+
+// withCounts runs fn with counter updates buffered and writes them after fn
+// succeeds. Transactions touching one record need not use it: without it
+// each change is applied at once (one write).
+func withCounts(tx Tx, fn func(Tx) error) error {
+	if _, ok := tx.(*counterTx); ok {
+		return fn(tx)
+	}
+	ct := &counterTx{Tx: tx}
+	if err := fn(ct); err != nil {
+		return err
+	}
+	for _, key := range [][]byte{keyTokenCounts, keyUserCounts} {
+		if d := ct.deltas[string(key)]; len(d) > 0 {
+			if err := bumpCounts(tx, key, d); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// count applies or buffers a change of counts: -1 for from, +1 for to
+// (either may be "" for none). Equal fields are no change.
+func count(tx Tx, key []byte, from, to string) error {
+	if from == to {
+		return nil
+	}
+	d := map[string]int64{}
+	if from != "" {
+		d[from]--
+	}
+	if to != "" {
+		d[to]++
+	}
+	if ct, ok := tx.(*counterTx); ok {
+		if ct.deltas == nil {
+			ct.deltas = map[string]map[string]int64{}
+		}
+		m := ct.deltas[string(key)]
+		if m == nil {
+			m = map[string]int64{}
+			ct.deltas[string(key)] = m
+		}
+		for f, n := range d {
+			m[f] += n
+		}
+		return nil
+	}
+	return bumpCounts(tx, key, d)
+}
+
+func readCounts(tx Tx, key []byte) (map[string]int64, error) {
+	m := map[string]int64{}
+	b, err := tx.Get(key)
+	if errors.Is(err, ErrNotFound) {
+		return m, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("decode %q: %w", key, err)
+	}
+	return m, nil
+}
+
+func bumpCounts(tx Tx, key []byte, deltas map[string]int64) error {
+	m, err := readCounts(tx, key)
+	if err != nil {
+		return err
+	}
+	changed := false
+	for f, d := range deltas {
+		if d == 0 {
+			continue
+		}
+		changed = true
+		if m[f] += d; m[f] == 0 {
+			delete(m, f)
+		}
+	}
+	if !changed {
+		return nil
+	}
+	return putJSON(tx, key, m)
+}
+
+// buildCounts writes the counter records from the indexes if they are
+// missing. It reads every token and user index entry once, in one
+// transaction: only stores created before the counters pay it, once.
+func buildCounts(tx Tx) error {
+	for _, c := range []struct {
+		key  []byte
+		pfx  string
+		each func(KV) string
+	}{
+		{keyTokenCounts, pfxTokenState, func(kv KV) string {
+			ix := parseTokenState(kv)
+			return tokenCountField(ix.Kind, ix.State, ix.UserID != "", ix.Provisioned)
+		}},
+		{keyUserCounts, pfxUserLogin, func(kv KV) string {
+			ix := parseLoginIndex(kv.Value)
+			return userCountField(ix.Source, ix.Active)
+		}},
+	} {
+		if ok, err := exists(tx, c.key); err != nil || ok {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		m := map[string]int64{}
+		var after []byte
+		for {
+			kvs, err := tx.Scan([]byte(c.pfx), after, 5000)
+			if err != nil {
+				return err
+			}
+			for _, kv := range kvs {
+				m[c.each(kv)]++
+				after = kv.Key
+			}
+			if len(kvs) < 5000 {
+				break
+			}
+		}
+		if err := putJSON(tx, c.key, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// tokenCounts returns the parsed token counters.
+func tokenCounts(tx Tx) ([]tokenCount, error) {
+	m, err := readCounts(tx, keyTokenCounts)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]tokenCount, 0, len(m))
+	for f, n := range m {
+		out = append(out, parseTokenCount(f, n))
+	}
+	return out, nil
+}
