@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -60,7 +62,7 @@ func (s *Service) DirectoryUsers(ctx context.Context, source string) ([]Director
 
 // applyWorkers commit plan chunks concurrently so group commit can share
 // fsyncs between them.
-const applyWorkers = 4
+const applyWorkers = 16
 
 type dirOp struct {
 	u     DirectoryUser
@@ -78,7 +80,10 @@ func (s *Service) ApplyDirectoryPlan(ctx context.Context, source string, plan Di
 			ops = append(ops, dirOp{u: u})
 		}
 	}
-	for _, u := range plan.Add {
+	// New users in login order: their index keys then cluster too.
+	adds := slices.Clone(plan.Add)
+	slices.SortFunc(adds, func(a, b DirectoryUser) int { return strings.Compare(fold(a.UserName), fold(b.UserName)) })
+	for _, u := range adds {
 		id, err := s.newID()
 		if err != nil {
 			return DirectoryResult{}, err

@@ -30,7 +30,7 @@ const importChunk = 48
 
 // importWorkers commit chunks concurrently so that group commit can put
 // several chunks behind one fsync.
-const importWorkers = 4
+const importWorkers = 16
 
 // DefaultTokenLifetime is the expiry given to imported tokens whose file
 // names none.

@@ -3,9 +3,11 @@ package appliancetest
 import (
 	"context"
 	"crypto/rand"
+	"path/filepath"
 	"testing"
 
 	"tokend/appliance"
+	"tokend/appliance/internal/boltstore"
 	"tokend/appliance/memstore"
 	"tokend/appliance/seal"
 )
@@ -44,4 +46,17 @@ func Service(t testing.TB, cfg appliance.Config) *appliance.Service {
 		t.Fatal(err)
 	}
 	return svc
+}
+
+// BoltStore opens the production bbolt store (fsync'd group commits) in a
+// temporary directory, for tests and benchmarks outside appliance/ that
+// need the real thing; it is closed at cleanup.
+func BoltStore(t testing.TB) appliance.Store {
+	t.Helper()
+	st, err := boltstore.Open(filepath.Join(t.TempDir(), "tokend.db"), boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
 }

@@ -3,6 +3,7 @@ package storetest
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"fmt"
 	"strings"
 	"sync"
@@ -11,7 +12,7 @@ import (
 	"time"
 
 	"tokend/appliance"
-	"tokend/appliance/appliancetest"
+	"tokend/appliance/seal"
 	"tokend/appliance/otp"
 )
 
@@ -21,7 +22,16 @@ import (
 // concurrency, a tokencode accepted once).
 func RunService(t *testing.T, newStore NewStoreFunc) {
 	s := open(t, newStore)
-	sealer, _ := appliancetest.Sealer(t)
+	// (appliancetest cannot serve here: it opens bbolt stores, whose tests
+	// import this package.)
+	key := make([]byte, seal.KeySize)
+	if _, err := rand.Read(key); err != nil {
+		t.Fatal(err)
+	}
+	sealer, err := seal.New(key, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
 	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 	svc, err := appliance.New(appliance.Config{Store: s, Sealer: sealer, Now: func() time.Time { return now },
 		CTKIPURL: "https://tokend.test:8444/ctkip/services/CtkipService"})

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"tokend/appliance"
+	"tokend/appliance/appliancetest"
 	"tokend/internal/slapdtest"
 )
 
@@ -75,6 +77,23 @@ func BenchmarkSync100k(b *testing.B) {
 		b.ReportMetric(per, "s/sync")
 		b.ReportMetric(ref.Seconds(), "s/ldapsearch")
 		b.ReportMetric(per/ref.Seconds(), "ratio")
+		b.ReportMetric(vmHWM(b), "peakRSS-MB")
+	})
+
+	// The same initial sync into the appliance itself: the Service on the
+	// bbolt store, every user committed durably.
+	b.Run("initial-into-appliance", func(b *testing.B) {
+		var total time.Duration
+		for b.Loop() {
+			svc := appliancetest.Service(b, appliance.Config{Store: appliancetest.BoltStore(b)})
+			t0 := time.Now()
+			sum, err := NewSyncer(ServiceTarget{Dir: svc}, nil, nil).Run(context.Background(), "src", cfg, RunOptions{Full: true})
+			total += time.Since(t0)
+			if err != nil || sum.Added != users {
+				b.Fatalf("sync: %+v %v", sum, err)
+			}
+		}
+		b.ReportMetric(total.Seconds()/float64(b.N), "s/sync")
 		b.ReportMetric(vmHWM(b), "peakRSS-MB")
 	})
 
