@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"tokend/appliance"
-	"tokend/appliance/seal"
 	"tokend/appliance/otp"
+	"tokend/appliance/seal"
 )
 
 // RunService runs the appliance's seed procedure on a store: import →
