@@ -231,13 +231,9 @@ func (s *Service) CompleteProvisioning(ctx context.Context, code string, seed []
 		return ProvisionTicket{}, fmt.Errorf("seed must be 16 bytes: %w", ErrInvalidState)
 	}
 	hash := s.codeHash(strings.TrimSpace(code))
-	// Sealing draws a nonce, so it happens outside the transaction, bound to
-	// the serial the code names; the transaction re-checks that binding.
-	pre, err := s.BeginProvisioning(ctx, code)
-	if err != nil {
-		return ProvisionTicket{}, err
-	}
-	sealed, err := s.sealer.Seal(seed, seedAAD(pre.Serial))
+	// The nonce is drawn here; sealing, bound to the serial the code names,
+	// happens inside the transaction that consumes the code.
+	nonce, err := s.sealer.Nonce()
 	if err != nil {
 		return ProvisionTicket{}, err
 	}
@@ -248,9 +244,7 @@ func (s *Service) CompleteProvisioning(ctx context.Context, code string, seed []
 		if err != nil {
 			return err
 		}
-		if t.Serial != pre.Serial {
-			return &CodeError{ProvisionBadCode}
-		}
+		sealed := Sealed(s.sealer.SealNonce(nonce, seed, seedAAD(t.Serial)))
 		old := *t
 		c.State = CodeConsumed
 		if err := putJSON(tx, codeKey(hash), c); err != nil {

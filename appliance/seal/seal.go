@@ -69,11 +69,30 @@ func New(master []byte, rand io.Reader) (*Sealer, error) {
 // Seal encrypts plaintext bound to aad (for example "token/000123456789/seed").
 // The result is nonce || ciphertext || tag.
 func (s *Sealer) Seal(plaintext []byte, aad string) ([]byte, error) {
-	nonce := make([]byte, s.aead.NonceSize(), s.aead.NonceSize()+len(plaintext)+s.aead.Overhead())
+	nonce, err := s.Nonce()
+	if err != nil {
+		return nil, err
+	}
+	return s.SealNonce(nonce, plaintext, aad), nil
+}
+
+// Nonce draws a fresh nonce for SealNonce.
+func (s *Sealer) Nonce() ([]byte, error) {
+	nonce := make([]byte, s.aead.NonceSize())
 	if _, err := io.ReadFull(s.rand, nonce); err != nil {
 		return nil, fmt.Errorf("seal: nonce: %w", err)
 	}
-	return s.aead.Seal(nonce, nonce, plaintext, []byte(aad)), nil
+	return nonce, nil
+}
+
+// SealNonce seals like Seal with a nonce drawn earlier by Nonce, so sealing
+// can run inside a transaction function (which must not draw randomness and
+// may run twice: the same nonce, plaintext and aad give the same result).
+// A nonce must never seal two different plaintexts.
+func (s *Sealer) SealNonce(nonce, plaintext []byte, aad string) []byte {
+	out := make([]byte, len(nonce), len(nonce)+len(plaintext)+s.aead.Overhead())
+	copy(out, nonce)
+	return s.aead.Seal(out, nonce, plaintext, []byte(aad))
 }
 
 // Open decrypts a value sealed with the same aad.

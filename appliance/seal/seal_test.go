@@ -80,3 +80,23 @@ func TestKeySize(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestSealNonceIsDeterministicAndOpens(t *testing.T) {
+	s := newSealer(t, 1)
+	nonce, err := s.Nonce()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := s.SealNonce(nonce, []byte("seed-seed-seed-!"), "token/1/seed")
+	b := s.SealNonce(nonce, []byte("seed-seed-seed-!"), "token/1/seed")
+	if !bytes.Equal(a, b) {
+		t.Fatal("a re-run transaction would store a different value")
+	}
+	if got, err := s.Open(a, "token/1/seed"); err != nil || string(got) != "seed-seed-seed-!" {
+		t.Fatalf("Open = %q, %v", got, err)
+	}
+	other, _ := s.Nonce()
+	if bytes.Equal(other, nonce) {
+		t.Fatal("two nonces alike")
+	}
+}
