@@ -54,6 +54,7 @@ type Config struct {
 	Log     LogConfig     `yaml:"log"`
 	Metrics MetricsConfig `yaml:"metrics"`
 	CTKIP   CTKIPConfig   `yaml:"ctkip"`
+	Auth    AuthConfig    `yaml:"auth"`
 
 	// ShutdownTimeout bounds graceful shutdown: in-flight requests get this
 	// long to finish after SIGTERM.
@@ -74,6 +75,24 @@ type MetricsConfig struct {
 	// Auth is "open" (anyone who reaches the admin listener may scrape) or
 	// "token" (an admin API token is required).
 	Auth string `yaml:"auth"`
+}
+
+// AuthConfig holds the authentication policy.
+type AuthConfig struct {
+	MaxFailures int `yaml:"max_failures"` // consecutive failures that lock a user
+	// LockoutDuration is how long a lockout lasts; 0 means until an admin
+	// unlocks the user.
+	LockoutDuration time.Duration `yaml:"lockout_duration"`
+	SmallWindow     int           `yaml:"small_window"` // intervals either side accepted at once
+	LargeWindow     int           `yaml:"large_window"` // intervals either side that ask for the next tokencode
+	SessionTTL      time.Duration `yaml:"session_ttl"`  // life of a next-tokencode or new-PIN challenge
+	PINMinLength    int           `yaml:"pin_min_length"`
+	PINMaxLength    int           `yaml:"pin_max_length"`
+	// PINAlphanumeric allows letters in fob-style PINs (PINPad PINs are
+	// folded into the code and stay numeric).
+	PINAlphanumeric bool `yaml:"pin_alphanumeric"`
+	// EmergencyMaxLifetime is the hard maximum lifetime of emergency access.
+	EmergencyMaxLifetime time.Duration `yaml:"emergency_max_lifetime"`
 }
 
 // CTKIPConfig tunes the provisioning door.
@@ -108,6 +127,16 @@ func defaultConfig() Config {
 			BurstPerClient: 10,
 			RateTotal:      20,
 			BurstTotal:     200,
+		},
+		Auth: AuthConfig{
+			MaxFailures:          5,
+			LockoutDuration:      30 * time.Minute,
+			SmallWindow:          1,
+			LargeWindow:          10,
+			SessionTTL:           3 * time.Minute,
+			PINMinLength:         4,
+			PINMaxLength:         8,
+			EmergencyMaxLifetime: 72 * time.Hour,
 		},
 		ShutdownTimeout:   15 * time.Second,
 		ActivationCodeTTL: 168 * time.Hour,
@@ -197,6 +226,7 @@ var (
 		"main.LogConfig":     "log.",
 		"main.MetricsConfig": "metrics.",
 		"main.CTKIPConfig":   "ctkip.",
+		"main.AuthConfig":    "auth.",
 	}
 	yamlWant = map[string]string{
 		"time.Duration":      "want a duration such as 5m or 90s",
@@ -207,6 +237,8 @@ var (
 		"main.LogConfig":     "want a mapping of keys to values",
 		"main.MetricsConfig": "want a mapping of keys to values",
 		"main.CTKIPConfig":   "want a mapping of keys to values",
+		"main.AuthConfig":    "want a mapping of keys to values",
+		"bool":               "want true or false",
 	}
 )
 
@@ -432,6 +464,20 @@ func (c *Config) Validate() error {
 	}
 	positiveInt("ctkip.burst_per_client", c.CTKIP.BurstPerClient)
 	positiveInt("ctkip.burst_total", c.CTKIP.BurstTotal)
+	a := c.Auth
+	positiveInt("auth.max_failures", a.MaxFailures)
+	if a.LockoutDuration < 0 {
+		add("auth.lockout_duration %s: must not be negative (0 locks until an admin unlocks)", a.LockoutDuration)
+	}
+	positiveInt("auth.small_window", a.SmallWindow)
+	if a.LargeWindow < a.SmallWindow || a.LargeWindow > 1000 {
+		add("auth.large_window %d: must be between auth.small_window (%d) and 1000", a.LargeWindow, a.SmallWindow)
+	}
+	positiveDuration("auth.session_ttl", a.SessionTTL)
+	positiveDuration("auth.emergency_max_lifetime", a.EmergencyMaxLifetime)
+	if a.PINMinLength < 4 || a.PINMaxLength > 16 || a.PINMinLength > a.PINMaxLength {
+		add("auth.pin_min_length %d, auth.pin_max_length %d: want 4 <= min <= max <= 16", a.PINMinLength, a.PINMaxLength)
+	}
 
 	if len(p) > 0 {
 		return &ConfigError{Problems: p}

@@ -454,6 +454,11 @@ func TestValidate(t *testing.T) {
 				"ctkip.rate_total 0: must be a positive finite number",
 				"ctkip.burst_per_client 0: must be positive",
 				"ctkip.burst_total 0: must be positive",
+				"auth.max_failures 0: must be positive",
+				"auth.small_window 0: must be positive",
+				"auth.session_ttl 0s: must be positive",
+				"auth.emergency_max_lifetime 0s: must be positive",
+				"auth.pin_min_length 0, auth.pin_max_length 0: want 4 <= min <= max <= 16",
 			},
 		},
 	}
@@ -520,6 +525,9 @@ func TestConfigFiles(t *testing.T) {
 					RateTotal:      100,
 					BurstTotal:     1000,
 				},
+				Auth: AuthConfig{MaxFailures: 3, LockoutDuration: 0, SmallWindow: 2, LargeWindow: 20,
+					SessionTTL: 2 * time.Minute, PINMinLength: 6, PINMaxLength: 8, PINAlphanumeric: true,
+					EmergencyMaxLifetime: 24 * time.Hour},
 				ShutdownTimeout:   30 * time.Second,
 				ActivationCodeTTL: 72 * time.Hour,
 			}
@@ -573,6 +581,10 @@ func TestConfigFiles(t *testing.T) {
 			"ctkip.rate_total NaN: must be a positive finite number",
 			"ctkip.burst_per_client 0: must be positive",
 			"ctkip.burst_total -5: must be positive",
+			"auth.max_failures 0: must be positive",
+			"auth.lockout_duration -1m0s: must not be negative (0 locks until an admin unlocks)",
+			"auth.large_window 2000: must be between auth.small_window (1) and 1000",
+			"auth.pin_min_length 9, auth.pin_max_length 8: want 4 <= min <= max <= 16",
 		},
 		"mixed.yaml": {
 			`mixed.yaml:5: unknown key "ctkip.sesion_ttl"`,

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"testing"
+	"time"
 
 	"tokend/appliance"
 	"tokend/ctkip"
@@ -46,6 +47,27 @@ func TestCTKIPErrorTranslation(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := ctkipError(tc.in); !errors.Is(got, tc.want) {
 				t.Fatalf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestAuthPolicyFromConfig(t *testing.T) {
+	tests := []struct {
+		name    string
+		lockout time.Duration
+		want    time.Duration
+	}{
+		{"timed lockout", 30 * time.Minute, 30 * time.Minute},
+		{"zero means until an admin unlocks", 0, -1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a := defaultConfig().Auth
+			a.LockoutDuration = tc.lockout
+			p := authPolicy(a)
+			if p.LockoutDuration != tc.want || p.MaxFailures != 5 || p.LargeWindow != 10 || p.PIN.MaxLength != 8 {
+				t.Fatalf("policy = %+v", p)
 			}
 		})
 	}

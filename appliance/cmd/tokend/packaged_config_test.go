@@ -28,7 +28,7 @@ func TestPackagedConfig(t *testing.T) {
 	}
 	// "#key: value" and "#  key: value" lines are commented defaults; drop
 	// trailing comments so the values decode.
-	uncomment := regexp.MustCompile(`(?m)^#( *[a-z_]+:.*?)(\s+#.*)?$`)
+	uncomment := regexp.MustCompile(`(?m)^#( *[a-z_]+:[^#\n]*?)([ \t]+#[^\n]*)?$`)
 	on := uncomment.ReplaceAllString(string(raw), "$1")
 	all, err := decodeConfig(strings.NewReader(on), "tokend.yaml (all keys)", defaultConfig())
 	if err != nil {

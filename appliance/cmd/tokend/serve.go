@@ -68,7 +68,7 @@ func runServe(ctx context.Context, env *serveEnv) error {
 		return err
 	}
 	svc, err := appliance.New(appliance.Config{Store: store, Sealer: sealer, CTKIPURL: strings.TrimRight(env.CTKIPPublicURL, "/") + ctkipPath,
-		DefaultCodeTTL: cfg.ActivationCodeTTL, AuthRecorder: m, Logger: log, Now: env.Now, Rand: env.Rand})
+		DefaultCodeTTL: cfg.ActivationCodeTTL, Auth: authPolicy(cfg.Auth), AuthRecorder: m, Logger: log, Now: env.Now, Rand: env.Rand})
 	if err != nil {
 		return err
 	}
@@ -218,4 +218,15 @@ func (s consoleSources) ListIdentitySources(ctx context.Context) ([]console.Sour
 func (s consoleSources) RunSync(ctx context.Context, id string) error {
 	_, err := s.sync.SyncNow(ctx, id, false)
 	return err
+}
+
+// authPolicy turns the configuration into the Service's policy.
+func authPolicy(a AuthConfig) appliance.AuthPolicy {
+	lockout := a.LockoutDuration
+	if lockout == 0 {
+		lockout = -1 // the Service's "until an admin unlocks"
+	}
+	return appliance.AuthPolicy{MaxFailures: a.MaxFailures, LockoutDuration: lockout, SmallWindow: a.SmallWindow,
+		LargeWindow: a.LargeWindow, SessionTTL: a.SessionTTL, MaxEmergency: a.EmergencyMaxLifetime,
+		PIN: appliance.PINPolicy{MinLength: a.PINMinLength, MaxLength: a.PINMaxLength, Alphanumeric: a.PINAlphanumeric}}
 }
