@@ -323,9 +323,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.finish(r.Context(), step, remote, f)
 }
 
-// finish records and logs one request. Nothing secret is in f.
+// finish records and logs one request. Nothing secret is in f. Successes
+// log at debug level: the HTTP access log and the audit trail already
+// record them, and refusals are what an operator watches for.
 func (s *Server) finish(ctx context.Context, step Step, remote string, f *failure) {
-	outcome, level := OutcomeSuccess, slog.LevelInfo
+	outcome, level := OutcomeSuccess, slog.LevelDebug
 	attrs := []slog.Attr{slog.String("step", string(step)), slog.String("remote", remote)}
 	if f != nil {
 		outcome, level = f.outcome, slog.LevelWarn
