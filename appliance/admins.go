@@ -5,7 +5,6 @@ import (
 	"crypto/subtle"
 	"encoding/base32"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -210,23 +209,7 @@ func (s *Service) GetAdmin(ctx context.Context, name string) (AdminAccount, erro
 
 // ListAdmins returns every admin account in name order.
 func (s *Service) ListAdmins(ctx context.Context) ([]AdminAccount, error) {
-	var out []AdminAccount
-	err := s.store.View(ctx, func(tx Tx) error {
-		kvs, err := tx.Scan([]byte(pfxAdmin), nil, 0)
-		if err != nil {
-			return err
-		}
-		out = make([]AdminAccount, 0, len(kvs))
-		for _, kv := range kvs {
-			var a AdminAccount
-			if err := json.Unmarshal(kv.Value, &a); err != nil {
-				return fmt.Errorf("decode %q: %w", kv.Key, err)
-			}
-			out = append(out, a)
-		}
-		return nil
-	})
-	return out, err
+	return listJSON[AdminAccount](ctx, s.store, pfxAdmin)
 }
 
 // SetAdminPassword replaces an admin's password.

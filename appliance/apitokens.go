@@ -3,7 +3,6 @@ package appliance
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -76,23 +75,7 @@ func (s *Service) RevokeAPIToken(ctx context.Context, id string) error {
 // ListAPITokens returns every API token (hashes included; callers render
 // only the metadata).
 func (s *Service) ListAPITokens(ctx context.Context) ([]APIToken, error) {
-	var out []APIToken
-	err := s.store.View(ctx, func(tx Tx) error {
-		kvs, err := tx.Scan([]byte(pfxAPIToken), nil, 0)
-		if err != nil {
-			return err
-		}
-		out = make([]APIToken, 0, len(kvs))
-		for _, kv := range kvs {
-			var t APIToken
-			if err := json.Unmarshal(kv.Value, &t); err != nil {
-				return fmt.Errorf("decode %q: %w", kv.Key, err)
-			}
-			out = append(out, t)
-		}
-		return nil
-	})
-	return out, err
+	return listJSON[APIToken](ctx, s.store, pfxAPIToken)
 }
 
 // AuthenticateAPIToken maps a bearer token to its actor.

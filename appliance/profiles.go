@@ -2,7 +2,6 @@ package appliance
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"regexp"
 	"time"
@@ -130,21 +129,5 @@ func (s *Service) GetProfile(ctx context.Context, name string) (Profile, error) 
 
 // ListProfiles returns every profile in name order.
 func (s *Service) ListProfiles(ctx context.Context) ([]Profile, error) {
-	var out []Profile
-	err := s.store.View(ctx, func(tx Tx) error {
-		kvs, err := tx.Scan([]byte(pfxProfile), nil, 0)
-		if err != nil {
-			return err
-		}
-		out = make([]Profile, 0, len(kvs))
-		for _, kv := range kvs {
-			var p Profile
-			if err := json.Unmarshal(kv.Value, &p); err != nil {
-				return fmt.Errorf("decode %q: %w", kv.Key, err)
-			}
-			out = append(out, p)
-		}
-		return nil
-	})
-	return out, err
+	return listJSON[Profile](ctx, s.store, pfxProfile)
 }

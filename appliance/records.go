@@ -1,6 +1,7 @@
 package appliance
 
 import (
+	"context"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -97,6 +98,27 @@ func putJSON(tx Tx, key []byte, v any) error {
 		return fmt.Errorf("encode %q: %w", key, err)
 	}
 	return tx.Put(key, b)
+}
+
+// listJSON decodes every record under prefix, in key order, in one
+// snapshot (for the small collections: profiles, API tokens, admins,
+// identity sources).
+func listJSON[T any](ctx context.Context, st Store, prefix string) ([]T, error) {
+	var out []T
+	err := st.View(ctx, func(tx Tx) error {
+		kvs, err := tx.Scan([]byte(prefix), nil, 0)
+		if err != nil {
+			return err
+		}
+		out = make([]T, len(kvs))
+		for i, kv := range kvs {
+			if err := json.Unmarshal(kv.Value, &out[i]); err != nil {
+				return fmt.Errorf("decode %q: %w", kv.Key, err)
+			}
+		}
+		return nil
+	})
+	return out, err
 }
 
 // exists reports whether key is present.

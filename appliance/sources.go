@@ -347,23 +347,15 @@ func (s *Service) GetIdentitySource(ctx context.Context, id string) (IdentitySou
 
 // ListIdentitySources returns every source, ordered by id.
 func (s *Service) ListIdentitySources(ctx context.Context) ([]IdentitySource, error) {
-	var out []IdentitySource
-	err := s.store.View(ctx, func(tx Tx) error {
-		kvs, err := tx.Scan([]byte(pfxSource), nil, 0)
-		if err != nil {
-			return err
-		}
-		out = make([]IdentitySource, 0, len(kvs))
-		for _, kv := range kvs {
-			var r sourceRecord
-			if err := json.Unmarshal(kv.Value, &r); err != nil {
-				return fmt.Errorf("decode %q: %w", kv.Key, err)
-			}
-			out = append(out, r.public())
-		}
-		return nil
-	})
-	return out, err
+	recs, err := listJSON[sourceRecord](ctx, s.store, pfxSource)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]IdentitySource, len(recs))
+	for i := range recs {
+		out[i] = recs[i].public()
+	}
+	return out, nil
 }
 
 // UpdateIdentitySource replaces a source's settings. The type cannot change.

@@ -2,7 +2,6 @@ package console_test
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,8 +17,7 @@ import (
 	"tokend/admin"
 	"tokend/admin/console"
 	"tokend/appliance"
-	"tokend/appliance/memstore"
-	"tokend/appliance/seal"
+	"tokend/appliance/appliancetest"
 )
 
 type clock struct {
@@ -50,24 +48,8 @@ type fixture struct {
 
 func newService(t testing.TB, clk *clock) (*appliance.Service, context.Context) {
 	t.Helper()
-	key := make([]byte, seal.KeySize)
-	if _, err := rand.Read(key); err != nil {
-		t.Fatal(err)
-	}
-	sealer, err := seal.New(key, rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := appliance.New(appliance.Config{Store: memstore.New(), Sealer: sealer, Now: clk.Now,
-		CTKIPURL: "https://tokend.example:8444/ctkip/services/CtkipService"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := appliance.WithActor(context.Background(), appliance.Actor{ID: "test", Name: "setup", Role: appliance.RoleSuperAdmin})
-	if err := svc.Init(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return svc, ctx
+	svc := appliancetest.Service(t, appliance.Config{Now: clk.Now, CTKIPURL: "https://tokend.example:8444/ctkip/services/CtkipService"})
+	return svc, appliance.WithActor(context.Background(), appliance.Actor{ID: "test", Name: "setup", Role: appliance.RoleSuperAdmin})
 }
 
 // newFixture serves the admin API with the console mounted over TLS, with
