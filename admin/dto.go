@@ -369,10 +369,12 @@ type AuthResultDTO struct {
 	Result  string `json:"result"`
 	Reason  string `json:"reason"`
 	Session string `json:"session,omitempty"`
+	// PIN is a system-generated PIN, present once with a new_pin result.
+	PIN string `json:"pin,omitempty"`
 }
 
 func authResultDTO(r appliance.AuthResult) AuthResultDTO {
-	return AuthResultDTO{Result: r.Result, Reason: r.Reason, Session: r.Session}
+	return AuthResultDTO{Result: r.Result, Reason: r.Reason, Session: r.Session, PIN: r.PIN.Reveal()}
 }
 
 // --- token administration

@@ -100,6 +100,9 @@ type AuthResult struct {
 	Detail  string
 	UserID  string
 	Serial  string
+	// PIN is a system-generated PIN, shown once with a new_pin result when
+	// the policy makes tokend choose PINs.
+	PIN Secret
 }
 
 // Challenge session kinds.
@@ -150,7 +153,8 @@ type decision struct {
 	newSession     *authSession
 	pinHash        string
 	pinLength      int
-	emergencyIdx   int // index of a one-time emergency code to mark used; -1 none
+	newPIN         Secret // a system-generated PIN to show once
+	emergencyIdx   int    // index of a one-time emergency code to mark used; -1 none
 }
 
 // Authenticate decides one authentication attempt. The decision and its
@@ -323,6 +327,18 @@ func (s *Service) decide(st authState, req AuthRequest, now time.Time) (decision
 		d.result, d.detail, d.consume = AuthAccept, ReasonOK, true
 	case matchNewPIN:
 		d.result, d.detail, d.consume = AuthNewPIN, ReasonNewPIN, true
+		if s.policy.PIN.SystemGenerated {
+			// tokend picks the PIN now; the user's next passcode uses it.
+			pin, err := randomDigits(s.rand, s.policy.PIN.MinLength)
+			if err != nil {
+				return d, err
+			}
+			if d.pinHash, err = hashPIN(pin, s.rand); err != nil {
+				return d, err
+			}
+			d.pinLength, d.newPIN = len(pin), Secret(pin)
+			return d, s.challenge(&d, u.ID, sessionPasscode, now)
+		}
 		if err := s.challenge(&d, u.ID, sessionNewPIN, now); err != nil {
 			return d, err
 		}
@@ -670,6 +686,9 @@ func (s *Service) commitDecision(ctx context.Context, st authState, req AuthRequ
 			}
 		}
 		res.Result, res.Detail, res.Serial = dd.result, dd.detail, dd.serial
+		if dd.result == AuthNewPIN {
+			res.PIN = dd.newPIN
+		}
 		res.Reason = publicReason(dd)
 		ev := AuditEvent{Action: "auth", Serial: dd.serial, Outcome: OutcomeSuccess, Reason: dd.detail, Detail: dd.result}
 		if u != nil {

@@ -2,7 +2,10 @@ package appliance_test
 
 import (
 	"bytes"
+	"crypto/rand"
 	"errors"
+	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -11,6 +14,7 @@ import (
 	"tokend/appliance"
 	"tokend/appliance/memstore"
 	"tokend/appliance/otp"
+	"tokend/appliance/seal"
 )
 
 var testSeed = bytes.Repeat([]byte{0x42}, 16)
@@ -265,4 +269,52 @@ func TestResync(t *testing.T) {
 	if r := f.auth(t, codeAt(t, g, step+42), ""); r.Result != appliance.AuthAccept {
 		t.Fatalf("after resync: %+v", r)
 	}
+}
+
+func TestSystemGeneratedPIN(t *testing.T) {
+	f := newFixture(t, memstore.New())
+	svc, err := appliance.New(appliance.Config{Store: f.store, Sealer: mustSealer(t, f.key), Now: f.clock.Now,
+		Auth: appliance.AuthPolicy{PIN: appliance.PINPolicy{MinLength: 6, SystemGenerated: true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.svc = svc
+	f.importCSV(t, serials(1, 170000000000))
+	if _, err := svc.CreateProfile(f.ctx, appliance.Profile{Name: "fob", DeviceType: appliance.DeviceGeneric,
+		DeliveryMethod: appliance.DeliveryCTKIP, PINMode: appliance.PINModeFob}); err != nil {
+		t.Fatal(err)
+	}
+	u := f.user(t, "alice")
+	if _, err := svc.AssignTokens(f.ctx, u.ID, []string{"170000000000"}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := svc.Distribute(f.ctx, "170000000000", "fob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.CompleteProvisioning(f.ctx, d.ActivationCode.Reveal(), testSeed); err != nil {
+		t.Fatal(err)
+	}
+	g, _ := otp.NewSecurID(testSeed, "170000000000", 8, 60)
+	step := f.clock.Now().Unix() / 60
+	r := f.auth(t, codeAt(t, g, step), "")
+	pin := r.PIN.Reveal()
+	if r.Result != appliance.AuthNewPIN || len(pin) != 6 || strings.Trim(pin, "0123456789") != "" || r.Session == "" {
+		t.Fatalf("first use: %+v (pin %d chars)", r, len(pin))
+	}
+	if fmt.Sprint(r.PIN) == pin {
+		t.Fatal("the PIN prints itself")
+	}
+	if r2 := f.auth(t, pin+codeAt(t, g, step+1), r.Session); r2.Result != appliance.AuthAccept {
+		t.Fatalf("PIN + next code: %+v", r2)
+	}
+}
+
+func mustSealer(t *testing.T, key []byte) *seal.Sealer {
+	t.Helper()
+	s, err := seal.New(key, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

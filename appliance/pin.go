@@ -25,6 +25,9 @@ type PINPolicy struct {
 	MinLength    int  // 4 when zero
 	MaxLength    int  // 8 when zero
 	Alphanumeric bool // letters allowed (fob-style tokens only)
+	// SystemGenerated: in new PIN mode tokend picks the PIN (MinLength
+	// random digits) and shows it once, instead of asking the user for one.
+	SystemGenerated bool
 }
 
 func (p PINPolicy) withDefaults() PINPolicy {

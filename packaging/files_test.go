@@ -82,7 +82,7 @@ func TestDefaultConfigKeys(t *testing.T) {
 			"ctkip_public_url": true, "tls_cert": true, "tls_key": true, "log": true, "metrics": true,
 			"ctkip": true, "shutdown_timeout": true, "activation_code_ttl": true, "auth": true},
 		"auth": {"max_failures": true, "lockout_duration": true, "small_window": true, "large_window": true,
-			"session_ttl": true, "pin_min_length": true, "pin_max_length": true, "pin_alphanumeric": true,
+			"session_ttl": true, "pin_min_length": true, "pin_max_length": true, "pin_alphanumeric": true, "pin_system_generated": true,
 			"emergency_max_lifetime": true},
 		"log":     {"format": true, "level": true},
 		"metrics": {"auth": true},

@@ -91,6 +91,9 @@ type AuthConfig struct {
 	// PINAlphanumeric allows letters in fob-style PINs (PINPad PINs are
 	// folded into the code and stay numeric).
 	PINAlphanumeric bool `yaml:"pin_alphanumeric"`
+	// PINSystemGenerated makes tokend choose new PINs (pin_min_length
+	// digits, shown once in the new_pin answer) instead of the user.
+	PINSystemGenerated bool `yaml:"pin_system_generated"`
 	// EmergencyMaxLifetime is the hard maximum lifetime of emergency access.
 	EmergencyMaxLifetime time.Duration `yaml:"emergency_max_lifetime"`
 }

@@ -526,7 +526,7 @@ func TestConfigFiles(t *testing.T) {
 					BurstTotal:     1000,
 				},
 				Auth: AuthConfig{MaxFailures: 3, LockoutDuration: 0, SmallWindow: 2, LargeWindow: 20,
-					SessionTTL: 2 * time.Minute, PINMinLength: 6, PINMaxLength: 8, PINAlphanumeric: true,
+					SessionTTL: 2 * time.Minute, PINMinLength: 6, PINMaxLength: 8, PINAlphanumeric: true, PINSystemGenerated: true,
 					EmergencyMaxLifetime: 24 * time.Hour},
 				ShutdownTimeout:   30 * time.Second,
 				ActivationCodeTTL: 72 * time.Hour,

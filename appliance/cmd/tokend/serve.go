@@ -228,5 +228,6 @@ func authPolicy(a AuthConfig) appliance.AuthPolicy {
 	}
 	return appliance.AuthPolicy{MaxFailures: a.MaxFailures, LockoutDuration: lockout, SmallWindow: a.SmallWindow,
 		LargeWindow: a.LargeWindow, SessionTTL: a.SessionTTL, MaxEmergency: a.EmergencyMaxLifetime,
-		PIN: appliance.PINPolicy{MinLength: a.PINMinLength, MaxLength: a.PINMaxLength, Alphanumeric: a.PINAlphanumeric}}
+		PIN: appliance.PINPolicy{MinLength: a.PINMinLength, MaxLength: a.PINMaxLength, Alphanumeric: a.PINAlphanumeric,
+			SystemGenerated: a.PINSystemGenerated}}
 }
