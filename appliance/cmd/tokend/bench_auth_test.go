@@ -114,7 +114,7 @@ func BenchmarkAuthenticate(b *testing.B) {
 			var done atomic.Int64
 			var lat latencies
 			b.ResetTimer()
-			start := time.Now()
+			start, cpu0 := time.Now(), cpuTime()
 			var wg sync.WaitGroup
 			for range clients {
 				wg.Go(func() {
@@ -158,6 +158,7 @@ func BenchmarkAuthenticate(b *testing.B) {
 			}
 			wg.Wait()
 			el := time.Since(start).Seconds()
+			b.ReportMetric((cpuTime()-cpu0).Seconds()/el, "cores-busy")
 			b.ReportMetric(float64(accepted.Load()+other.Load())/el, "verifications/s")
 			b.ReportMetric(float64(accepted.Load())/float64(max(1, accepted.Load()+other.Load())), "accepted-share")
 			b.ReportMetric(float64(lat.p(0.99).Microseconds())/1000, "p99-ms")

@@ -143,7 +143,7 @@ func BenchmarkDistribute(b *testing.B) {
 	var lat latencies
 	var next atomic.Int64
 	b.ResetTimer()
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	var wg sync.WaitGroup
 	for c := range clients {
 		wg.Go(func() {
@@ -156,6 +156,7 @@ func BenchmarkDistribute(b *testing.B) {
 	}
 	wg.Wait()
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "distributions/s")
+	b.ReportMetric((cpuTime()-cpu0).Seconds()/time.Since(start).Seconds(), "cores-busy")
 	b.ReportMetric(float64(lat.p(0.99).Microseconds())/1000, "p99-ms")
 }
 
