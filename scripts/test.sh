@@ -36,6 +36,7 @@ TOOLS=(
     vagrant:vagrant
     systemd-analyze:systemd
     openssl:openssl
+    curl:curl
     make:make
     dpkg-deb:dpkg
     git:git
