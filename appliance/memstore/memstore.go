@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
-	"slices"
 	"sync"
 
 	"tokend/appliance"
@@ -84,7 +82,7 @@ func (s *Store) View(ctx context.Context, fn func(appliance.Tx) error) error {
 	if err != nil {
 		return err
 	}
-	tx := &tx{base: snap, readOnly: true}
+	tx := &tx{base: snap, readOnly: true, ws: appliance.WriteSet{MaxKeySize: maxKeySize}}
 	defer tx.end()
 	return fn(tx)
 }
@@ -110,19 +108,19 @@ func (s *Store) Update(ctx context.Context, fn func(appliance.Tx) error) error {
 	}
 	var t *tx
 	for range s.retries + 1 {
-		t = &tx{base: base}
+		t = &tx{base: base, ws: appliance.WriteSet{MaxKeySize: maxKeySize}}
 		err := fn(t)
 		t.end()
-		if t.failed != nil {
+		if t.ws.Err() != nil {
 			// A failed write poisons the transaction even if fn ignored the
 			// error: nothing of it may be written.
-			return t.failed
+			return t.ws.Err()
 		}
 		if err != nil {
 			return err
 		}
 	}
-	if len(t.keys) == 0 {
+	if len(t.ws.Keys()) == 0 {
 		return nil
 	}
 	next := t.merged()
@@ -145,11 +143,6 @@ func (s *Store) Close() error {
 }
 
 // write is one buffered Put (del false) or Delete (del true).
-type write struct {
-	value []byte
-	del   bool
-}
-
 // tx is a transaction over an immutable snapshot plus a write buffer that
 // the transaction's own reads see.
 type tx struct {
@@ -157,11 +150,7 @@ type tx struct {
 	readOnly bool
 	done     bool
 
-	writes map[string]write
-	keys   []string // sorted keys of writes
-	nWrite int
-	nBytes int
-	failed error // first failed write; poisons the transaction
+	ws appliance.WriteSet // pending writes; the first refused one poisons the transaction
 }
 
 func (t *tx) end() { t.done = true }
@@ -170,11 +159,11 @@ func (t *tx) Get(key []byte) ([]byte, error) {
 	if t.done {
 		return nil, errTxDone
 	}
-	if w, ok := t.writes[string(key)]; ok {
-		if w.del {
+	if w, ok := t.ws.Lookup(string(key)); ok {
+		if w.Delete {
 			return nil, appliance.ErrNotFound
 		}
-		return clone(w.value), nil
+		return clone(w.Value), nil
 	}
 	v, ok := t.base.get(key)
 	if !ok {
@@ -197,35 +186,8 @@ func (t *tx) write(key, value []byte, del bool) error {
 		return errTxDone
 	case t.readOnly:
 		return appliance.ErrReadOnly
-	case t.failed != nil:
-		return t.failed
 	}
-	if len(key) == 0 || len(key) > maxKeySize {
-		t.failed = fmt.Errorf("memstore: key of %d bytes: must be 1..%d bytes", len(key), maxKeySize)
-		return t.failed
-	}
-	n := len(key) + len(value)
-	if t.nWrite+1 > appliance.MaxTxWrites || t.nBytes+n > appliance.MaxTxBytes {
-		t.failed = fmt.Errorf("memstore: write %d (%d bytes so far, +%d): %w",
-			t.nWrite+1, t.nBytes, n, appliance.ErrTxTooLarge)
-		return t.failed
-	}
-	t.nWrite++
-	t.nBytes += n
-	if t.writes == nil {
-		t.writes = make(map[string]write)
-	}
-	k := string(key) // copies
-	if _, seen := t.writes[k]; !seen {
-		i, _ := slices.BinarySearch(t.keys, k)
-		t.keys = slices.Insert(t.keys, i, k)
-	}
-	w := write{del: del}
-	if !del {
-		w.value = clone(value)
-	}
-	t.writes[k] = w
-	return nil
+	return t.ws.Add(key, value, del)
 }
 
 func (t *tx) Scan(prefix, after []byte, limit int) ([]appliance.KV, error) {
@@ -237,7 +199,7 @@ func (t *tx) Scan(prefix, after []byte, limit int) ([]appliance.KV, error) {
 		from, exclusive = after, true
 	}
 	it := t.base.seek(from, exclusive)
-	j := lowerBound(len(t.keys), func(j int) int { return bytes.Compare([]byte(t.keys[j]), from) }, exclusive)
+	j := lowerBound(len(t.ws.Keys()), func(j int) int { return bytes.Compare([]byte(t.ws.Keys()[j]), from) }, exclusive)
 
 	// Collect the pairs first and copy them into one buffer afterwards:
 	// one allocation per Scan instead of two per pair.
@@ -251,31 +213,31 @@ func (t *tx) Scan(prefix, after []byte, limit int) ([]appliance.KV, error) {
 		)
 		bk, bv, bok := it.peek()
 		switch {
-		case bok && j < len(t.keys):
-			c := bytes.Compare(bk, []byte(t.keys[j]))
+		case bok && j < len(t.ws.Keys()):
+			c := bytes.Compare(bk, []byte(t.ws.Keys()[j]))
 			switch {
 			case c < 0:
 				key, value = bk, bv
 				it.next()
 			case c > 0:
-				key = []byte(t.keys[j])
-				w := t.writes[t.keys[j]]
-				value, del = w.value, w.del
+				key = []byte(t.ws.Keys()[j])
+				w, _ := t.ws.Lookup(t.ws.Keys()[j])
+				value, del = w.Value, w.Delete
 				j++
 			default: // the write shadows the stored pair
-				key = []byte(t.keys[j])
-				w := t.writes[t.keys[j]]
-				value, del = w.value, w.del
+				key = []byte(t.ws.Keys()[j])
+				w, _ := t.ws.Lookup(t.ws.Keys()[j])
+				value, del = w.Value, w.Delete
 				it.next()
 				j++
 			}
 		case bok:
 			key, value = bk, bv
 			it.next()
-		case j < len(t.keys):
-			key = []byte(t.keys[j])
-			w := t.writes[t.keys[j]]
-			value, del = w.value, w.del
+		case j < len(t.ws.Keys()):
+			key = []byte(t.ws.Keys()[j])
+			w, _ := t.ws.Lookup(t.ws.Keys()[j])
+			value, del = w.Value, w.Delete
 			j++
 		}
 		// Keys with the prefix are contiguous and we started at or after
@@ -311,7 +273,7 @@ func carve(buf *[]byte, b []byte) []byte {
 // merged returns the next snapshot: base with the writes applied. Only the
 // chunks a write falls into are rebuilt; the others are shared with base.
 func (t *tx) merged() snapshot {
-	return t.base.apply(t.keys, t.writes)
+	return t.base.apply(&t.ws)
 }
 
 // lowerBound returns the first index in [0,n) whose key compares > 0 to the

@@ -88,7 +88,8 @@ func (it *iter) next() {
 }
 
 // apply returns a new snapshot with the sorted writes applied.
-func (s snapshot) apply(keys []string, writes map[string]write) snapshot {
+func (s snapshot) apply(ws *appliance.WriteSet) snapshot {
+	keys := ws.Keys()
 	out := make(snapshot, 0, len(s)+len(keys)/chunkSplit+1)
 	ci := 0
 	for wi := 0; wi < len(keys); {
@@ -113,7 +114,7 @@ func (s snapshot) apply(keys []string, writes map[string]write) snapshot {
 		if target < len(s) {
 			base = s[target]
 		}
-		out = appendSplit(out, mergeChunk(base, keys[wi:wj], writes))
+		out = appendSplit(out, mergeChunk(base, keys[wi:wj], ws))
 		wi, ci = wj, target+1
 	}
 	if ci < len(s) {
@@ -124,7 +125,7 @@ func (s snapshot) apply(keys []string, writes map[string]write) snapshot {
 
 // mergeChunk returns a new sorted chunk: base with the writes applied.
 // Stored slices are shared between snapshots; nobody modifies them.
-func mergeChunk(base []appliance.KV, keys []string, writes map[string]write) []appliance.KV {
+func mergeChunk(base []appliance.KV, keys []string, ws *appliance.WriteSet) []appliance.KV {
 	out := make([]appliance.KV, 0, len(base)+len(keys))
 	i := 0
 	for _, k := range keys {
@@ -136,8 +137,8 @@ func mergeChunk(base []appliance.KV, keys []string, writes map[string]write) []a
 		if i < len(base) && bytes.Equal(base[i].Key, kb) {
 			i++
 		}
-		if w := writes[k]; !w.del {
-			out = append(out, appliance.KV{Key: kb, Value: w.value})
+		if w, _ := ws.Lookup(k); !w.Delete {
+			out = append(out, appliance.KV{Key: kb, Value: w.Value})
 		}
 	}
 	return append(out, base[i:]...)

@@ -218,7 +218,7 @@ func (s *Store) View(ctx context.Context, fn func(appliance.Tx) error) error {
 	}
 	var fnErr error
 	err := s.db.View(func(btx *bolt.Tx) error {
-		t := &tx{b: btx.Bucket([]byte(bucketName)), readOnly: true}
+		t := &tx{b: btx.Bucket([]byte(bucketName)), readOnly: true, ws: appliance.WriteSet{MaxKeySize: bolt.MaxKeySize}}
 		defer func() { t.done = true }()
 		fnErr = fn(t)
 		return nil
@@ -361,8 +361,8 @@ func (s *Store) commitGroup(first *request) {
 				badApply = i
 				break
 			}
-			writes += r.t.nWrite
-			nbytes += r.t.nBytes
+			writes += r.t.ws.Count()
+			nbytes += r.t.ws.Size()
 		}
 
 		if badApply >= 0 {
@@ -434,7 +434,7 @@ func (s *Store) run1(r *request, b *bolt.Bucket) (ok bool) {
 		r.err = err
 		return false
 	}
-	t := &tx{b: b}
+	t := &tx{b: b, ws: appliance.WriteSet{MaxKeySize: bolt.MaxKeySize}}
 	defer func() {
 		t.done = true
 		if p := recover(); p != nil {
@@ -444,9 +444,9 @@ func (s *Store) run1(r *request, b *bolt.Bucket) (ok bool) {
 	}()
 	err := r.fn(t)
 	switch {
-	case t.failed != nil:
+	case t.ws.Err() != nil:
 		// A failed write poisons the transaction even if fn ignored it.
-		r.err = t.failed
+		r.err = t.ws.Err()
 	case err != nil:
 		r.err = err
 	default:

@@ -16,11 +16,6 @@ import (
 var errTxDone = errors.New("boltstore: transaction used after its function returned")
 
 // write is one buffered Put (del false) or Delete (del true).
-type write struct {
-	value []byte
-	del   bool
-}
-
 // tx implements appliance.Tx over a bbolt bucket. In View it reads the
 // bucket of a read-only bbolt transaction. In Update it is the overlay of
 // one caller's function: reads go to its own buffered writes first, then to
@@ -31,22 +26,18 @@ type tx struct {
 	readOnly bool
 	done     bool
 
-	writes map[string]write
-	keys   []string // sorted keys of writes
-	nWrite int
-	nBytes int
-	failed error // first failed write; poisons the transaction
+	ws appliance.WriteSet // pending writes; the first refused one poisons the transaction
 }
 
 func (t *tx) Get(key []byte) ([]byte, error) {
 	if t.done {
 		return nil, errTxDone
 	}
-	if w, ok := t.writes[string(key)]; ok {
-		if w.del {
+	if w, ok := t.ws.Lookup(string(key)); ok {
+		if w.Delete {
 			return nil, appliance.ErrNotFound
 		}
-		return clone(w.value), nil
+		return clone(w.Value), nil
 	}
 	// A cursor, not Bucket.Get: Get returns nil for both a missing key and
 	// (in some cases) an empty value.
@@ -67,39 +58,8 @@ func (t *tx) write(key, value []byte, del bool) error {
 		return errTxDone
 	case t.readOnly:
 		return appliance.ErrReadOnly
-	case t.failed != nil:
-		return t.failed
 	}
-	// Checked here, not left to bbolt, so that apply cannot fail on a bad
-	// key half-way through a group.
-	if len(key) == 0 || len(key) > bolt.MaxKeySize {
-		t.failed = fmt.Errorf("boltstore: key of %d bytes: must be 1..%d bytes", len(key), bolt.MaxKeySize)
-		return t.failed
-	}
-	n := len(key) + len(value)
-	if t.nWrite+1 > appliance.MaxTxWrites || t.nBytes+n > appliance.MaxTxBytes {
-		t.failed = fmt.Errorf("boltstore: write %d (%d bytes so far, +%d): %w",
-			t.nWrite+1, t.nBytes, n, appliance.ErrTxTooLarge)
-		return t.failed
-	}
-	t.nWrite++
-	t.nBytes += n
-	if t.writes == nil {
-		t.writes = make(map[string]write)
-	}
-	k := string(key) // copies
-	if _, seen := t.writes[k]; !seen {
-		i, _ := slices.BinarySearch(t.keys, k)
-		t.keys = slices.Insert(t.keys, i, k)
-	}
-	w := write{del: del}
-	if !del {
-		// Owned by us until the commit: bbolt keeps a reference to the
-		// value it is given until the transaction ends.
-		w.value = clone(value)
-	}
-	t.writes[k] = w
-	return nil
+	return t.ws.Add(key, value, del)
 }
 
 func (t *tx) Scan(prefix, after []byte, limit int) ([]appliance.KV, error) {
@@ -116,16 +76,16 @@ func (t *tx) Scan(prefix, after []byte, limit int) ([]appliance.KV, error) {
 	if exclusive && bk != nil && bytes.Equal(bk, from) {
 		bk, bv = c.Next()
 	}
-	j, found := slices.BinarySearch(t.keys, string(from))
+	j, found := slices.BinarySearch(t.ws.Keys(), string(from))
 	if found && exclusive {
 		j++
 	}
 
 	var out []appliance.KV
 	for limit <= 0 || len(out) < limit {
-		fromBolt, fromOverlay := bk != nil, j < len(t.keys)
+		fromBolt, fromOverlay := bk != nil, j < len(t.ws.Keys())
 		if fromBolt && fromOverlay {
-			switch c := bytes.Compare(bk, []byte(t.keys[j])); {
+			switch c := bytes.Compare(bk, []byte(t.ws.Keys()[j])); {
 			case c < 0:
 				fromOverlay = false
 			case c > 0:
@@ -139,9 +99,9 @@ func (t *tx) Scan(prefix, after []byte, limit int) ([]appliance.KV, error) {
 		)
 		switch {
 		case fromOverlay:
-			key = []byte(t.keys[j])
-			w := t.writes[t.keys[j]]
-			value, del = w.value, w.del
+			key = []byte(t.ws.Keys()[j])
+			w, _ := t.ws.Lookup(t.ws.Keys()[j])
+			value, del = w.Value, w.Delete
 			j++
 			if fromBolt {
 				bk, bv = c.Next()
@@ -168,13 +128,13 @@ func (t *tx) Scan(prefix, after []byte, limit int) ([]appliance.KV, error) {
 // apply writes the buffered writes to the bucket of the shared write
 // transaction.
 func (t *tx) apply(b *bolt.Bucket) error {
-	for _, k := range t.keys {
-		w := t.writes[k]
+	for _, k := range t.ws.Keys() {
+		w, _ := t.ws.Lookup(k)
 		var err error
-		if w.del {
+		if w.Delete {
 			err = b.Delete([]byte(k))
 		} else {
-			err = b.Put([]byte(k), w.value)
+			err = b.Put([]byte(k), w.Value)
 		}
 		if err != nil {
 			return fmt.Errorf("boltstore: apply %q: %w", k, err)
