@@ -42,6 +42,15 @@ type List[T any] struct {
 	Items []T `json:"items"`
 }
 
+// mapDTO converts domain values to DTOs; never nil, so JSON shows [].
+func mapDTO[T, D any](in []T, f func(T) D) []D {
+	out := make([]D, len(in))
+	for i, v := range in {
+		out[i] = f(v)
+	}
+	return out
+}
+
 // --- users
 
 type createUserRequest struct {
@@ -89,11 +98,7 @@ func userDTO(u appliance.User, now time.Time) UserDTO {
 }
 
 func userViewDTO(v appliance.UserView, now time.Time) UserViewDTO {
-	out := UserViewDTO{UserDTO: userDTO(v.User, now), Tokens: make([]TokenDTO, 0, len(v.Tokens))}
-	for _, t := range v.Tokens {
-		out.Tokens = append(out.Tokens, tokenDTO(t))
-	}
-	return out
+	return UserViewDTO{UserDTO: userDTO(v.User, now), Tokens: mapDTO(v.Tokens, tokenDTO)}
 }
 
 // --- tokens
@@ -170,11 +175,7 @@ type ImportJobDTO struct {
 }
 
 func rowDTOs(rows []appliance.RowReport) []RowDTO {
-	out := make([]RowDTO, 0, len(rows))
-	for _, r := range rows {
-		out = append(out, RowDTO(r))
-	}
-	return out
+	return mapDTO(rows, func(r appliance.RowReport) RowDTO { return RowDTO(r) })
 }
 
 // importJobDTO renders a report; withRows adds its per-row lines (always

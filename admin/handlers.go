@@ -38,11 +38,9 @@ func (s *Server) listUsers(c *gin.Context) {
 		s.WriteError(c, err)
 		return
 	}
-	out := Page[UserDTO]{Items: make([]UserDTO, 0, len(page.Items)), NextCursor: page.NextCursor, Total: page.Total}
 	now := s.now()
-	for _, u := range page.Items {
-		out.Items = append(out.Items, userDTO(u, now))
-	}
+	out := Page[UserDTO]{Items: mapDTO(page.Items, func(u appliance.User) UserDTO { return userDTO(u, now) }),
+		NextCursor: page.NextCursor, Total: page.Total}
 	render(c, http.StatusOK, out)
 }
 
@@ -157,11 +155,7 @@ func (s *Server) listImportJobs(c *gin.Context) {
 		s.WriteError(c, err)
 		return
 	}
-	out := List[ImportJobDTO]{Items: make([]ImportJobDTO, 0, len(jobs))}
-	for _, j := range jobs {
-		out.Items = append(out.Items, importJobDTO(j, false))
-	}
-	render(c, http.StatusOK, out)
+	render(c, http.StatusOK, List[ImportJobDTO]{Items: mapDTO(jobs, func(j appliance.ImportJob) ImportJobDTO { return importJobDTO(j, false) })})
 }
 
 func (s *Server) getImportJob(c *gin.Context) {
@@ -190,11 +184,7 @@ func (s *Server) listTokens(c *gin.Context) {
 		s.WriteError(c, err)
 		return
 	}
-	out := Page[TokenDTO]{Items: make([]TokenDTO, 0, len(page.Items)), NextCursor: page.NextCursor, Total: page.Total}
-	for _, t := range page.Items {
-		out.Items = append(out.Items, tokenDTO(t))
-	}
-	render(c, http.StatusOK, out)
+	render(c, http.StatusOK, Page[TokenDTO]{Items: mapDTO(page.Items, tokenDTO), NextCursor: page.NextCursor, Total: page.Total})
 }
 
 func (s *Server) getToken(c *gin.Context) {
@@ -326,11 +316,7 @@ func (s *Server) listProfiles(c *gin.Context) {
 		s.WriteError(c, err)
 		return
 	}
-	out := List[ProfileDTO]{Items: make([]ProfileDTO, 0, len(ps))}
-	for _, p := range ps {
-		out.Items = append(out.Items, profileDTO(p))
-	}
-	render(c, http.StatusOK, out)
+	render(c, http.StatusOK, List[ProfileDTO]{Items: mapDTO(ps, profileDTO)})
 }
 
 func (s *Server) getProfile(c *gin.Context) {
@@ -381,11 +367,7 @@ func (s *Server) listAudit(c *gin.Context) {
 		s.WriteError(c, err)
 		return
 	}
-	out := AuditPageDTO{Items: make([]AuditRecordDTO, 0, len(page.Items)), NextCursor: page.NextCursor}
-	for _, r := range page.Items {
-		out.Items = append(out.Items, auditDTO(r))
-	}
-	render(c, http.StatusOK, out)
+	render(c, http.StatusOK, AuditPageDTO{Items: mapDTO(page.Items, auditDTO), NextCursor: page.NextCursor})
 }
 
 func (s *Server) createAPIToken(c *gin.Context) {
@@ -408,11 +390,7 @@ func (s *Server) listAPITokens(c *gin.Context) {
 		s.WriteError(c, err)
 		return
 	}
-	out := List[APITokenDTO]{Items: make([]APITokenDTO, 0, len(toks))}
-	for _, t := range toks {
-		out.Items = append(out.Items, apiTokenDTO(t))
-	}
-	render(c, http.StatusOK, out)
+	render(c, http.StatusOK, List[APITokenDTO]{Items: mapDTO(toks, apiTokenDTO)})
 }
 
 func (s *Server) revokeAPIToken(c *gin.Context) {

@@ -45,11 +45,7 @@ func (s *Server) listIdentitySources(c *gin.Context) {
 		s.WriteError(c, err)
 		return
 	}
-	out := List[IdentitySourceDTO]{Items: make([]IdentitySourceDTO, 0, len(srcs))}
-	for _, src := range srcs {
-		out.Items = append(out.Items, identitySourceDTO(src))
-	}
-	render(c, http.StatusOK, out)
+	render(c, http.StatusOK, List[IdentitySourceDTO]{Items: mapDTO(srcs, identitySourceDTO)})
 }
 
 func (s *Server) getIdentitySource(c *gin.Context) {
@@ -141,11 +137,7 @@ func (s *Server) listSyncRuns(c *gin.Context) {
 		s.WriteError(c, err)
 		return
 	}
-	out := List[SyncRunDTO]{Items: make([]SyncRunDTO, 0, len(runs))}
-	for _, r := range runs {
-		out.Items = append(out.Items, syncRunDTO(r))
-	}
-	render(c, http.StatusOK, out)
+	render(c, http.StatusOK, List[SyncRunDTO]{Items: mapDTO(runs, syncRunDTO)})
 }
 
 func (s *Server) rotateSCIMToken(c *gin.Context) {
