@@ -294,10 +294,35 @@ func decodeB64(src []byte) ([]byte, error) {
 }
 
 // clientRequest is the outer SOAP layer of a device request.
-type clientRequest struct {
+// soapBody is the content of a ClientRequest or ServerResponse: both carry
+// the activation code, ProvisioningData and a base64 inner message.
+type soapBody struct {
 	AuthData         string // trimmed
 	ProvisioningData []byte // decoded, informational only
 	Message          []byte // decoded inner CT-KIP document
+}
+
+type clientRequest = soapBody
+
+// readSOAPBody decodes the children of a ClientRequest or ServerResponse node;
+// msg names the element holding the inner message.
+func readSOAPBody(d *xdoc, node int, msg string) (soapBody, error) {
+	var r soapBody
+	ad, pd, m := d.child(node, "AuthData"), d.child(node, "ProvisioningData"), d.child(node, msg)
+	if ad < 0 || m < 0 {
+		return r, errMalformed
+	}
+	r.AuthData = string(bytes.TrimSpace(d.text(ad)))
+	var err error
+	if pd >= 0 {
+		if r.ProvisioningData, err = decodeB64(d.text(pd)); err != nil {
+			return r, err
+		}
+	}
+	if r.Message, err = decodeB64(d.text(m)); err != nil {
+		return r, err
+	}
+	return r, nil
 }
 
 // parseClientRequest reads Envelope/Body/ClientRequest, matching by local
@@ -317,18 +342,8 @@ func parseClientRequest(d *xdoc, body []byte) (clientRequest, error) {
 	if string(d.nodes[cr].space) != nsService {
 		return r, errNamespace
 	}
-	ad, pd, rq := d.child(cr, "AuthData"), d.child(cr, "ProvisioningData"), d.child(cr, "Request")
-	if ad < 0 || rq < 0 {
-		return r, errMalformed
-	}
-	r.AuthData = string(bytes.TrimSpace(d.text(ad)))
-	var err error
-	if pd >= 0 {
-		if r.ProvisioningData, err = decodeB64(d.text(pd)); err != nil {
-			return r, err
-		}
-	}
-	if r.Message, err = decodeB64(d.text(rq)); err != nil {
+	r, err := readSOAPBody(d, cr, "Request")
+	if err != nil {
 		return r, err
 	}
 	if len(r.Message) == 0 {
@@ -416,11 +431,7 @@ func parseFault(code, s string) *FaultError {
 }
 
 // serverResponse is the outer SOAP layer of a server answer.
-type serverResponse struct {
-	AuthData         string
-	ProvisioningData []byte
-	Message          []byte
-}
+type serverResponse = soapBody
 
 // parseServerResponse reads a ServerResponse or a SOAP fault (*FaultError).
 func parseServerResponse(d *xdoc, body []byte) (serverResponse, error) {
@@ -439,21 +450,7 @@ func parseServerResponse(d *xdoc, body []byte) (serverResponse, error) {
 	if sr < 0 {
 		return r, errMalformed
 	}
-	ad, pd, rs := d.child(sr, "AuthData"), d.child(sr, "ProvisioningData"), d.child(sr, "Response")
-	if ad < 0 || rs < 0 {
-		return r, errMalformed
-	}
-	r.AuthData = string(bytes.TrimSpace(d.text(ad)))
-	var err error
-	if pd >= 0 {
-		if r.ProvisioningData, err = decodeB64(d.text(pd)); err != nil {
-			return r, err
-		}
-	}
-	if r.Message, err = decodeB64(d.text(rs)); err != nil {
-		return r, err
-	}
-	return r, nil
+	return readSOAPBody(d, sr, "Response")
 }
 
 // helloInfo is what a client needs from a ServerHello.
