@@ -160,7 +160,7 @@ func (e *CodeError) Is(target error) bool { return target == ErrInvalidCode }
 // ProvisionTicket is what a valid activation code entitles a device to.
 type ProvisionTicket struct {
 	Serial    string
-	UserName  string
+	UserName  string // the holder's login; set by CompleteProvisioning only
 	Digits    int
 	Interval  int
 	PINMode   string
@@ -197,17 +197,15 @@ func checkCode(tx Tx, hash []byte, now time.Time) (*issuedCode, *Token, error) {
 	return &c, t, nil
 }
 
-func (s *Service) ticket(tx Tx, c *issuedCode, t *Token) (ProvisionTicket, error) {
-	u, err := getUser(tx, t.UserID)
-	if err != nil {
-		return ProvisionTicket{}, err
-	}
-	return ProvisionTicket{Serial: t.Serial, UserName: u.UserName, Digits: c.Digits, Interval: c.Interval,
-		PINMode: c.PINMode, ExpiresAt: t.ExpiresAt}, nil
+func ticket(c *issuedCode, t *Token) ProvisionTicket {
+	return ProvisionTicket{Serial: t.Serial, Digits: c.Digits, Interval: c.Interval, PINMode: c.PINMode,
+		ExpiresAt: t.ExpiresAt}
 }
 
 // BeginProvisioning checks an activation code (CT-KIP POST #1). It writes
-// nothing: the code is consumed only when the seed is committed.
+// nothing: the code is consumed only when the seed is committed. The
+// ticket's UserName is left empty: the first message does not carry it,
+// and CompleteProvisioning reads it in its own transaction.
 func (s *Service) BeginProvisioning(ctx context.Context, code string) (ProvisionTicket, error) {
 	hash := s.codeHash(strings.TrimSpace(code))
 	now := s.now()
@@ -217,8 +215,8 @@ func (s *Service) BeginProvisioning(ctx context.Context, code string) (Provision
 		if err != nil {
 			return err
 		}
-		out, err = s.ticket(tx, c, t)
-		return err
+		out = ticket(c, t)
+		return nil
 	})
 	return out, err
 }
@@ -257,10 +255,12 @@ func (s *Service) CompleteProvisioning(ctx context.Context, code string, seed []
 		if err := putToken(tx, t, &old); err != nil {
 			return err
 		}
-		out, err = s.ticket(tx, c, t)
+		u, err := getUser(tx, t.UserID)
 		if err != nil {
 			return err
 		}
+		out = ticket(c, t)
+		out.UserName = u.UserName
 		return appendAudit(tx, now, ActorFrom(ctx), AuditEvent{Action: "ctkip.provision", Serial: t.Serial,
 			UserID: t.UserID, Outcome: OutcomeSuccess, Target: c.Profile})
 	})
