@@ -46,7 +46,7 @@ func BenchmarkCommitBound(b *testing.B) {
 				b.SetParallelism(1)
 			}
 			b.ResetTimer()
-			start := time.Now()
+			start, cpu0 := time.Now(), cpuTime()
 			runConcurrent(b, writers, func() {
 				k := n.Add(1)
 				err := st.Update(context.Background(), func(tx appliance.Tx) error {
@@ -57,6 +57,7 @@ func BenchmarkCommitBound(b *testing.B) {
 				}
 			})
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "commits/s")
+			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/commit")
 		})
 	}
 }
