@@ -172,11 +172,12 @@ func observed(mux *http.ServeMux, rec metrics.HTTPRecorder, log *slog.Logger) ht
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 		mux.ServeHTTP(sw, r)
-		_, pattern := mux.Handler(r)
+		pattern := r.Pattern // set by the mux on this request
 		d := time.Since(start)
 		rec.ObserveHTTP(pattern, r.Method, sw.status, d)
-		log.Info("http", "listener", "ctkip", "method", r.Method, "route", pattern, "status", sw.status,
-			"duration_ms", float64(d.Microseconds())/1000, "remote", r.RemoteAddr)
+		log.LogAttrs(r.Context(), slog.LevelInfo, "http", slog.String("listener", "ctkip"), slog.String("method", r.Method),
+			slog.String("route", pattern), slog.Int("status", sw.status),
+			slog.Float64("duration_ms", float64(d.Microseconds())/1000), slog.String("remote", r.RemoteAddr))
 	})
 }
 
