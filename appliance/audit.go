@@ -136,7 +136,7 @@ func (s *Service) ListAudit(ctx context.Context, q AuditQuery) (AuditPage, error
 				scanned++
 				if mayMatch(kv.Value, q) {
 					var r AuditRecord
-					if err := json.Unmarshal(kv.Value, &r); err != nil {
+					if err := decodeRecord(tx, kv.Value, &r); err != nil {
 						return fmt.Errorf("decode audit %q: %w", kv.Key, err)
 					}
 					if auditMatches(r, q) {
@@ -206,7 +206,7 @@ func (s *Service) VerifyAudit(ctx context.Context) (AuditReport, error) {
 			for _, kv := range kvs {
 				after = kv.Key
 				var r AuditRecord
-				if err := json.Unmarshal(kv.Value, &r); err != nil {
+				if err := decodeRecord(tx, kv.Value, &r); err != nil {
 					rep.Problems = append(rep.Problems, fmt.Sprintf("record %s: undecodable", kv.Key))
 					continue
 				}

@@ -1,7 +1,6 @@
 package appliance
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -123,7 +122,7 @@ func readCounts(tx Tx, key []byte) (map[string]int64, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := json.Unmarshal(b, &m); err != nil {
+	if err := decodeRecord(tx, b, &m); err != nil {
 		return nil, fmt.Errorf("decode %q: %w", key, err)
 	}
 	return m, nil

@@ -2,7 +2,6 @@ package appliance
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -144,7 +143,7 @@ func (s *Service) ListGroups(ctx context.Context, sourceID string) ([]Group, err
 		out = make([]Group, 0, len(kvs))
 		for _, kv := range kvs {
 			var g Group
-			if err := json.Unmarshal(kv.Value, &g); err != nil {
+			if err := decodeRecord(tx, kv.Value, &g); err != nil {
 				return fmt.Errorf("decode %q: %w", kv.Key, err)
 			}
 			out = append(out, g)

@@ -2,7 +2,6 @@ package appliance
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -361,7 +360,7 @@ func (s *Service) ListImportJobs(ctx context.Context, limit int) ([]ImportJob, e
 		out = make([]ImportJob, 0, min(limit, len(kvs)))
 		for i := len(kvs) - 1; i >= 0 && len(out) < limit; i-- {
 			var j ImportJob
-			if err := json.Unmarshal(kvs[i].Value, &j); err != nil {
+			if err := decodeRecord(tx, kvs[i].Value, &j); err != nil {
 				return fmt.Errorf("decode %q: %w", kvs[i].Key, err)
 			}
 			j.Rejected, j.SkippedRows = nil, nil

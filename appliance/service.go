@@ -30,12 +30,16 @@ type Config struct {
 	Logger         *slog.Logger
 	Now            func() time.Time
 	Rand           io.Reader
+	// DecodeRecord, if set, decodes stored records instead of
+	// encoding/json (see RecordDecoder).
+	DecodeRecord RecordDecoder
 }
 
 // Service is the appliance: every use case is one method, and every
 // invariant is checked inside the transaction that changes the data.
 type Service struct {
-	store   Store
+	store   Store // cfg.Store, wrapped to carry DecodeRecord
+	raw     Store // cfg.Store
 	sealer  *seal.Sealer
 	ctkip   atomic.Pointer[string]
 	codeTTL time.Duration
@@ -51,8 +55,11 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Store == nil || cfg.Sealer == nil {
 		return nil, errors.New("appliance: Store and Sealer are required")
 	}
-	s := &Service{store: cfg.Store, sealer: cfg.Sealer, codeTTL: cfg.DefaultCodeTTL,
+	s := &Service{store: cfg.Store, raw: cfg.Store, sealer: cfg.Sealer, codeTTL: cfg.DefaultCodeTTL,
 		log: cfg.Logger, now: cfg.Now, rand: cfg.Rand, policy: cfg.Auth.withDefaults(), authRec: cfg.AuthRecorder}
+	if cfg.DecodeRecord != nil {
+		s.store = decodingStore{cfg.Store, cfg.DecodeRecord}
+	}
 	s.SetCTKIPURL(cfg.CTKIPURL)
 	if s.codeTTL <= 0 {
 		s.codeTTL = 7 * 24 * time.Hour
@@ -115,7 +122,7 @@ func (s *Service) SetCTKIPURL(u string) { s.ctkip.Store(&u) }
 func (s *Service) CTKIPURL() string { return *s.ctkip.Load() }
 
 // Store returns the underlying store (for backup and metrics in main).
-func (s *Service) Store() Store { return s.store }
+func (s *Service) Store() Store { return s.raw }
 
 // newID returns a new unique id.
 // IDs are UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then 74 random

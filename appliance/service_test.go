@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -51,13 +52,20 @@ func newFixture(t *testing.T, store appliance.Store) *fixture {
 
 func newFixtureWithKey(t *testing.T, store appliance.Store, key []byte) *fixture {
 	t.Helper()
+	return newFixtureDecoding(t, store, key, nil)
+}
+
+// newFixtureDecoding builds the fixture's Service with a record decoder
+// (nil: encoding/json).
+func newFixtureDecoding(t *testing.T, store appliance.Store, key []byte, decode appliance.RecordDecoder) *fixture {
+	t.Helper()
 	sealer, err := seal.New(key, rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
 	clk := &clock{now: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
 	svc, err := appliance.New(appliance.Config{Store: store, Sealer: sealer, Now: clk.Now,
-		CTKIPURL: "https://tokend.example:8444/ctkip/services/CtkipService"})
+		CTKIPURL: "https://tokend.example:8444/ctkip/services/CtkipService", DecodeRecord: decode})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -590,5 +598,58 @@ func TestCTKIPKeyPersists(t *testing.T) {
 	k2, err := again.svc.CTKIPKey(f.ctx, 2048)
 	if err != nil || !k1.Equal(k2) {
 		t.Fatalf("second start got another key: %v", err)
+	}
+}
+
+// TestRecordDecoder shows that a Service given a record decoder reads every
+// kind of record through it, inside counter-buffered transactions too, and
+// that its errors reach the caller.
+func TestRecordDecoder(t *testing.T) {
+	store := memstore.New()
+	key := make([]byte, seal.KeySize)
+	var calls atomic.Int64
+	var fail atomic.Bool
+	errBroken := errors.New("decoder broken")
+	decode := func(b []byte, v any) error {
+		calls.Add(1)
+		if fail.Load() {
+			return errBroken
+		}
+		return json.Unmarshal(b, v)
+	}
+	f := newFixtureDecoding(t, store, key, decode)
+	f.importCSV(t, serials(2, 300000000000)) // counter-buffered chunks
+	p := f.profile(t)
+	u := f.user(t, "carol")
+	if _, err := f.svc.AssignTokens(f.ctx, u.ID, []string{"300000000000"}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := f.svc.Distribute(f.ctx, "300000000000", p.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := calls.Load()
+	if _, err := f.svc.CompleteProvisioning(f.ctx, d.ActivationCode.Reveal(), bytes.Repeat([]byte{1}, 16)); err != nil {
+		t.Fatal(err)
+	}
+	// The code, the token, the user, the audit chain head and the counts.
+	if n := calls.Load() - before; n < 5 {
+		t.Fatalf("provisioning decoded %d records through the decoder, want at least 5", n)
+	}
+	profiles, err := f.svc.ListProfiles(f.ctx)
+	if err != nil || len(profiles) != 1 {
+		t.Fatalf("profiles = %v, %v", profiles, err)
+	}
+	tok, err := f.svc.GetToken(f.ctx, "300000000000")
+	if err != nil || !tok.Provisioned || tok.UserID != u.ID {
+		t.Fatalf("token = %+v, %v", tok, err)
+	}
+
+	fail.Store(true)
+	if _, err := f.svc.GetToken(f.ctx, "300000000000"); !errors.Is(err, errBroken) {
+		t.Fatalf("GetToken with a failing decoder: err = %v", err)
+	}
+	if _, err := f.svc.ListProfiles(f.ctx); !errors.Is(err, errBroken) {
+		t.Fatalf("ListProfiles with a failing decoder: err = %v", err)
 	}
 }

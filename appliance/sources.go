@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -687,7 +686,7 @@ func (s *Service) ListSyncRuns(ctx context.Context, sourceID string, limit int) 
 		out = make([]SyncRun, 0, len(kvs))
 		for _, kv := range kvs {
 			var r SyncRun
-			if err := json.Unmarshal(kv.Value, &r); err != nil {
+			if err := decodeRecord(tx, kv.Value, &r); err != nil {
 				return fmt.Errorf("decode %q: %w", kv.Key, err)
 			}
 			out = append(out, r)

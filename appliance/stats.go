@@ -2,7 +2,6 @@ package appliance
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 )
@@ -54,7 +53,7 @@ func (s *Service) Stats(ctx context.Context) (Stats, error) {
 		}
 		for _, kv := range kvs {
 			var c ActivationCode
-			if err := json.Unmarshal(kv.Value, &c); err != nil {
+			if err := decodeRecord(tx, kv.Value, &c); err != nil {
 				return fmt.Errorf("decode %q: %w", kv.Key, err)
 			}
 			if c.State == CodeIssued && now.Before(c.ExpiresAt) {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 
+	gojson "github.com/goccy/go-json"
 	"github.com/spf13/cobra"
 
 	"tokend/appliance"
@@ -97,7 +98,7 @@ func (a *app) withOfflineService(ctx context.Context, fn func(context.Context, *
 	if err != nil {
 		return err
 	}
-	svc, err := appliance.New(appliance.Config{Store: st, Sealer: sealer, Now: a.now, Rand: a.rand})
+	svc, err := appliance.New(appliance.Config{Store: st, Sealer: sealer, Now: a.now, Rand: a.rand, DecodeRecord: gojson.Unmarshal})
 	if err != nil {
 		return err
 	}
