@@ -20,7 +20,8 @@ const (
 	MaxImportBody = 64 << 20
 )
 
-// decodeJSON reads exactly one JSON value into dst. It is used instead of
+// decodeJSON reads exactly one JSON value into dst, then checks it with its
+// validate method if it has one. It is used instead of
 // gin's binder because the binder accepts unknown fields and any media type,
 // and does not tell a syntax error from a type error.
 func decodeJSON(c *gin.Context, dst any) error {
@@ -46,6 +47,11 @@ func decodeJSON(c *gin.Context, dst any) error {
 			return err
 		}
 		return reqErr(http.StatusBadRequest, CodeMalformedJSON, "the body must hold exactly one JSON value")
+	}
+	// Requests with rules beyond their shape check them here, so no
+	// handler can forget to.
+	if v, ok := dst.(interface{ validate() error }); ok {
+		return v.validate()
 	}
 	return nil
 }

@@ -412,10 +412,6 @@ func (s *Server) authenticate(c *gin.Context) {
 		s.WriteError(c, err)
 		return
 	}
-	if err := req.validate(); err != nil {
-		s.WriteError(c, err)
-		return
-	}
 	res, err := s.svc.Authenticate(ctx(c), appliance.AuthRequest{UserName: req.UserName, Passcode: req.Passcode.Reveal(), Session: req.Session})
 	if err != nil {
 		s.WriteError(c, err)
@@ -453,10 +449,6 @@ func (s *Server) resync(c *gin.Context) {
 	}
 	var req resyncRequest
 	if err := decodeJSON(c, &req); err != nil {
-		s.WriteError(c, err)
-		return
-	}
-	if err := req.validate(); err != nil {
 		s.WriteError(c, err)
 		return
 	}
