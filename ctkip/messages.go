@@ -462,25 +462,33 @@ type helloInfo struct {
 	Nonce     []byte // R_S
 }
 
-func parseServerHello(d *xdoc, msg []byte) (helloInfo, error) {
-	var h helloInfo
+// parseServerMessage parses a server message into d, checks that its root
+// is want and that its Status, if any, is status, and returns its SessionID.
+func parseServerMessage(d *xdoc, msg []byte, want, status string) (string, error) {
 	if err := d.parse(msg); err != nil {
-		return h, err
+		return "", err
 	}
-	if d.local(0) != "ServerHello" {
-		return h, errUnknownType
+	if d.local(0) != want {
+		return "", errUnknownType
 	}
-	if st, ok := d.attr(0, "Status"); ok && string(bytes.TrimSpace(st)) != "Continue" {
-		return h, errMalformed
+	if st, ok := d.attr(0, "Status"); ok && string(bytes.TrimSpace(st)) != status {
+		return "", errMalformed
 	}
 	sid, _ := d.attr(0, "SessionID")
-	h.SessionID = string(bytes.TrimSpace(sid))
+	return string(bytes.TrimSpace(sid)), nil
+}
+
+func parseServerHello(d *xdoc, msg []byte) (helloInfo, error) {
+	var h helloInfo
+	var err error
+	if h.SessionID, err = parseServerMessage(d, msg, "ServerHello", "Continue"); err != nil {
+		return h, err
+	}
 	kv := d.path(0, "EncryptionKey", "KeyValue", "RSAKeyValue")
 	mod, exp, nonce := d.child(kv, "Modulus"), d.child(kv, "Exponent"), d.path(0, "Payload", "Nonce")
 	if h.SessionID == "" || mod < 0 || exp < 0 || nonce < 0 {
 		return h, errMalformed
 	}
-	var err error
 	if h.Modulus, err = decodeB64(d.text(mod)); err != nil {
 		return h, err
 	}
@@ -517,17 +525,10 @@ type finishedInfo struct {
 
 func parseServerFinished(d *xdoc, msg []byte) (finishedInfo, error) {
 	var f finishedInfo
-	if err := d.parse(msg); err != nil {
+	var err error
+	if f.SessionID, err = parseServerMessage(d, msg, "ServerFinished", "Success"); err != nil {
 		return f, err
 	}
-	if d.local(0) != "ServerFinished" {
-		return f, errUnknownType
-	}
-	if st, ok := d.attr(0, "Status"); ok && string(bytes.TrimSpace(st)) != "Success" {
-		return f, errMalformed
-	}
-	sid, _ := d.attr(0, "SessionID")
-	f.SessionID = string(bytes.TrimSpace(sid))
 	// The reference client takes the serial from KeyID; both must agree.
 	keyID, tokenID, mac := d.child(0, "KeyID"), d.child(0, "TokenID"), d.child(0, "Mac")
 	if keyID < 0 || mac < 0 {
