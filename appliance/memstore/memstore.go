@@ -1,7 +1,6 @@
 package memstore
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"sync"
@@ -194,80 +193,8 @@ func (t *tx) Scan(prefix, after []byte, limit int) ([]appliance.KV, error) {
 	if t.done {
 		return nil, errTxDone
 	}
-	from, exclusive := prefix, false
-	if after != nil && bytes.Compare(after, prefix) >= 0 {
-		from, exclusive = after, true
-	}
-	it := t.base.seek(from, exclusive)
-	j := lowerBound(len(t.ws.Keys()), func(j int) int { return bytes.Compare([]byte(t.ws.Keys()[j]), from) }, exclusive)
-
-	// Collect the pairs first and copy them into one buffer afterwards:
-	// one allocation per Scan instead of two per pair.
-	var hits []appliance.KV
-	size := 0
-	for limit <= 0 || len(hits) < limit {
-		var (
-			key   []byte
-			value []byte
-			del   bool
-		)
-		bk, bv, bok := it.peek()
-		switch {
-		case bok && j < len(t.ws.Keys()):
-			c := bytes.Compare(bk, []byte(t.ws.Keys()[j]))
-			switch {
-			case c < 0:
-				key, value = bk, bv
-				it.next()
-			case c > 0:
-				key = []byte(t.ws.Keys()[j])
-				w, _ := t.ws.Lookup(t.ws.Keys()[j])
-				value, del = w.Value, w.Delete
-				j++
-			default: // the write shadows the stored pair
-				key = []byte(t.ws.Keys()[j])
-				w, _ := t.ws.Lookup(t.ws.Keys()[j])
-				value, del = w.Value, w.Delete
-				it.next()
-				j++
-			}
-		case bok:
-			key, value = bk, bv
-			it.next()
-		case j < len(t.ws.Keys()):
-			key = []byte(t.ws.Keys()[j])
-			w, _ := t.ws.Lookup(t.ws.Keys()[j])
-			value, del = w.Value, w.Delete
-			j++
-		}
-		// Keys with the prefix are contiguous and we started at or after
-		// the prefix, so the first key without it ends the scan.
-		if key == nil || !bytes.HasPrefix(key, prefix) {
-			break
-		}
-		if del {
-			continue
-		}
-		hits = append(hits, appliance.KV{Key: key, Value: value})
-		size += len(key) + len(value)
-	}
-	if len(hits) == 0 {
-		return nil, nil
-	}
-	buf := make([]byte, 0, size)
-	for i := range hits {
-		hits[i].Key = carve(&buf, hits[i].Key)
-		hits[i].Value = carve(&buf, hits[i].Value)
-	}
-	return hits, nil
-}
-
-// carve copies b to the end of *buf and returns the copy with its capacity
-// capped, so appending to one returned slice never overwrites the next.
-func carve(buf *[]byte, b []byte) []byte {
-	i := len(*buf)
-	*buf = append(*buf, b...)
-	return (*buf)[i:len(*buf):len(*buf)]
+	it := t.base.seek(appliance.ScanStart(prefix, after))
+	return t.ws.Scan(&it, prefix, after, limit), nil
 }
 
 // merged returns the next snapshot: base with the writes applied. Only the

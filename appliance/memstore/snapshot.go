@@ -72,7 +72,7 @@ func (s snapshot) seek(from []byte, exclusive bool) iter {
 	return it
 }
 
-func (it *iter) peek() (key, value []byte, ok bool) {
+func (it *iter) Peek() (key, value []byte, ok bool) {
 	if it.ci >= len(it.s) {
 		return nil, nil, false
 	}
@@ -80,7 +80,7 @@ func (it *iter) peek() (key, value []byte, ok bool) {
 	return kv.Key, kv.Value, true
 }
 
-func (it *iter) next() {
+func (it *iter) Next() {
 	it.ki++
 	if it.ki == len(it.s[it.ci]) {
 		it.ci, it.ki = it.ci+1, 0
@@ -165,14 +165,7 @@ func appendSplit(out snapshot, c []appliance.KV) snapshot {
 // in order, which is what makes long index walks cheap. Splits happen once
 // per chunkSplit inserts into a chunk, so the copy is amortised.
 func pack(c []appliance.KV) []appliance.KV {
-	size := 0
-	for _, kv := range c {
-		size += len(kv.Key) + len(kv.Value)
-	}
-	buf := make([]byte, 0, size)
-	out := make([]appliance.KV, len(c))
-	for i, kv := range c {
-		out[i] = appliance.KV{Key: carve(&buf, kv.Key), Value: carve(&buf, kv.Value)}
-	}
+	out := slices.Clone(c)
+	appliance.PackKVs(out)
 	return out
 }

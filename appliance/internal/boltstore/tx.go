@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"slices"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -66,64 +65,23 @@ func (t *tx) Scan(prefix, after []byte, limit int) ([]appliance.KV, error) {
 	if t.done {
 		return nil, errTxDone
 	}
-	from, exclusive := prefix, false
-	if after != nil && bytes.Compare(after, prefix) >= 0 {
-		from, exclusive = after, true
+	from, exclusive := appliance.ScanStart(prefix, after)
+	c := &cursor{c: t.b.Cursor()}
+	c.k, c.v = c.c.Seek(from)
+	if exclusive && c.k != nil && bytes.Equal(c.k, from) {
+		c.Next()
 	}
-
-	c := t.b.Cursor()
-	bk, bv := c.Seek(from)
-	if exclusive && bk != nil && bytes.Equal(bk, from) {
-		bk, bv = c.Next()
-	}
-	j, found := slices.BinarySearch(t.ws.Keys(), string(from))
-	if found && exclusive {
-		j++
-	}
-
-	var out []appliance.KV
-	for limit <= 0 || len(out) < limit {
-		fromBolt, fromOverlay := bk != nil, j < len(t.ws.Keys())
-		if fromBolt && fromOverlay {
-			switch c := bytes.Compare(bk, []byte(t.ws.Keys()[j])); {
-			case c < 0:
-				fromOverlay = false
-			case c > 0:
-				fromBolt = false
-			}
-			// Equal: the buffered write shadows the stored pair.
-		}
-		var (
-			key, value []byte
-			del        bool
-		)
-		switch {
-		case fromOverlay:
-			key = []byte(t.ws.Keys()[j])
-			w, _ := t.ws.Lookup(t.ws.Keys()[j])
-			value, del = w.Value, w.Delete
-			j++
-			if fromBolt {
-				bk, bv = c.Next()
-			}
-		case fromBolt:
-			key, value = bk, bv
-			bk, bv = c.Next()
-		default:
-			return out, nil
-		}
-		// Keys with the prefix are contiguous and the scan started at or
-		// after the prefix, so the first key without it ends the scan.
-		if !bytes.HasPrefix(key, prefix) {
-			break
-		}
-		if del {
-			continue
-		}
-		out = append(out, kvCopy(key, value))
-	}
-	return out, nil
+	return t.ws.Scan(c, prefix, after, limit), nil
 }
+
+// cursor is a bbolt cursor as an appliance.Cursor.
+type cursor struct {
+	c    *bolt.Cursor
+	k, v []byte
+}
+
+func (c *cursor) Peek() (key, value []byte, ok bool) { return c.k, c.v, c.k != nil }
+func (c *cursor) Next()                              { c.k, c.v = c.c.Next() }
 
 // apply writes the buffered writes to the bucket of the shared write
 // transaction.
@@ -146,12 +104,3 @@ func (t *tx) apply(b *bolt.Bucket) error {
 // clone returns a copy of b that is never nil, so an empty value reads back
 // as an empty, non-nil slice.
 func clone(b []byte) []byte { return append(make([]byte, 0, len(b)), b...) }
-
-// kvCopy copies a pair into one allocation; the capacities are clipped so
-// that appending to the key cannot overwrite the value.
-func kvCopy(k, v []byte) appliance.KV {
-	buf := make([]byte, len(k)+len(v))
-	copy(buf, k)
-	copy(buf[len(k):], v)
-	return appliance.KV{Key: buf[:len(k):len(k)], Value: buf[len(k):]}
-}
