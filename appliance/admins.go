@@ -13,6 +13,8 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/crypto/argon2"
+
+	"tokend/appliance/tokenfile"
 )
 
 // Admin accounts sign in to the web console with a name and a password
@@ -133,7 +135,7 @@ func (s *Service) CreateAdmin(ctx context.Context, in NewAdmin) (AdminAccount, S
 	} else {
 		validateAdminPassword(in.Password.Reveal(), v)
 	}
-	if in.SecondFactorSerial != "" && !validSerial(in.SecondFactorSerial) {
+	if in.SecondFactorSerial != "" && !tokenfile.ValidSerial(in.SecondFactorSerial) {
 		v.Add("second_factor_serial", "must be 12 digits")
 	}
 	if err := v.Err(); err != nil {
@@ -236,7 +238,7 @@ func (s *Service) SetAdminPassword(ctx context.Context, name string, password Se
 // SetAdminSecondFactor binds (serial != "") or removes (serial == "") the
 // admin's second-factor token.
 func (s *Service) SetAdminSecondFactor(ctx context.Context, name, serial string) error {
-	if serial != "" && !validSerial(serial) {
+	if serial != "" && !tokenfile.ValidSerial(serial) {
 		return &ValidationError{Problems: []FieldError{{"second_factor_serial", "must be 12 digits"}}}
 	}
 	return s.change(ctx, AuditEvent{Action: "admin.second_factor", Target: name, Serial: serial}, func(tx Tx, now time.Time, _ *AuditEvent) error {

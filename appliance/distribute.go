@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"tokend/appliance/tokenfile"
 )
 
 // codeHashDomain separates activation code hashes from other keyed hashes.
@@ -48,7 +50,7 @@ type issuedCode struct {
 // assigned software token with a CT-KIP profile. Any earlier code of the
 // token is voided. The code is returned once and stored only as a keyed hash.
 func (s *Service) Distribute(ctx context.Context, serial, profile string) (Distribution, error) {
-	if !validSerial(serial) {
+	if !tokenfile.ValidSerial(serial) {
 		return Distribution{}, &ValidationError{Problems: []FieldError{{"serial", "must be 12 digits"}}}
 	}
 	if profile == "" {

@@ -220,16 +220,4 @@ func clampLimit(n int) int {
 	return n
 }
 
-func validSerial(s string) bool {
-	if len(s) != 12 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
-}
-
 func hasPrefixFold(s, prefix string) bool { return strings.HasPrefix(fold(s), fold(prefix)) }

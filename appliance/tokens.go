@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"tokend/appliance/tokenfile"
 )
 
 // GetToken returns one token.
@@ -135,7 +137,7 @@ func (s *Service) AssignTokens(ctx context.Context, userID string, serials []str
 	}
 	seen := map[string]bool{}
 	for _, sn := range serials {
-		if !validSerial(sn) {
+		if !tokenfile.ValidSerial(sn) {
 			v.Add("serials", fmt.Sprintf("%q is not a 12-digit serial", sn))
 		} else if seen[sn] {
 			v.Add("serials", fmt.Sprintf("%s given twice", sn))

@@ -240,7 +240,7 @@ func parseHeader(fields [][]byte) ([numCols]int, error) {
 			return cols, fmt.Errorf("%w: column %d has no name", ErrHeader, i+1)
 		case c < 0:
 			hint := ""
-			if validSerial(name) {
+			if ValidSerial(name) {
 				hint = " (the first line must be a header such as \"serial\")"
 			}
 			return cols, fmt.Errorf("%w: unknown column %s%s", ErrHeader, quote(string(f)), hint)
@@ -269,7 +269,7 @@ func csvRecord(line int, fields [][]byte, cols *[numCols]int, seen map[uint64]in
 
 	serial := get(colSerial)
 	var key uint64
-	if !validSerial(string(serial)) {
+	if !ValidSerial(string(serial)) {
 		if len(serial) == 0 {
 			problems = append(problems, "serial is empty")
 		} else {

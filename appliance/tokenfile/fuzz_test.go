@@ -28,7 +28,7 @@ func checkRows(t *testing.T, res *Result) {
 	t.Helper()
 	seen := map[string]bool{}
 	for _, r := range res.Records {
-		if !validSerial(r.Serial) || seen[r.Serial] {
+		if !ValidSerial(r.Serial) || seen[r.Serial] {
 			t.Fatalf("record %d: bad or repeated serial %q", r.Row, r.Serial)
 		}
 		seen[r.Serial] = true

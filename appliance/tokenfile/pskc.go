@@ -321,7 +321,7 @@ func (cc *pskcCrypto) keyPackage(kp *xKeyPackage, n int, kind string) (Record, s
 	switch {
 	case rec.Serial == "":
 		bad("no DeviceInfo/SerialNo")
-	case !validSerial(rec.Serial):
+	case !ValidSerial(rec.Serial):
 		bad("serial %s is not 12 digits", quote(rec.Serial))
 	}
 

@@ -181,8 +181,8 @@ func quote(s string) string {
 	return fmt.Sprintf("%q", s)
 }
 
-// validSerial reports whether s is exactly 12 ASCII digits.
-func validSerial(s string) bool {
+// ValidSerial reports whether s is a token serial: exactly 12 ASCII digits.
+func ValidSerial(s string) bool {
 	if len(s) != 12 {
 		return false
 	}
