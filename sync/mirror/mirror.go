@@ -155,11 +155,7 @@ func (e *BrakeError) Error() string {
 // refuses, the plan is returned with a *BrakeError so the caller can report
 // it; it must not be applied.
 func Full(local []Local, remote []Entry, opts Options) (Plan, error) {
-	opts, err := opts.withDefaults()
-	if err != nil {
-		return Plan{}, err
-	}
-	idx, active, err := index(local)
+	opts, idx, active, err := prepare(local, opts)
 	if err != nil {
 		return Plan{}, err
 	}
@@ -197,11 +193,7 @@ func Full(local []Local, remote []Entry, opts Options) (Plan, error) {
 // mentioned stay as they are; purges wait for a full pass, which is the
 // only proof that a user is still missing.
 func Incremental(local []Local, ch Changes, opts Options) (Plan, error) {
-	opts, err := opts.withDefaults()
-	if err != nil {
-		return Plan{}, err
-	}
-	idx, active, err := index(local)
+	opts, idx, active, err := prepare(local, opts)
 	if err != nil {
 		return Plan{}, err
 	}
@@ -241,6 +233,16 @@ func Incremental(local []Local, ch Changes, opts Options) (Plan, error) {
 }
 
 // index maps external ids to positions and counts active users.
+// prepare checks the options and indexes the local users by external id.
+func prepare(local []Local, opts Options) (Options, map[string]int, int, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return opts, nil, 0, err
+	}
+	idx, active, err := index(local)
+	return opts, idx, active, err
+}
+
 func index(local []Local) (map[string]int, int, error) {
 	idx := make(map[string]int, len(local))
 	active := 0

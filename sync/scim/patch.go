@@ -254,6 +254,16 @@ func setKey(m map[string]any, name string, v any) {
 	m[name] = v
 }
 
+// setList sets a multi-valued attribute, or removes it once it is empty
+// (RFC 7644 §3.5.2.2: removing the last value unassigns the attribute).
+func setList(m map[string]any, name string, list []any) {
+	if len(list) == 0 {
+		delKey(m, name)
+		return
+	}
+	setKey(m, name, list)
+}
+
 func delKey(m map[string]any, name string) {
 	for k := range m {
 		if strings.EqualFold(k, name) {
@@ -303,11 +313,7 @@ func (si *schemaInfo) applyPath(res map[string]any, kind string, p filter.Path, 
 					kept = append(kept, el)
 				}
 			}
-			if len(kept) == 0 {
-				delKey(c, name)
-			} else {
-				setKey(c, name, kept)
-			}
+			setList(c, name, kept)
 			return nil
 		}
 		delKey(c, name)
@@ -447,11 +453,7 @@ func (si *schemaInfo) applyFiltered(c map[string]any, kind, name string, expr fi
 		}
 		kept = append(kept, el)
 	}
-	if len(kept) == 0 {
-		delKey(c, name)
-	} else {
-		setKey(c, name, kept)
-	}
+	setList(c, name, kept)
 	return nil
 }
 
