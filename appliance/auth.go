@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"tokend/appliance/otp"
@@ -39,6 +40,9 @@ const (
 	ReasonPINChanged   = "pin_changed"
 	ReasonEmergency    = "emergency_access"
 	ReasonNoUsableCode = "no_usable_token"
+	// ReasonAgentScope: the user is not of an identity source the agent
+	// serves. The caller sees the same rejection as for a wrong code.
+	ReasonAgentScope = "agent_scope"
 )
 
 // AuthPolicy holds the authentication rules. Zero fields take defaults.
@@ -89,6 +93,11 @@ type AuthRequest struct {
 	UserName string
 	Passcode string
 	Session  string // ties a follow-up to its challenge
+
+	// Set by AgentAuthenticate only: the agent that asks (its challenge
+	// sessions are its own) and the identity sources it serves.
+	agentID string
+	sources []string
 }
 
 // AuthResult is the decision. Reason is what the agent may show; Detail is
@@ -117,6 +126,7 @@ type authSession struct {
 	UserID    string    `json:"user_id"`
 	Serial    string    `json:"serial"`
 	Kind      string    `json:"kind"`
+	Agent     string    `json:"agent,omitempty"`
 	Step      int64     `json:"step"`
 	ExpiresAt time.Time `json:"expires_at"`
 }
@@ -293,6 +303,9 @@ func (s *Service) decide(st authState, req AuthRequest, now time.Time) (decision
 	case now.Before(u.LockedUntil):
 		d.detail = ReasonLocked
 		return d, nil
+	case len(req.sources) > 0 && !slices.Contains(req.sources, u.Source):
+		d.detail = ReasonAgentScope
+		return d, nil
 	}
 	if req.Session != "" {
 		return s.decideSession(st, req, now)
@@ -337,14 +350,14 @@ func (s *Service) decide(st authState, req AuthRequest, now time.Time) (decision
 				return d, err
 			}
 			d.pinLength, d.newPIN = len(pin), Secret(pin)
-			return d, s.challenge(&d, u.ID, sessionPasscode, now)
+			return d, s.challenge(&d, req, u.ID, sessionPasscode, now)
 		}
-		if err := s.challenge(&d, u.ID, sessionNewPIN, now); err != nil {
+		if err := s.challenge(&d, req, u.ID, sessionNewPIN, now); err != nil {
 			return d, err
 		}
 	case matchNext:
 		d.result, d.detail = AuthNextTokencode, ReasonNextCode
-		if err := s.challenge(&d, u.ID, sessionNextCode, now); err != nil {
+		if err := s.challenge(&d, req, u.ID, sessionNextCode, now); err != nil {
 			return d, err
 		}
 	case matchNone:
@@ -356,19 +369,20 @@ func (s *Service) decide(st authState, req AuthRequest, now time.Time) (decision
 	return d, nil
 }
 
-func (s *Service) challenge(d *decision, userID, kind string, now time.Time) error {
+func (s *Service) challenge(d *decision, req AuthRequest, userID, kind string, now time.Time) error {
 	id, err := s.newSessionID()
 	if err != nil {
 		return err
 	}
-	d.newSession = &authSession{ID: id, UserID: userID, Serial: d.serial, Kind: kind, Step: d.step, ExpiresAt: now.Add(s.policy.SessionTTL)}
+	d.newSession = &authSession{ID: id, UserID: userID, Serial: d.serial, Kind: kind, Agent: req.agentID, Step: d.step,
+		ExpiresAt: now.Add(s.policy.SessionTTL)}
 	return nil
 }
 
 func (s *Service) decideSession(st authState, req AuthRequest, now time.Time) (decision, error) {
 	d := decision{result: AuthReject, detail: ReasonBadSession, emergencyIdx: -1}
 	sess := st.session
-	if sess == nil || sess.UserID != st.user.ID || !now.Before(sess.ExpiresAt) {
+	if sess == nil || sess.UserID != st.user.ID || sess.Agent != req.agentID || !now.Before(sess.ExpiresAt) {
 		return d, nil
 	}
 	var at *authToken
@@ -407,7 +421,7 @@ func (s *Service) decideSession(st authState, req AuthRequest, now time.Time) (d
 		}
 		d.pinHash, d.pinLength = hash, len(req.Passcode)
 		d.result, d.detail = AuthNextTokencode, ReasonPINChanged
-		if err := s.challenge(&d, st.user.ID, sessionPasscode, now); err != nil {
+		if err := s.challenge(&d, req, st.user.ID, sessionPasscode, now); err != nil {
 			return d, err
 		}
 	case sessionPasscode:
@@ -615,6 +629,15 @@ func (s *Service) commitDecision(ctx context.Context, st authState, req AuthRequ
 				dd = decision{result: AuthReject, detail: ReasonReplay, emergencyIdx: -1}
 			}
 		}
+		if req.Session != "" && dd.result != AuthReject && dd.detail != ReasonLocked {
+			// A challenge session is single use: a concurrent follow-up
+			// that already consumed it wins, this one is refused.
+			if ok, err := exists(tx, authSessionKey(req.Session)); err != nil {
+				return err
+			} else if !ok {
+				dd = decision{result: AuthReject, detail: ReasonBadSession, emergencyIdx: -1}
+			}
+		}
 		if req.Session != "" && (dd.newSession == nil || dd.newSession.ID != req.Session) {
 			if err := tx.Delete(authSessionKey(req.Session)); err != nil {
 				return err
@@ -656,7 +679,7 @@ func (s *Service) commitDecision(ctx context.Context, st authState, req AuthRequ
 					u.Failures, u.LockedUntil, changed = 0, time.Time{}, true
 				}
 			case AuthReject:
-				if dd.detail != ReasonLocked && dd.detail != ReasonInactive {
+				if dd.detail != ReasonLocked && dd.detail != ReasonInactive && dd.detail != ReasonAgentScope {
 					u.Failures++
 					changed = true
 					if u.Failures >= s.policy.MaxFailures {

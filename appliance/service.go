@@ -48,6 +48,7 @@ type Service struct {
 	rand    io.Reader
 	policy  AuthPolicy
 	authRec AuthRecorder
+	agents  agentState // agents.go
 }
 
 // New builds a Service. Call Init before serving.
