@@ -74,7 +74,15 @@ type Options struct {
 
 	// Observer, if not nil, is told about each commit.
 	Observer CommitObserver
+
+	// ReadOnly opens the file without write access (a shared lock, so a
+	// running tokend still excludes it): inspection commands must leave
+	// the file byte for byte as it was. Update fails with ErrReadOnly.
+	ReadOnly bool
 }
+
+// ErrReadOnly is returned by Update on a store opened with ReadOnly.
+var ErrReadOnly = errors.New("boltstore: store opened read-only")
 
 func (o Options) withDefaults() Options {
 	if o.LockTimeout == 0 {
@@ -163,6 +171,7 @@ func Open(path string, opts Options) (*Store, error) {
 		// every commit, and the hashmap freelist stays fast when fragmented.
 		NoFreelistSync: true,
 		FreelistType:   bolt.FreelistMapType,
+		ReadOnly:       opts.ReadOnly,
 	})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("open %s: no lock within %v: %w", path, opts.LockTimeout, ErrLocked)
@@ -170,13 +179,22 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists([]byte(bucketName))
-		return err
-	})
+	if opts.ReadOnly {
+		err = db.View(func(tx *bolt.Tx) error {
+			if tx.Bucket([]byte(bucketName)) == nil {
+				return errors.New("no tokend bucket")
+			}
+			return nil
+		})
+	} else {
+		err = db.Update(func(tx *bolt.Tx) error {
+			_, err := tx.CreateBucketIfNotExists([]byte(bucketName))
+			return err
+		})
+	}
 	if err != nil {
 		_ = db.Close()
-		return nil, fmt.Errorf("boltstore: open %s: create bucket: %w", path, err)
+		return nil, fmt.Errorf("boltstore: open %s: bucket: %w", path, err)
 	}
 	s := &Store{
 		db:        db,
@@ -260,6 +278,9 @@ func (s *Store) Update(ctx context.Context, fn func(appliance.Tx) error) error {
 	}
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if s.opts.ReadOnly {
+		return ErrReadOnly
 	}
 	r := &request{ctx: ctx, fn: fn, done: make(chan struct{})}
 	s.mu.RLock()

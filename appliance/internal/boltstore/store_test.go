@@ -547,3 +547,57 @@ func TestReadOnlyUpdateSkipsCommit(t *testing.T) {
 		t.Errorf("%d commits for an Update without writes", obs.commits)
 	}
 }
+
+// TestReadOnlyOpen: a read-only store reads what was written, refuses
+// writes, cannot be opened while a writer holds the file, and leaves the
+// file's bytes as they were.
+func TestReadOnlyOpen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tokend.db")
+	w, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustPut(t, w, "k", "v")
+	if _, err := Open(path, Options{ReadOnly: true, LockTimeout: 100 * time.Millisecond}); !errors.Is(err, ErrLocked) {
+		t.Fatalf("read-only Open beside a writer: %v; want ErrLocked", err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	r, err := Open(path, Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := mustGet(t, r, "k"); v != "v" {
+		t.Errorf("k = %q", v)
+	}
+	err = r.Update(context.Background(), func(tx appliance.Tx) error { return tx.Put([]byte("x"), []byte("y")) })
+	if !errors.Is(err, ErrReadOnly) {
+		t.Fatalf("Update on a read-only store: %v; want ErrReadOnly", err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	after, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(before, after) {
+		t.Fatal("a read-only open changed the file")
+	}
+
+	// A file that is not a store is refused, not initialised.
+	bare := filepath.Join(t.TempDir(), "bare.db")
+	if err := os.WriteFile(bare, []byte("not a database"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := Open(bare, Options{ReadOnly: true}); err == nil {
+		s.Close()
+		t.Fatal("read-only Open of a non-store succeeded")
+	}
+}
