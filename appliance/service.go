@@ -33,6 +33,10 @@ type Config struct {
 	// DecodeRecord, if set, decodes stored records instead of
 	// encoding/json (see RecordDecoder).
 	DecodeRecord RecordDecoder
+	// CredentialsDir is the only directory whose files an identity source
+	// may name (ca_file, bind_password_file); empty allows no file at all
+	// (see ReadCredentialFile).
+	CredentialsDir string
 }
 
 // Service is the appliance: every use case is one method, and every
@@ -48,6 +52,7 @@ type Service struct {
 	rand    io.Reader
 	policy  AuthPolicy
 	authRec AuthRecorder
+	credDir string
 	agents  agentState // agents.go
 }
 
@@ -57,7 +62,8 @@ func New(cfg Config) (*Service, error) {
 		return nil, errors.New("appliance: Store and Sealer are required")
 	}
 	s := &Service{store: cfg.Store, raw: cfg.Store, sealer: cfg.Sealer, codeTTL: cfg.DefaultCodeTTL,
-		log: cfg.Logger, now: cfg.Now, rand: cfg.Rand, policy: cfg.Auth.withDefaults(), authRec: cfg.AuthRecorder}
+		log: cfg.Logger, now: cfg.Now, rand: cfg.Rand, policy: cfg.Auth.withDefaults(), authRec: cfg.AuthRecorder,
+		credDir: cfg.CredentialsDir}
 	if cfg.DecodeRecord != nil {
 		s.store = decodingStore{cfg.Store, cfg.DecodeRecord}
 	}

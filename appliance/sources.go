@@ -69,11 +69,14 @@ type IdentitySource struct {
 // LDAPSourceConfig is how tokend reaches and reads an LDAP directory.
 // BindPassword is write-only: it is sealed before it reaches the store and
 // is empty in every value the Service returns (HasBindPassword says whether
-// one is stored); LDAPBindPassword opens it for the syncer.
+// one is stored); LDAPBindPassword opens it for the syncer. CAPEM is the
+// CA bundle itself (public, returned as stored). CAFile and
+// BindPasswordFile are accepted only inside the Service's CredentialsDir.
 type LDAPSourceConfig struct {
 	URL              string            `json:"url"`
 	StartTLS         bool              `json:"start_tls"`
 	CAFile           string            `json:"ca_file,omitempty"`
+	CAPEM            string            `json:"ca_pem,omitempty"`
 	BindDN           string            `json:"bind_dn,omitempty"`
 	BindPassword     Secret            `json:"-"`
 	HasBindPassword  bool              `json:"has_bind_password"`
@@ -177,8 +180,10 @@ func copyStringMap(m map[string]string) map[string]string {
 	return out
 }
 
-// normalizeSource applies defaults and validates everything at once.
-func normalizeSource(in *IdentitySource) error {
+// normalizeSource applies defaults and validates everything at once,
+// including that the files an LDAP source names are usable credential
+// files (see checkCredentialFiles).
+func (s *Service) normalizeSource(in *IdentitySource) error {
 	v := &ValidationError{}
 	in.Name = strings.TrimSpace(in.Name)
 	if in.Name == "" || len(in.Name) > 128 || strings.ContainsAny(in.Name, "\x00\r\n") {
@@ -207,6 +212,7 @@ func normalizeSource(in *IdentitySource) error {
 			break
 		}
 		validateLDAP(in.LDAP, v)
+		s.checkCredentialFiles(in.LDAP, v)
 	default:
 		v.Add("type", "must be ldap or scim")
 	}
@@ -228,6 +234,16 @@ func validateLDAP(l *LDAPSourceConfig, v *ValidationError) {
 	}
 	if l.BindPassword != "" && l.BindPasswordFile != "" {
 		v.Add("ldap.bind_password", "give either a password or a password file, not both")
+	}
+	switch {
+	case l.CAPEM != "" && l.CAFile != "":
+		v.Add("ldap.ca_pem", "give either ca_pem or ca_file, not both")
+	case len(l.CAPEM) > MaxCAPEM:
+		v.Add("ldap.ca_pem", fmt.Sprintf("at most %d bytes", MaxCAPEM))
+	case l.CAPEM != "":
+		if _, err := ParseCAPEM([]byte(l.CAPEM)); err != nil {
+			v.Add("ldap.ca_pem", "must be PEM certificates: "+err.Error())
+		}
 	}
 	if l.UserFilter != "" && (!strings.HasPrefix(l.UserFilter, "(") || !strings.HasSuffix(l.UserFilter, ")")) {
 		v.Add("ldap.user_filter", "must be an LDAP filter in parentheses")
@@ -260,6 +276,36 @@ func validateLDAP(l *LDAPSourceConfig, v *ValidationError) {
 	}
 }
 
+// CredentialsDir is the directory an LDAP source's files must be in ("":
+// none may be read); the syncer checks against it at every read.
+func (s *Service) CredentialsDir() string { return s.credDir }
+
+// checkCredentialFiles refuses file paths unless the operator configured a
+// credentials directory, and then any path that is not a usable file in it.
+// The reasons are fixed texts: they never say whether a path exists, and
+// never carry a byte of the file. The sync checks again at every read.
+func (s *Service) checkCredentialFiles(l *LDAPSourceConfig, v *ValidationError) {
+	if s.credDir == "" {
+		if l.CAFile != "" {
+			v.Add("ldap.ca_file", "file paths are only accepted when the configuration file sets identity_sources.credentials_dir; send the CA certificates as ca_pem")
+		}
+		if l.BindPasswordFile != "" {
+			v.Add("ldap.bind_password_file", "file paths are only accepted when the configuration file sets identity_sources.credentials_dir; send the password as bind_password")
+		}
+		return
+	}
+	if l.CAFile != "" {
+		if _, err := LoadCAFile(s.credDir, l.CAFile); err != nil {
+			v.Add("ldap.ca_file", ErrCAFile.Error())
+		}
+	}
+	if l.BindPasswordFile != "" {
+		if _, err := LoadPasswordFile(s.credDir, l.BindPasswordFile); err != nil {
+			v.Add("ldap.bind_password_file", ErrPasswordFile.Error())
+		}
+	}
+}
+
 // newSCIMToken returns a fresh bearer token and its keyed hash.
 func (s *Service) newSCIMToken() (Secret, []byte, error) {
 	var raw [32]byte
@@ -274,7 +320,7 @@ func (s *Service) newSCIMToken() (Secret, []byte, error) {
 // identity provider must send is returned once; only its keyed hash is kept.
 // An LDAP bind password is sealed, bound to the source id.
 func (s *Service) CreateIdentitySource(ctx context.Context, in IdentitySource) (IdentitySource, Secret, error) {
-	if err := normalizeSource(&in); err != nil {
+	if err := s.normalizeSource(&in); err != nil {
 		return IdentitySource{}, "", err
 	}
 	id, err := s.newID()
@@ -362,7 +408,7 @@ func (s *Service) ListIdentitySources(ctx context.Context) ([]IdentitySource, er
 // so a client echoing a source back must not erase it); setting
 // BindPasswordFile drops a stored password.
 func (s *Service) UpdateIdentitySource(ctx context.Context, id string, in IdentitySource) (IdentitySource, error) {
-	if err := normalizeSource(&in); err != nil {
+	if err := s.normalizeSource(&in); err != nil {
 		return IdentitySource{}, err
 	}
 	var sealed Sealed
