@@ -1,17 +1,16 @@
 package ldap
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
 	goldap "github.com/go-ldap/ldap/v3"
 
+	"tokend/appliance"
 	"tokend/sync/mirror"
 )
 
@@ -80,12 +79,17 @@ func presetMapping(preset string) (Mapping, string) {
 type Config struct {
 	URL              string `yaml:"url" json:"url"` // ldap://host[:port] or ldaps://host[:port]
 	StartTLS         bool   `yaml:"start_tls" json:"start_tls"`
-	CAFile           string `yaml:"ca_file" json:"ca_file"` // PEM; empty = system roots
+	CAFile           string `yaml:"ca_file" json:"ca_file"` // PEM file inside CredentialsDir
+	CAPEM            string `yaml:"ca_pem" json:"ca_pem"`   // PEM text; with CAFile empty too = system roots
 	BindDN           string `yaml:"bind_dn" json:"bind_dn"` // empty = anonymous
 	BindPassword     Secret `yaml:"bind_password" json:"bind_password"`
-	BindPasswordFile string `yaml:"bind_password_file" json:"bind_password_file"` // read at each connect (rotation)
-	BaseDN           string `yaml:"base_dn" json:"base_dn"`
-	UserFilter       string `yaml:"user_filter" json:"user_filter"` // default per preset
+	BindPasswordFile string `yaml:"bind_password_file" json:"bind_password_file"` // inside CredentialsDir, read at each connect (rotation)
+	// CredentialsDir is the only directory CAFile and BindPasswordFile may
+	// name (checked at every read; symlinks may not leave it). Empty: no
+	// file is read at all.
+	CredentialsDir string `yaml:"credentials_dir" json:"credentials_dir"`
+	BaseDN         string `yaml:"base_dn" json:"base_dn"`
+	UserFilter     string `yaml:"user_filter" json:"user_filter"` // default per preset
 	// Preset fills the Attributes left empty: "openldap" (default) or "ad".
 	Preset     string  `yaml:"preset" json:"preset"`
 	Attributes Mapping `yaml:"attributes" json:"attributes"`
@@ -182,9 +186,14 @@ func (c Config) Validate() error {
 	case u.Scheme == "ldaps" && c.StartTLS:
 		add("start_tls cannot be used with an ldaps:// url")
 	}
-	if c.CAFile != "" {
-		if _, err := os.Stat(c.CAFile); err != nil {
-			add("ca_file: %v", err)
+	// The files are not looked at here: whether they are usable is told
+	// once, at the read, in words that never say whether a path exists.
+	if c.CAFile != "" && c.CAPEM != "" {
+		add("set ca_file or ca_pem, not both")
+	}
+	if c.CAPEM != "" {
+		if _, err := appliance.ParseCAPEM([]byte(c.CAPEM)); err != nil {
+			add("ca_pem %v", err)
 		}
 	}
 	switch {
@@ -194,11 +203,6 @@ func (c Config) Validate() error {
 		add("bind_dn %q needs bind_password or bind_password_file", c.BindDN)
 	case c.BindDN == "" && (c.BindPassword != "" || c.BindPasswordFile != ""):
 		add("a bind password is set but bind_dn is empty")
-	}
-	if c.BindPasswordFile != "" {
-		if _, err := os.Stat(c.BindPasswordFile); err != nil {
-			add("bind_password_file: %v", err)
-		}
 	}
 	if c.BindDN != "" {
 		if _, err := goldap.ParseDN(c.BindDN); err != nil {
@@ -254,20 +258,17 @@ func (c Config) Validate() error {
 }
 
 // password returns the bind password, reading the file each time so a
-// rotated password is picked up without a restart.
+// rotated password is picked up without a restart. The file must be inside
+// CredentialsDir; the error is the same whatever is wrong with it.
 func (c Config) password() (string, error) {
 	if c.BindPasswordFile == "" {
 		return c.BindPassword.Reveal(), nil
 	}
-	b, err := os.ReadFile(c.BindPasswordFile)
+	pw, err := appliance.LoadPasswordFile(c.CredentialsDir, c.BindPasswordFile)
 	if err != nil {
-		return "", fmt.Errorf("ldap: reading bind_password_file: %w", err)
+		return "", fmt.Errorf("ldap: bind_password_file: %w", err)
 	}
-	pw := strings.TrimRight(string(b), "\r\n")
-	if pw == "" {
-		return "", errors.New("ldap: bind_password_file is empty")
-	}
-	return pw, nil
+	return pw.Reveal(), nil
 }
 
 // incremental reports whether syncrepl can serve incremental runs: it

@@ -9,12 +9,12 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 
 	goldap "github.com/go-ldap/ldap/v3"
 
+	"tokend/appliance"
 	"tokend/sync/mirror"
 )
 
@@ -68,25 +68,43 @@ func tlsConfig(c Config) (*tls.Config, error) {
 		return nil, fmt.Errorf("ldap: url: %w", err)
 	}
 	tc := &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}
-	if c.CAFile != "" {
-		pem, err := os.ReadFile(c.CAFile)
-		if err != nil {
+	var certs []*x509.Certificate
+	switch {
+	case c.CAPEM != "":
+		if certs, err = appliance.ParseCAPEM([]byte(c.CAPEM)); err != nil {
+			return nil, fmt.Errorf("ldap: ca_pem %w", err)
+		}
+	case c.CAFile != "":
+		// Read inside CredentialsDir only, at every connect: the check
+		// made when the source was saved may be stale (a swapped symlink,
+		// a source stored before the directory rule).
+		if certs, err = appliance.LoadCAFile(c.CredentialsDir, c.CAFile); err != nil {
 			return nil, fmt.Errorf("ldap: ca_file: %w", err)
 		}
+	}
+	if certs != nil {
 		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("ldap: ca_file %s holds no PEM certificate", c.CAFile)
+		for _, cert := range certs {
+			pool.AddCert(cert)
 		}
 		tc.RootCAs = pool
 	}
 	return tc, nil
 }
 
-// connect dials, upgrades with StartTLS when asked, and binds.
+// connect dials, upgrades with StartTLS when asked, and binds. The CA and
+// the password are loaded before dialling, so a source whose files are not
+// usable never reaches its server.
 func connect(c Config) (*goldap.Conn, error) {
 	tc, err := tlsConfig(c)
 	if err != nil {
 		return nil, err
+	}
+	var pw string
+	if c.BindDN != "" {
+		if pw, err = c.password(); err != nil {
+			return nil, err
+		}
 	}
 	conn, err := goldap.DialURL(c.URL, goldap.DialWithDialer(&net.Dialer{Timeout: c.Timeout}), goldap.DialWithTLSConfig(tc))
 	if err != nil {
@@ -101,11 +119,6 @@ func connect(c Config) (*goldap.Conn, error) {
 	}
 	if c.BindDN == "" {
 		return conn, nil
-	}
-	pw, err := c.password()
-	if err != nil {
-		conn.Close()
-		return nil, err
 	}
 	if err := conn.Bind(c.BindDN, pw); err != nil {
 		conn.Close()

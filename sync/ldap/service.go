@@ -60,13 +60,14 @@ func (t ServiceTarget) SaveCookie(ctx context.Context, sourceID string, cookie [
 }
 
 // ConfigFromSource builds the sync configuration of a stored identity
-// source; password is the unsealed bind password (may be empty).
+// source; password is the unsealed bind password (may be empty). The
+// caller sets CredentialsDir; left empty, the source's files are refused.
 func ConfigFromSource(src appliance.IdentitySource, password appliance.Secret) Config {
 	l := src.LDAP
 	if l == nil {
 		return Config{}
 	}
-	cfg := Config{URL: l.URL, StartTLS: l.StartTLS, CAFile: l.CAFile, BindDN: l.BindDN, BindPassword: Secret(password.Reveal()),
+	cfg := Config{URL: l.URL, StartTLS: l.StartTLS, CAFile: l.CAFile, CAPEM: l.CAPEM, BindDN: l.BindDN, BindPassword: Secret(password.Reveal()),
 		BindPasswordFile: l.BindPasswordFile, BaseDN: l.BaseDN, UserFilter: l.UserFilter, Preset: l.Preset, PageSize: l.PageSize,
 		FullInterval: l.FullInterval, IncrementalInterval: l.Interval, GracePeriod: src.GracePeriod, BrakeThreshold: src.DeactivateThreshold}
 	for k, v := range l.Attributes {

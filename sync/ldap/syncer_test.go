@@ -286,23 +286,38 @@ func TestIncrementalCookie(t *testing.T) {
 func TestTLS(t *testing.T) {
 	e := newEnv(t, slapdtest.Options{Users: 3, TLS: true})
 	untrusted := writeSelfSigned(t)
+	caPEM, err := os.ReadFile(e.srv.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	untrustedPEM, err := os.ReadFile(untrusted)
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name    string
 		url     string
 		start   bool
-		ca      string
+		ca      string // a file, read inside its own directory
+		pem     string
 		wantErr string
 	}{
 		{name: "StartTLS with CA", url: e.srv.URL, start: true, ca: e.srv.CAFile},
 		{name: "LDAPS with CA", url: e.srv.LDAPSURL, ca: e.srv.CAFile},
+		{name: "StartTLS with CA PEM", url: e.srv.URL, start: true, pem: string(caPEM)},
+		{name: "LDAPS with CA PEM", url: e.srv.LDAPSURL, pem: string(caPEM)},
 		{name: "StartTLS untrusted CA", url: e.srv.URL, start: true, ca: untrusted, wantErr: "certificate signed by unknown authority"},
 		{name: "LDAPS untrusted CA", url: e.srv.LDAPSURL, ca: untrusted, wantErr: "certificate signed by unknown authority"},
+		{name: "LDAPS untrusted CA PEM", url: e.srv.LDAPSURL, pem: string(untrustedPEM), wantErr: "certificate signed by unknown authority"},
 		{name: "LDAPS system roots", url: e.srv.LDAPSURL, wantErr: "certificate"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := e.cfg
-			cfg.URL, cfg.StartTLS, cfg.CAFile = tt.url, tt.start, tt.ca
+			cfg.URL, cfg.StartTLS, cfg.CAFile, cfg.CAPEM = tt.url, tt.start, tt.ca, tt.pem
+			if tt.ca != "" {
+				cfg.CredentialsDir = filepath.Dir(tt.ca)
+			}
 			target := newMemTarget()
 			sum, err := NewSyncer(target, nil, nil).Run(context.Background(), "src", cfg, RunOptions{})
 			if tt.wantErr == "" {
@@ -361,7 +376,7 @@ func TestWrongPassword(t *testing.T) {
 	if err := os.WriteFile(pw, []byte(e.srv.ReaderPassword+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	e.cfg.BindPassword, e.cfg.BindPasswordFile = "", pw
+	e.cfg.BindPassword, e.cfg.BindPasswordFile, e.cfg.CredentialsDir = "", pw, filepath.Dir(pw)
 	if got := e.run(t, RunOptions{}); got.Added != 3 {
 		t.Fatalf("with password file: %+v", got)
 	}
