@@ -465,10 +465,14 @@ type identitySourceRequest struct {
 // ldapRequest is the directory connection of an LDAP source. BindPassword
 // is write-only and a Secret, so it redacts itself if the request is ever
 // printed or logged; an empty one on update keeps the stored password.
+// CAPEM is the CA bundle as text. CAFile and BindPasswordFile are refused
+// by the Service unless the configuration file sets a credentials
+// directory, and then must name files inside it.
 type ldapRequest struct {
 	URL              string            `json:"url"`
 	StartTLS         bool              `json:"start_tls"`
 	CAFile           string            `json:"ca_file"`
+	CAPEM            string            `json:"ca_pem"`
 	BindDN           string            `json:"bind_dn"`
 	BindPassword     appliance.Secret  `json:"bind_password"`
 	BindPasswordFile string            `json:"bind_password_file"`
@@ -520,7 +524,7 @@ func (r identitySourceRequest) source() (appliance.IdentitySource, error) {
 		if strings.TrimSpace(l.BaseDN) == "" {
 			fp = append(fp, FieldProblem{"ldap.base_dn", "required"})
 		}
-		out.LDAP = &appliance.LDAPSourceConfig{URL: l.URL, StartTLS: l.StartTLS, CAFile: l.CAFile, BindDN: l.BindDN,
+		out.LDAP = &appliance.LDAPSourceConfig{URL: l.URL, StartTLS: l.StartTLS, CAFile: l.CAFile, CAPEM: l.CAPEM, BindDN: l.BindDN,
 			BindPassword: l.BindPassword, BindPasswordFile: l.BindPasswordFile, BaseDN: l.BaseDN, UserFilter: l.UserFilter,
 			Preset: l.Preset, Attributes: l.Attributes, PageSize: l.PageSize,
 			Interval:     parseDuration(&fp, "ldap.interval", l.Interval, "15m"),
@@ -569,11 +573,12 @@ type NewIdentitySourceDTO struct {
 }
 
 // LDAPSourceDTO is an LDAP source's directory connection, without the
-// password.
+// password. CAPEM is shown as stored: certificates are public.
 type LDAPSourceDTO struct {
 	URL              string            `json:"url"`
 	StartTLS         bool              `json:"start_tls"`
 	CAFile           string            `json:"ca_file"`
+	CAPEM            string            `json:"ca_pem"`
 	BindDN           string            `json:"bind_dn"`
 	HasBindPassword  bool              `json:"has_bind_password"`
 	BindPasswordFile string            `json:"bind_password_file"`
@@ -620,7 +625,7 @@ func identitySourceDTO(src appliance.IdentitySource) IdentitySourceDTO {
 	if l := src.LDAP; l != nil {
 		attrs := make(map[string]string, len(l.Attributes))
 		maps.Copy(attrs, l.Attributes)
-		out.LDAP = &LDAPSourceDTO{URL: l.URL, StartTLS: l.StartTLS, CAFile: l.CAFile, BindDN: l.BindDN,
+		out.LDAP = &LDAPSourceDTO{URL: l.URL, StartTLS: l.StartTLS, CAFile: l.CAFile, CAPEM: l.CAPEM, BindDN: l.BindDN,
 			HasBindPassword: l.HasBindPassword, BindPasswordFile: l.BindPasswordFile, BaseDN: l.BaseDN,
 			UserFilter: l.UserFilter, Preset: l.Preset, Attributes: attrs, PageSize: l.PageSize,
 			Interval: l.Interval.String(), FullInterval: l.FullInterval.String()}

@@ -149,12 +149,11 @@ func TestIdentitySourceLifecycle(t *testing.T) {
 	if pw, err := e.svc.LDAPBindPassword(context.Background(), ldapSrc.ID); err != nil || pw.Reveal() != bindPassword {
 		t.Errorf("an update without a password lost the stored one: %v", err)
 	}
-	// Switching to a password file drops the stored password.
+	// No credentials directory is configured: no file path is accepted
+	// (TestIdentitySourceCredentialFiles covers the directory).
 	body["ldap"].(map[string]any)["bind_password_file"] = "/etc/tokend/ldap-bind"
-	want(t, e.call("PUT", "/api/v1/identity-sources/"+ldapSrc.ID, body), http.StatusOK, &upd)
-	if upd.LDAP.HasBindPassword || upd.LDAP.BindPasswordFile != "/etc/tokend/ldap-bind" {
-		t.Errorf("after switching to a file: %+v", upd.LDAP)
-	}
+	wantProblem(t, e.call("PUT", "/api/v1/identity-sources/"+ldapSrc.ID, body), http.StatusBadRequest, CodeInvalidRequest)
+	delete(body["ldap"].(map[string]any), "bind_password_file")
 	// The type cannot change.
 	p := wantProblem(t, e.call("PUT", "/api/v1/identity-sources/"+ldapSrc.ID, scimSourceBody("Corp AD")), http.StatusBadRequest, CodeInvalidRequest)
 	if diff := cmp.Diff([]FieldProblem{{"type", "cannot be changed"}}, p.Errors); diff != "" {
@@ -438,6 +437,7 @@ func TestIdentitySourceBadInput(t *testing.T) {
 			body: `{"name":"x","type":"ldap","ldap":{"url":"http://h","base_dn":"dc=x","bind_password":"` + bindPassword + `","bind_password_file":"/f","user_filter":"uid=*","preset":"novell","page_size":5000,"interval":"30s"}}`,
 			want: []FieldProblem{{"ldap.url", "must be ldap://host[:port] or ldaps://host[:port]"},
 				{"ldap.bind_password", "give either a password or a password file, not both"},
+				{"ldap.bind_password_file", "file paths are only accepted when the configuration file sets identity_sources.credentials_dir; send the password as bind_password"},
 				{"ldap.user_filter", "must be an LDAP filter in parentheses"}, {"ldap.preset", "must be openldap or ad"},
 				{"ldap.page_size", "must be between 1 and 1000 (AD caps pages at 1000)"}, {"ldap.interval", "must be at least one minute"}}},
 		{name: "unknown field", code: CodeUnknownField, body: `{"name":"x","type":"ldap","ldap":{"url":"ldap://h","base_dn":"dc=x","bind_pasword":"p"}}`,
