@@ -82,6 +82,14 @@ func (s *Server) routes() []route {
 		{http.MethodGet, "/identity-sources/:id/runs", false, auditReaders, s.listSyncRuns},
 		{http.MethodPost, "/identity-sources/:id/scim-token", false, superOnly, s.rotateSCIMToken},
 
+		// Agents: the auditor reads them (never a secret: none is rendered
+		// after creation).
+		{http.MethodPost, "/agents", false, superOnly, s.createAgent},
+		{http.MethodGet, "/agents", false, auditReaders, s.listAgents},
+		{http.MethodGet, "/agents/:id", false, auditReaders, s.getAgent},
+		{http.MethodPut, "/agents/:id", false, superOnly, s.updateAgent},
+		{http.MethodDelete, "/agents/:id", false, superOnly, s.deleteAgent},
+
 		{http.MethodPost, "/api-tokens", false, superOnly, s.createAPIToken},
 		{http.MethodGet, "/api-tokens", false, superOnly, s.listAPITokens},
 		{http.MethodDelete, "/api-tokens/:id", false, superOnly, s.revokeAPIToken},

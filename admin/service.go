@@ -57,6 +57,12 @@ type Service interface {
 	RotateSCIMToken(ctx context.Context, id string) (appliance.Secret, error)
 	ListSyncRuns(ctx context.Context, sourceID string, limit int) ([]appliance.SyncRun, error)
 
+	CreateAgent(ctx context.Context, in appliance.AgentInput) (appliance.Agent, appliance.Secret, error)
+	GetAgent(ctx context.Context, id string) (appliance.Agent, error)
+	ListAgents(ctx context.Context) ([]appliance.Agent, error)
+	UpdateAgent(ctx context.Context, id string, in appliance.AgentInput) (appliance.Agent, error)
+	DeleteAgent(ctx context.Context, id string) error
+
 	CreateAPIToken(ctx context.Context, name, role string) (appliance.APIToken, appliance.Secret, error)
 	ListAPITokens(ctx context.Context) ([]appliance.APIToken, error)
 	RevokeAPIToken(ctx context.Context, id string) error

@@ -296,9 +296,11 @@ func getAgent(tx Tx, id string, a *Agent) error {
 	return nil
 }
 
-// ListAgents returns every agent, oldest first.
+// ListAgents returns every agent, by name.
 func (s *Service) ListAgents(ctx context.Context) ([]Agent, error) {
-	return listJSON[Agent](ctx, s.store, pfxAgent)
+	list, err := listJSON[Agent](ctx, s.store, pfxAgent)
+	slices.SortFunc(list, func(a, b Agent) int { return strings.Compare(fold(a.Name), fold(b.Name)) })
+	return list, err
 }
 
 // UpdateAgent replaces an agent's settings (PUT). The kind cannot change; a
