@@ -97,6 +97,18 @@ func (s *Service) Init(ctx context.Context) error {
 	})
 }
 
+// CheckStore is Init for inspection commands: it verifies the master key
+// and the schema version in a read-only transaction and writes nothing, so
+// a verifier leaves the store byte for byte as it found it.
+func (s *Service) CheckStore(ctx context.Context) error {
+	return s.store.View(ctx, func(tx Tx) error {
+		if _, err := tx.Get(keyKeyCheck); errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("the store was never initialised by tokend: %w", ErrInvalidState)
+		}
+		return s.initTx(tx)
+	})
+}
+
 func (s *Service) initTx(tx Tx) error {
 	check, err := tx.Get(keyKeyCheck)
 	switch {

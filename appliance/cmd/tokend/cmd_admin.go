@@ -80,11 +80,21 @@ func readPasswordLine(r io.Reader) (appliance.Secret, error) {
 // withOfflineService opens the store and master key of a stopped tokend and
 // runs fn with a Service acting as the command line.
 func (a *app) withOfflineService(ctx context.Context, fn func(context.Context, *appliance.Service) error) error {
+	return a.offlineService(ctx, false, fn)
+}
+
+// withReadOnlyService is withOfflineService for commands that only look:
+// the store is opened read-only and nothing is initialised or migrated.
+func (a *app) withReadOnlyService(ctx context.Context, fn func(context.Context, *appliance.Service) error) error {
+	return a.offlineService(ctx, true, fn)
+}
+
+func (a *app) offlineService(ctx context.Context, readOnly bool, fn func(context.Context, *appliance.Service) error) error {
 	cfg, err := loadConfig(a.flags, a.lookupEnv)
 	if err != nil {
 		return err
 	}
-	st, paths, err := openOffline(cfg.DataDir)
+	st, paths, err := openStoreOffline(cfg.DataDir, readOnly)
 	if err != nil {
 		return err
 	}
@@ -103,7 +113,11 @@ func (a *app) withOfflineService(ctx context.Context, fn func(context.Context, *
 		return err
 	}
 	ctx = appliance.WithActor(ctx, appliance.Actor{ID: "cli", Name: "tokend admin", Role: appliance.RoleSuperAdmin})
-	if err := svc.Init(ctx); err != nil {
+	check := svc.Init
+	if readOnly {
+		check = svc.CheckStore
+	}
+	if err := check(ctx); err != nil {
 		return fmt.Errorf("open store: %w", err)
 	}
 	return fn(ctx, svc)

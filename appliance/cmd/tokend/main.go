@@ -93,7 +93,9 @@ func (a *app) newRootCmd() *cobra.Command {
 		SilenceUsage:      true, // runtime errors are not usage errors
 		SilenceErrors:     true, // execute prints the one line itself
 		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
+		Version:           releaseVersion(),
 	}
+	root.SetVersionTemplate(versionString() + "\n")
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)
 	root.SetIn(a.stdin)
@@ -151,7 +153,7 @@ func (a *app) newServeCmd() *cobra.Command {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			context.AfterFunc(ctx, stop) // after the first signal, the default action again
-			env.Logger.Info("starting", "version", version,
+			env.Logger.Info("starting", "version", releaseVersion(),
 				"data_dir", env.Paths.DataDir,
 				"admin_listen", cfg.AdminListen,
 				"ctkip_listen", cfg.CTKIPListen,

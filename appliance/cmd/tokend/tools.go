@@ -92,7 +92,7 @@ func (a *app) newProvisionCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&insecure, "insecure", false, "do not verify the server certificate")
 	cmd.Flags().StringVar(&caFile, "ca", "", "PEM file of the CA (or self-signed certificate) to trust")
 	cmd.Flags().BoolVar(&showSeed, "show-seed", false, "also print the derived seed (testing only)")
-	cmd.Flags().StringVar(&save, "save", "", "write the token (with its seed) to this file, mode 0600, for `tokend tokencode`")
+	cmd.Flags().StringVar(&save, "save", "", "write the token (with its seed) to this file, mode 0600, for the tokencode command")
 	return cmd
 }
 
@@ -136,9 +136,15 @@ func (a *app) newTokencodeCmd() *cobra.Command {
 	return cmd
 }
 
-// openOffline opens the store of a stopped tokend; a running one holds its
-// lock, and the error says so.
+// openOffline opens the store of a stopped tokend for writing; a running one
+// holds its lock, and the error says so.
 func openOffline(dir string) (*boltstore.Store, dataPaths, error) {
+	return openStoreOffline(dir, false)
+}
+
+// openStoreOffline opens the store of a stopped tokend. Inspection commands
+// open it readOnly, so they never change the file.
+func openStoreOffline(dir string, readOnly bool) (*boltstore.Store, dataPaths, error) {
 	paths, err := newDataPaths(dir)
 	if err != nil {
 		return nil, paths, err
@@ -146,7 +152,7 @@ func openOffline(dir string) (*boltstore.Store, dataPaths, error) {
 	if _, err := os.Stat(paths.DB); err != nil {
 		return nil, paths, fmt.Errorf("no store in %s: %w", paths.DataDir, err)
 	}
-	st, err := boltstore.Open(paths.DB, boltstore.Options{LockTimeout: 500 * time.Millisecond})
+	st, err := boltstore.Open(paths.DB, boltstore.Options{LockTimeout: 500 * time.Millisecond, ReadOnly: readOnly})
 	if errors.Is(err, boltstore.ErrLocked) {
 		return nil, paths, fmt.Errorf("data dir %s is in use by a running tokend: %w", paths.DataDir, err)
 	}
@@ -160,7 +166,7 @@ func (a *app) newAuditCmd() *cobra.Command {
 		Short: "Verify the audit hash chain of a stopped tokend's store",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.withOfflineService(cmd.Context(), func(ctx context.Context, svc *appliance.Service) error {
+			return a.withReadOnlyService(cmd.Context(), func(ctx context.Context, svc *appliance.Service) error {
 				rep, err := svc.VerifyAudit(ctx)
 				for _, p := range rep.Problems {
 					fmt.Fprintln(cmd.OutOrStdout(), "problem:", p)
@@ -220,7 +226,7 @@ func (a *app) newBackupCmd() *cobra.Command {
 }
 
 func (a *app) backupTo(ctx context.Context, cfg *Config, w io.Writer) (int64, error) {
-	st, paths, err := openOffline(cfg.DataDir)
+	st, paths, err := openStoreOffline(cfg.DataDir, true)
 	if err == nil {
 		defer st.Close()
 		return st.Backup(w)
@@ -292,7 +298,7 @@ func (a *app) newRestoreCmd() *cobra.Command {
 				return err
 			}
 			if _, err := os.Stat(paths.DB); err == nil {
-				st, err := boltstore.Open(paths.DB, boltstore.Options{LockTimeout: 500 * time.Millisecond})
+				st, err := boltstore.Open(paths.DB, boltstore.Options{LockTimeout: 500 * time.Millisecond, ReadOnly: true})
 				if errors.Is(err, boltstore.ErrLocked) {
 					return fmt.Errorf("data dir %s is in use by a running tokend; stop it first", paths.DataDir)
 				}
@@ -304,7 +310,7 @@ func (a *app) newRestoreCmd() *cobra.Command {
 				}
 			}
 			// Check the backup is a store before it replaces anything.
-			check, err := boltstore.Open(in, boltstore.Options{LockTimeout: 500 * time.Millisecond})
+			check, err := boltstore.Open(in, boltstore.Options{LockTimeout: 500 * time.Millisecond, ReadOnly: true})
 			if err != nil {
 				return fmt.Errorf("%s is not a tokend store: %w", in, err)
 			}
