@@ -2,11 +2,16 @@ package appliance
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"tokend/appliance/tokenfile"
 )
@@ -20,16 +25,46 @@ const (
 	OnDuplicateOverwrite = "overwrite"
 )
 
+// Import job states. A job is written as running before its first token,
+// so a token file that stops midway (a crash, a store failure, a cancelled
+// request) always leaves a job that names its tokens.
+const (
+	JobRunning   = "running"
+	JobCompleted = "completed"
+	// JobInterrupted: the import stopped before its last row (the request
+	// was cancelled, a commit failed, or tokend stopped and found the job
+	// still running at its next start). Posting the same file again
+	// resumes it.
+	JobInterrupted = "interrupted"
+	// JobFailed is the state an older tokend gave an import whose body
+	// broke off midway; bodies are now spooled first, so that cannot
+	// happen after a job is written.
+	JobFailed = "failed"
+)
+
 // maxReportRows bounds the per-row lines kept in a stored import report.
 const maxReportRows = 1000
 
-// importChunk is how many tokens one transaction writes (two keys each,
-// leaving room under MaxTxWrites).
-const importChunk = 48
+// maxReportText bounds the text of one kept line, so 1,000 lines stay small
+// whatever a file holds.
+const maxReportText = 256
+
+// DefaultMaxImportSize bounds an import body when the request sets no
+// limit (ImportRequest.MaxSize).
+const DefaultMaxImportSize = 64 << 20
+
+// importChunk is how many tokens one transaction writes: two keys each,
+// plus the inventory counter, the job's progress and its audit record
+// (three), stays under MaxTxWrites.
+const importChunk = 46
 
 // importWorkers commit chunks concurrently so that group commit can put
 // several chunks behind one fsync.
 const importWorkers = 16
+
+// maxResumeChain bounds how many earlier interrupted jobs of one file a
+// resumed import looks back through.
+const maxResumeChain = 64
 
 // DefaultTokenLifetime is the expiry given to imported tokens whose file
 // names none.
@@ -38,6 +73,11 @@ const DefaultTokenLifetime = 5 * 365 * 24 * time.Hour
 // ErrImportFile wraps a problem that rejects a whole import file (bad
 // header, malformed document, wrong PSKC key or MAC).
 var ErrImportFile = errors.New("import file rejected")
+
+// ErrImportBody wraps a failure to receive the import body (the client
+// stopped sending, a read deadline passed, the connection broke). The body
+// is received in full before any row is imported, so nothing was written.
+var ErrImportBody = errors.New("import body not received in full; nothing was imported")
 
 // ImportRequest is one token file to import.
 type ImportRequest struct {
@@ -48,6 +88,8 @@ type ImportRequest struct {
 	Body         io.Reader
 	PSKCKey      []byte
 	PSKCPassword string
+	// MaxSize bounds Body in bytes; 0 means DefaultMaxImportSize.
+	MaxSize int64
 }
 
 // RowReport is one line of an import report.
@@ -57,13 +99,14 @@ type RowReport struct {
 	Reason string `json:"reason"`
 }
 
-// ImportJob is the report of one import.
+// ImportJob is the report of one import. While the job runs, the stored
+// record carries counts only; the per-row lines are added when it ends.
 type ImportJob struct {
 	ID            string      `json:"id"`
 	Format        string      `json:"format"`
 	DryRun        bool        `json:"dry_run"`
 	OnDuplicate   string      `json:"on_duplicate"`
-	Status        string      `json:"status"` // completed | failed
+	Status        string      `json:"status"` // running | completed | interrupted | failed
 	Imported      int         `json:"imported"`
 	Overwritten   int         `json:"overwritten"`
 	Skipped       int         `json:"skipped"`
@@ -74,20 +117,50 @@ type ImportJob struct {
 	Actor         string      `json:"actor"`
 	StartedAt     time.Time   `json:"started_at"`
 	FinishedAt    time.Time   `json:"finished_at"`
+	// SHA256 (hex) and Size identify the file; Rows is how many rows it
+	// has (records and rejected rows).
+	SHA256 string `json:"sha256,omitempty"`
+	Size   int64  `json:"size,omitempty"`
+	Rows   int    `json:"rows,omitempty"`
+	// Chunks is how many chunks of tokens are committed so far.
+	Chunks int `json:"chunks,omitempty"`
+	// ResumedFrom is the interrupted job of the same file this one
+	// resumes; Resumed counts the rows that job (or the jobs it resumed)
+	// had already imported, which are neither imported again nor
+	// reported as duplicates. ResumedBy is set on the interrupted job.
+	ResumedFrom string `json:"resumed_from,omitempty"`
+	Resumed     int    `json:"resumed,omitempty"`
+	ResumedBy   string `json:"resumed_by,omitempty"`
+	Message     string `json:"message,omitempty"`
 }
 
-func (j *ImportJob) reject(r RowReport) {
-	j.RejectedTotal++
-	if len(j.Rejected) < maxReportRows {
-		j.Rejected = append(j.Rejected, r)
+// reportRows keeps the first maxReportRows lines and counts them all, so a
+// file of millions of bad rows costs a fixed amount of memory.
+type reportRows struct {
+	rows  []RowReport
+	total int
+}
+
+func (r *reportRows) add(row RowReport) {
+	r.total++
+	if len(r.rows) < maxReportRows {
+		row.Reason = clip(row.Reason, maxReportText)
+		row.Serial = clip(row.Serial, maxReportText)
+		r.rows = append(r.rows, row)
 	}
 }
 
-func (j *ImportJob) skip(r RowReport) {
-	j.Skipped++
-	if len(j.SkippedRows) < maxReportRows {
-		j.SkippedRows = append(j.SkippedRows, r)
+// clip shortens s to at most n bytes on a UTF-8 boundary, marking the cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
 	}
+	const mark = "…"
+	cut := n - len(mark)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + mark
 }
 
 type pendingToken struct {
@@ -95,18 +168,45 @@ type pendingToken struct {
 	tok Token
 }
 
+// chunkIn is one chunk of decoded tokens and how many rows the decoder had
+// rejected by then (progress for the job record).
+type chunkIn struct {
+	toks     []pendingToken
+	rejected int
+}
+
 // chunkResult is what one chunk's transaction decided, row by row.
 type chunkResult struct {
-	imported, overwritten int
-	skipped               []RowReport
+	imported, overwritten, resumed int
+	skipped                        []RowReport
+}
+
+// importRun is what every chunk of one import shares.
+type importRun struct {
+	req   ImportRequest
+	id    string
+	now   time.Time
+	actor Actor
+	// prior holds the interrupted jobs this import resumes: a stored token
+	// stamped with one of them is counted as resumed, not as a duplicate.
+	prior map[string]bool
 }
 
 // ImportTokens imports a token file. Imported tokens start disabled and
-// unassigned. A duplicate serial is skipped and reported, or with
-// OnDuplicateOverwrite replaces the stored token if it is unassigned. A
-// malformed row is reported and never half-imported; a problem with the
-// whole file (ErrImportFile) imports nothing. A dry run reports the same
-// and writes no token.
+// unassigned and carry the job's id (Token.ImportJob). A duplicate serial
+// is skipped and reported, or with OnDuplicateOverwrite replaces the stored
+// token if it is unassigned. A malformed row is reported and never
+// half-imported; a problem with the whole file (ErrImportFile) imports
+// nothing. A dry run reports the same and writes no token.
+//
+// The body is first copied to a spool file (Config.SpoolDir, removed at
+// once) and hashed, up to req.MaxSize; a body that stops short imports
+// nothing (ErrImportBody). The file is then checked whole, and only then is
+// the job written (running, with the file's SHA-256, row count and actor),
+// followed by the tokens in chunks, each chunk committing with the job's
+// progress and an audit record. If the file's SHA-256 matches an
+// interrupted job, the import resumes it: rows that job committed count as
+// resumed, and the report says so (ResumedFrom, Message).
 func (s *Service) ImportTokens(ctx context.Context, req ImportRequest) (ImportJob, error) {
 	v := &ValidationError{}
 	if req.Format != FormatCSV && req.Format != FormatPSKC {
@@ -124,6 +224,40 @@ func (s *Service) ImportTokens(ctx context.Context, req ImportRequest) (ImportJo
 	if err := v.Err(); err != nil {
 		return ImportJob{}, err
 	}
+	if req.MaxSize <= 0 {
+		req.MaxSize = DefaultMaxImportSize
+	}
+	f, sum, size, err := s.spool(req.Body, req.MaxSize)
+	if err != nil {
+		return ImportJob{}, err
+	}
+	defer func() {
+		_ = f.Close()
+		_ = os.Remove(f.Name()) // already gone where unlinking an open file works
+	}()
+	decode := func(sink tokenfile.Sink) error {
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+		if req.Format == FormatCSV {
+			return tokenfile.DecodeCSV(f, sink)
+		}
+		return tokenfile.StreamPSKC(f, tokenfile.PSKCOptions{Key: req.PSKCKey, Password: req.PSKCPassword, Kind: req.Kind}, sink)
+	}
+
+	// First pass: the whole file is checked (header, PSKC key and every
+	// MAC) and its rows counted before anything is written.
+	rows := 0
+	if err := decode(tokenfile.Sink{
+		Record: func(r tokenfile.Record) error { r.Seed.Zero(); rows++; return nil },
+		Reject: func(tokenfile.Rejection) error { rows++; return nil },
+	}); err != nil {
+		if isFileError(err) {
+			return ImportJob{}, fmt.Errorf("%w: %w", ErrImportFile, err)
+		}
+		return ImportJob{}, fmt.Errorf("reading the spooled import: %w", err)
+	}
+
 	start := s.now().UTC()
 	// Time first so ids sort by start; a random suffix so imports started
 	// at the same instant never share a report.
@@ -131,13 +265,17 @@ func (s *Service) ImportTokens(ctx context.Context, req ImportRequest) (ImportJo
 	if err != nil {
 		return ImportJob{}, err
 	}
-	id := fmt.Sprintf("%016x-%s", start.UnixNano(), suffix)
-	job := ImportJob{ID: id, Format: req.Format, DryRun: req.DryRun, OnDuplicate: req.OnDuplicate, Status: "completed",
-		Rejected: []RowReport{}, SkippedRows: []RowReport{}, Actor: ActorFrom(ctx).Name, StartedAt: start}
+	run := &importRun{req: req, id: fmt.Sprintf("%016x-%s", start.UnixNano(), suffix), now: start, actor: ActorFrom(ctx)}
+	job := ImportJob{ID: run.id, Format: req.Format, DryRun: req.DryRun, OnDuplicate: req.OnDuplicate, Status: JobRunning,
+		Rejected: []RowReport{}, SkippedRows: []RowReport{}, Actor: run.actor.Name, StartedAt: start,
+		SHA256: sum, Size: size, Rows: rows}
+	if job, run.prior, err = s.startImport(ctx, job); err != nil {
+		return ImportJob{}, err
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	chunks := make(chan []pendingToken)
+	chunks := make(chan chunkIn)
 	results := make(chan chunkResult)
 	var werr error
 	var werrOnce sync.Once
@@ -145,7 +283,7 @@ func (s *Service) ImportTokens(ctx context.Context, req ImportRequest) (ImportJo
 	for range importWorkers {
 		wg.Go(func() {
 			for c := range chunks {
-				res, err := s.importChunk(ctx, c, req, start)
+				res, err := s.importChunk(ctx, c, run)
 				if err != nil {
 					werrOnce.Do(func() { werr = err; cancel() })
 					continue
@@ -154,39 +292,43 @@ func (s *Service) ImportTokens(ctx context.Context, req ImportRequest) (ImportJo
 			}
 		})
 	}
+	var skipped reportRows
+	var counts chunkResult
 	done := make(chan struct{})
 	go func() {
 		for r := range results {
-			job.Imported += r.imported
-			job.Overwritten += r.overwritten
+			counts.imported += r.imported
+			counts.overwritten += r.overwritten
+			counts.resumed += r.resumed
 			for _, sk := range r.skipped {
-				job.skip(sk)
+				skipped.add(sk)
 			}
 		}
 		close(done)
 	}()
 
 	var chunk []pendingToken
+	var rejected reportRows
 	send := func() error {
 		if len(chunk) == 0 {
 			return nil
 		}
 		select {
-		case chunks <- chunk:
+		case chunks <- chunkIn{toks: chunk, rejected: rejected.total}:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 		chunk = nil
 		return nil
 	}
-	var rejects []RowReport
-	sink := tokenfile.Sink{
+	derr := decode(tokenfile.Sink{
 		Record: func(r tokenfile.Record) error {
 			t, err := s.importedToken(r, req, start)
 			r.Seed.Zero()
 			if err != nil {
 				return err
 			}
+			t.ImportJob = run.id
 			chunk = append(chunk, pendingToken{row: r.Row, tok: t})
 			if len(chunk) == importChunk {
 				return send()
@@ -194,17 +336,10 @@ func (s *Service) ImportTokens(ctx context.Context, req ImportRequest) (ImportJo
 			return nil
 		},
 		Reject: func(r tokenfile.Rejection) error {
-			rejects = append(rejects, RowReport{Row: r.Row, Reason: r.Reason})
+			rejected.add(RowReport{Row: r.Row, Reason: r.Reason})
 			return nil
 		},
-	}
-	var derr error
-	switch req.Format {
-	case FormatCSV:
-		derr = tokenfile.DecodeCSV(req.Body, sink)
-	case FormatPSKC:
-		derr = tokenfile.DecodePSKC(req.Body, tokenfile.PSKCOptions{Key: req.PSKCKey, Password: req.PSKCPassword, Kind: req.Kind}, sink)
-	}
+	})
 	if derr == nil {
 		derr = send()
 	}
@@ -212,42 +347,281 @@ func (s *Service) ImportTokens(ctx context.Context, req ImportRequest) (ImportJo
 	wg.Wait()
 	close(results)
 	<-done
-	for _, r := range rejects {
-		job.reject(r)
-	}
-	if derr != nil && isFileError(derr) && job.Imported+job.Overwritten == 0 {
-		return ImportJob{}, fmt.Errorf("%w: %w", ErrImportFile, derr)
-	}
+	cause := errors.Join(werr, derr)
+
+	job.Rejected, job.RejectedTotal = nonNil(rejected.rows), rejected.total
+	job.SkippedRows = nonNil(skipped.rows)
 	job.FinishedAt = s.now().UTC()
-	if cause := errors.Join(werr, derr); cause != nil {
-		// The body broke off (or a commit failed) after some chunks were
-		// written: keep a failed report of what is in, so nothing is
-		// imported silently.
-		job.Status, job.Error = "failed", "import interrupted; the counts show what was imported before it stopped"
-		if errors.Is(cause, ErrImportFile) || isFileError(cause) {
-			job.Error = cause.Error()
+	if req.DryRun {
+		return s.finishDryRun(ctx, job, counts, skipped.total, cause)
+	}
+	return s.finishImport(ctx, job, cause)
+}
+
+func nonNil(rows []RowReport) []RowReport {
+	if rows == nil {
+		return []RowReport{}
+	}
+	return rows
+}
+
+// spool copies body to an unlinked temporary file, hashing it, and leaves
+// the file at its start. A body over max is ErrImportFile (ErrTooLarge); a
+// body that stops short is ErrImportBody, wrapping what the reader said
+// (an *http.MaxBytesError stays visible to errors.As).
+func (s *Service) spool(body io.Reader, max int64) (*os.File, string, int64, error) {
+	if body == nil {
+		body = strings.NewReader("")
+	}
+	f, err := os.CreateTemp(s.spoolDir, "tokend-import-*") // mode 0600
+	if err != nil {
+		return nil, "", 0, fmt.Errorf("spooling the import: %w", err)
+	}
+	// Unlinked at once where the system allows it, so a crash leaves no
+	// copy of the file behind; ImportTokens removes it otherwise.
+	_ = os.Remove(f.Name())
+	fail := func(err error) (*os.File, string, int64, error) {
+		_ = f.Close()
+		_ = os.Remove(f.Name())
+		return nil, "", 0, err
+	}
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(body, max+1))
+	switch {
+	case err != nil:
+		return fail(fmt.Errorf("%w: after %d bytes: %w", ErrImportBody, n, err))
+	case n > max:
+		return fail(fmt.Errorf("%w: %w: the file is over %d bytes", ErrImportFile, tokenfile.ErrTooLarge, max))
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return fail(fmt.Errorf("spooling the import: %w", err))
+	}
+	return f, hex.EncodeToString(h.Sum(nil)), n, nil
+}
+
+// startImport writes the running job and its audit record before the first
+// token, claiming the interrupted job of the same file if there is one. A
+// dry run writes nothing and only looks the interrupted job up.
+func (s *Service) startImport(ctx context.Context, job ImportJob) (ImportJob, map[string]bool, error) {
+	var out ImportJob
+	var prior map[string]bool
+	fn := func(tx Tx) error {
+		out, prior = job, nil
+		old, chain, err := resumable(tx, job.SHA256, job.Format)
+		if err != nil {
+			return err
 		}
-		if err := s.store.Update(context.WithoutCancel(ctx), func(tx Tx) error {
-			if err := putJSON(tx, jobKey(job.ID), job); err != nil {
+		if old != nil {
+			prior = chain
+			out.ResumedFrom = old.ID
+			verb := "resumes"
+			if job.DryRun {
+				verb = "would resume"
+			}
+			out.Message = fmt.Sprintf("this import %s the interrupted import %s of the same file: rows it imported are counted as resumed, not as duplicates", verb, old.ID)
+		}
+		if job.DryRun {
+			return nil
+		}
+		if old != nil {
+			old.ResumedBy = job.ID
+			if err := putJSON(tx, jobKey(old.ID), old); err != nil {
 				return err
 			}
-			return appendAudit(tx, job.FinishedAt, ActorFrom(ctx), AuditEvent{Action: "token.import", Target: job.ID,
-				Outcome: OutcomeFailure, Reason: "interrupted", Detail: fmt.Sprintf("imported=%d", job.Imported+job.Overwritten)})
-		}); err != nil {
-			s.log.Error("recording a failed import", "job", job.ID, "err", err)
+			if err := tx.Delete(resumeKey(job.SHA256)); err != nil {
+				return err
+			}
 		}
-		return job, fmt.Errorf("import %s interrupted after %d tokens: %w", job.ID, job.Imported+job.Overwritten, cause)
+		if err := putJSON(tx, jobKey(out.ID), out); err != nil {
+			return err
+		}
+		detail := fmt.Sprintf("started format=%s rows=%d size=%d sha256=%s", out.Format, out.Rows, out.Size, out.SHA256)
+		if old != nil {
+			detail += " resumes=" + old.ID
+		}
+		return appendAudit(tx, out.StartedAt, ActorFrom(ctx), AuditEvent{Action: "token.import", Target: out.ID,
+			Outcome: OutcomeSuccess, Detail: detail})
 	}
-	detail := fmt.Sprintf("format=%s dry_run=%t imported=%d overwritten=%d skipped=%d rejected=%d",
-		job.Format, job.DryRun, job.Imported, job.Overwritten, job.Skipped, job.RejectedTotal)
-	err = s.store.Update(ctx, func(tx Tx) error {
+	var err error
+	if job.DryRun {
+		err = s.store.View(ctx, fn)
+	} else {
+		err = s.store.Update(ctx, fn)
+	}
+	return out, prior, err
+}
+
+// resumable finds the interrupted, unclaimed job of the file with this
+// SHA-256 and format, and the set of job ids whose tokens it (and the jobs
+// it resumed) committed.
+func resumable(tx Tx, sum, format string) (*ImportJob, map[string]bool, error) {
+	id, err := tx.Get(resumeKey(sum))
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	var old ImportJob
+	if err := getJSON(tx, jobKey(string(id)), &old); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil, nil, nil
+		}
+		return nil, nil, err
+	}
+	if old.Status != JobInterrupted || old.ResumedBy != "" || old.Format != format || old.SHA256 != sum {
+		return nil, nil, nil
+	}
+	chain := map[string]bool{old.ID: true}
+	for prev := old.ResumedFrom; prev != "" && len(chain) < maxResumeChain && !chain[prev]; {
+		chain[prev] = true
+		var j ImportJob
+		if err := getJSON(tx, jobKey(prev), &j); err != nil {
+			if errors.Is(err, ErrNotFound) {
+				break
+			}
+			return nil, nil, err
+		}
+		prev = j.ResumedFrom
+	}
+	return &old, chain, nil
+}
+
+// finishImport records how the import ended. The stored counts are the
+// ones the chunks committed, so they match the tokens whatever happened.
+func (s *Service) finishImport(ctx context.Context, job ImportJob, cause error) (ImportJob, error) {
+	status, outcome, reason := JobCompleted, OutcomeSuccess, ""
+	if cause != nil {
+		status, outcome, reason = JobInterrupted, OutcomeFailure, "interrupted"
+	}
+	var out ImportJob
+	err := s.store.Update(context.WithoutCancel(ctx), func(tx Tx) error {
+		if err := getJSON(tx, jobKey(job.ID), &out); err != nil {
+			return err
+		}
+		out.Status, out.FinishedAt = status, job.FinishedAt
+		out.Rejected, out.RejectedTotal, out.SkippedRows = job.Rejected, job.RejectedTotal, job.SkippedRows
+		if cause != nil {
+			out.Error = fmt.Sprintf("the import stopped after %d of %d rows; post the same file again to resume it", out.Imported+out.Overwritten+out.Resumed+out.Skipped, out.Rows)
+			if err := tx.Put(resumeKey(out.SHA256), []byte(out.ID)); err != nil {
+				return err
+			}
+		}
+		if err := putJSON(tx, jobKey(out.ID), out); err != nil {
+			return err
+		}
+		return appendAudit(tx, out.FinishedAt, ActorFrom(ctx), AuditEvent{Action: "token.import", Target: out.ID,
+			Outcome: outcome, Reason: reason, Detail: importDetail(out)})
+	})
+	if err != nil {
+		// The job stays running in the store; the next start marks it
+		// interrupted (InterruptImports).
+		cause = errors.Join(cause, err)
+		job.Status = JobInterrupted
+		out = job
+	}
+	if cause != nil {
+		return out, fmt.Errorf("import %s interrupted after %d tokens: %w", out.ID, out.Imported+out.Overwritten, cause)
+	}
+	return out, nil
+}
+
+// finishDryRun stores the report of a dry run, which wrote no token.
+func (s *Service) finishDryRun(ctx context.Context, job ImportJob, counts chunkResult, skipped int, cause error) (ImportJob, error) {
+	job.Imported, job.Overwritten, job.Resumed, job.Skipped = counts.imported, counts.overwritten, counts.resumed, skipped
+	if cause != nil {
+		return ImportJob{}, fmt.Errorf("dry run of import %s: %w", job.ID, cause)
+	}
+	job.Status = JobCompleted
+	err := s.store.Update(ctx, func(tx Tx) error {
 		if err := putJSON(tx, jobKey(job.ID), job); err != nil {
 			return err
 		}
 		return appendAudit(tx, job.FinishedAt, ActorFrom(ctx), AuditEvent{Action: "token.import", Target: job.ID,
-			Outcome: OutcomeSuccess, Detail: detail})
+			Outcome: OutcomeSuccess, Detail: importDetail(job)})
 	})
 	return job, err
+}
+
+func importDetail(j ImportJob) string {
+	d := fmt.Sprintf("format=%s dry_run=%t imported=%d overwritten=%d skipped=%d rejected=%d",
+		j.Format, j.DryRun, j.Imported, j.Overwritten, j.Skipped, j.RejectedTotal)
+	if j.ResumedFrom != "" {
+		d += fmt.Sprintf(" resumed=%d resumed_from=%s", j.Resumed, j.ResumedFrom)
+	}
+	return d
+}
+
+// InterruptImports marks the import jobs a previous run of tokend left
+// running as interrupted, with an audit record each, so that their tokens
+// are traceable and posting the same file again resumes them. Call it once
+// at start, before serving. It returns the ids it marked.
+func (s *Service) InterruptImports(ctx context.Context) ([]string, error) {
+	var ids []string
+	err := s.store.View(ctx, func(tx Tx) error {
+		ids = ids[:0]
+		kvs, err := tx.Scan([]byte(pfxJob), nil, 0)
+		if err != nil {
+			return err
+		}
+		for _, kv := range kvs {
+			var j struct {
+				ID     string `json:"id"`
+				Status string `json:"status"`
+			}
+			if err := decodeRecord(tx, kv.Value, &j); err != nil {
+				return fmt.Errorf("decode %q: %w", kv.Key, err)
+			}
+			if j.Status == JobRunning {
+				ids = append(ids, j.ID)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	now := s.now().UTC()
+	const perTx = 20 // four writes each
+	var marked []string
+	for b := 0; b < len(ids); b += perTx {
+		batch := ids[b:min(b+perTx, len(ids))]
+		var done []string
+		err := s.store.Update(ctx, func(tx Tx) error {
+			done = done[:0]
+			for _, id := range batch {
+				var j ImportJob
+				if err := getJSON(tx, jobKey(id), &j); err != nil {
+					return err
+				}
+				if j.Status != JobRunning {
+					continue
+				}
+				j.Status, j.FinishedAt = JobInterrupted, now
+				j.Error = fmt.Sprintf("tokend stopped during the import, after %d of %d rows; post the same file again to resume it",
+					j.Imported+j.Overwritten+j.Resumed+j.Skipped, j.Rows)
+				if err := putJSON(tx, jobKey(id), j); err != nil {
+					return err
+				}
+				if j.SHA256 != "" {
+					if err := tx.Put(resumeKey(j.SHA256), []byte(id)); err != nil {
+						return err
+					}
+				}
+				if err := appendAudit(tx, now, ActorFrom(ctx), AuditEvent{Action: "token.import", Target: id,
+					Outcome: OutcomeFailure, Reason: "interrupted", Detail: importDetail(j)}); err != nil {
+					return err
+				}
+				done = append(done, id)
+			}
+			return nil
+		})
+		if err != nil {
+			return marked, err
+		}
+		marked = append(marked, done...)
+	}
+	return marked, nil
 }
 
 func isFileError(err error) bool {
@@ -286,20 +660,27 @@ func (s *Service) importedToken(r tokenfile.Record, req ImportRequest, now time.
 	return t, nil
 }
 
-// importChunk writes (or, for a dry run, checks) one chunk of tokens.
-func (s *Service) importChunk(ctx context.Context, chunk []pendingToken, req ImportRequest, now time.Time) (chunkResult, error) {
+// importChunk writes (or, for a dry run, checks) one chunk of tokens, and
+// in the same transaction the job's progress and an audit record, so the
+// job always accounts for exactly the tokens that are in.
+func (s *Service) importChunk(ctx context.Context, in chunkIn, run *importRun) (chunkResult, error) {
+	req := run.req
+	now := s.now().UTC()
 	var res chunkResult
-	var fn func(tx Tx) error
 	chunkFn := func(tx Tx) error {
 		res = chunkResult{}
-		for i := range chunk {
-			p := &chunk[i]
+		for i := range in.toks {
+			p := &in.toks[i]
 			old, err := getToken(tx, p.tok.Serial)
 			if err != nil && !errors.Is(err, ErrNotFound) {
 				return err
 			}
 			if old != nil {
 				switch {
+				case run.prior[old.ImportJob]:
+					// Committed by the interrupted job this one resumes.
+					res.resumed++
+					continue
 				case req.OnDuplicate != OnDuplicateOverwrite:
 					res.skipped = append(res.skipped, RowReport{Row: p.row, Serial: p.tok.Serial, Reason: "duplicate serial: already in the inventory"})
 					continue
@@ -319,10 +700,31 @@ func (s *Service) importChunk(ctx context.Context, chunk []pendingToken, req Imp
 				return err
 			}
 		}
-		return nil
+		if req.DryRun {
+			return nil
+		}
+		var j ImportJob
+		if err := getJSON(tx, jobKey(run.id), &j); err != nil {
+			return err
+		}
+		if j.Status != JobRunning {
+			return fmt.Errorf("import job %s is %s: %w", run.id, j.Status, ErrInvalidState)
+		}
+		j.Imported += res.imported
+		j.Overwritten += res.overwritten
+		j.Resumed += res.resumed
+		j.Skipped += len(res.skipped)
+		j.RejectedTotal = max(j.RejectedTotal, in.rejected)
+		j.Chunks++
+		if err := putJSON(tx, jobKey(run.id), j); err != nil {
+			return err
+		}
+		return appendAudit(tx, now, run.actor, AuditEvent{Action: "token.import", Target: run.id, Outcome: OutcomeSuccess,
+			Detail: fmt.Sprintf("chunk %d rows %d-%d imported=%d overwritten=%d skipped=%d resumed=%d", j.Chunks,
+				in.toks[0].row, in.toks[len(in.toks)-1].row, res.imported, res.overwritten, len(res.skipped), res.resumed)})
 	}
 	// Counter changes are buffered so a chunk writes them once.
-	fn = func(tx Tx) error { return withCounts(tx, chunkFn) }
+	fn := func(tx Tx) error { return withCounts(tx, chunkFn) }
 	var err error
 	if req.DryRun {
 		err = s.store.View(ctx, fn)

@@ -32,6 +32,7 @@ import (
 //	k/<id>                           APIToken
 //	ki/<hex hash>                    id
 //	j/<id>                           ImportJob
+//	ji/<file sha256 hex>             id of the interrupted import of that file (imports.go)
 //	a/<yyyymmdd>/<seq %016x>         AuditRecord
 //	ax/<field>/<value> \0 <yyyymmdd>/<seq %016x>  ""    audit filter index (audit.go)
 const schemaVersion = "1"
@@ -80,6 +81,10 @@ func apiTokenIdxKey(hash []byte) []byte {
 	return []byte(pfxAPITokenIdx + hex.EncodeToString(hash))
 }
 func jobKey(id string) []byte { return []byte(pfxJob + id) }
+
+// resumeKey finds the interrupted import of a file by its SHA-256; "ji/"
+// does not start with pfxJob, so listing jobs never meets it.
+func resumeKey(sum string) []byte { return []byte("ji/" + sum) }
 
 // RecordDecoder decodes one stored record into v with the semantics of
 // encoding/json's Unmarshal. Records are JSON that tokend itself wrote with

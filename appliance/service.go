@@ -37,6 +37,9 @@ type Config struct {
 	// may name (ca_file, bind_password_file); empty allows no file at all
 	// (see ReadCredentialFile).
 	CredentialsDir string
+	// SpoolDir is where import bodies are spooled before they are
+	// imported (os.TempDir() when empty); main passes the data dir.
+	SpoolDir string
 }
 
 // Service is the appliance: every use case is one method, and every
@@ -54,6 +57,8 @@ type Service struct {
 	authRec AuthRecorder
 	credDir string
 	agents  agentState // agents.go
+	// spoolDir is Config.SpoolDir (imports.go).
+	spoolDir string
 }
 
 // New builds a Service. Call Init before serving.
@@ -67,6 +72,7 @@ func New(cfg Config) (*Service, error) {
 	if cfg.DecodeRecord != nil {
 		s.store = decodingStore{cfg.Store, cfg.DecodeRecord}
 	}
+	s.spoolDir = cfg.SpoolDir
 	s.SetCTKIPURL(cfg.CTKIPURL)
 	if s.codeTTL <= 0 {
 		s.codeTTL = 7 * 24 * time.Hour

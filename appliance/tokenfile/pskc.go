@@ -53,73 +53,222 @@ func ParsePSKC(r io.Reader, opts PSKCOptions) (*Result, error) {
 // order. Because a wrong key or one bad MAC must reject the whole file, the
 // file is read and checked completely before the first row reaches s: s sees
 // either every row or none.
+//
+// The container is decoded one KeyPackage at a time, twice: a first pass
+// checks every key and MAC and keeps nothing, the second passes the rows on.
+// When r is an io.ReadSeeker (a spooled upload) both passes read it from
+// where it stands and memory stays flat whatever the file holds; any other
+// reader is first read whole, up to the size limit.
 func DecodePSKC(r io.Reader, opts PSKCOptions, s Sink) error {
 	max := opts.MaxSize
 	if max <= 0 {
 		max = DefaultMaxPSKCSize
 	}
-	data, err := io.ReadAll(io.LimitReader(r, max+1))
+	switch opts.Kind {
+	case "", KindHardware, KindSoftware:
+	default:
+		return fmt.Errorf("tokenfile: PSKCOptions.Kind %q is not software or hardware", opts.Kind)
+	}
+	rs, ok := r.(io.ReadSeeker)
+	if !ok {
+		data, err := io.ReadAll(io.LimitReader(r, max+1))
+		if err != nil {
+			return fmt.Errorf("tokenfile: reading PSKC: %w", err)
+		}
+		rs = bytes.NewReader(data)
+	}
+	start, err := rs.Seek(0, io.SeekCurrent)
 	if err != nil {
 		return fmt.Errorf("tokenfile: reading PSKC: %w", err)
 	}
-	if int64(len(data)) > max {
+	end, err := rs.Seek(0, io.SeekEnd)
+	if err != nil {
+		return fmt.Errorf("tokenfile: reading PSKC: %w", err)
+	}
+	if end-start > max {
 		return fmt.Errorf("%w: PSKC file is over %d bytes", ErrTooLarge, max)
 	}
-	c, err := decodeContainer(data)
-	if err != nil {
-		return err
-	}
-	kind := opts.Kind
-	switch kind {
-	case "":
-		kind = KindHardware
-	case KindHardware, KindSoftware:
-	default:
-		return fmt.Errorf("tokenfile: PSKCOptions.Kind %q is not software or hardware", kind)
-	}
-	cc, err := newCrypto(c, opts)
-	if err != nil {
-		return err
-	}
-	defer cc.wipe()
-
-	type row struct {
-		rec    Record
-		reason string
-	}
-	rows := make([]row, len(c.KeyPackages))
-	seen := make(map[string]int, len(c.KeyPackages))
-	for i := range c.KeyPackages {
-		n := i + 1
-		rec, reason, err := cc.keyPackage(&c.KeyPackages[i], n, kind)
-		if err != nil {
-			for _, r := range rows[:i] {
-				r.rec.Seed.Zero()
-			}
-			rec.Seed.Zero()
-			return err
+	for _, sink := range [...]Sink{{}, s} {
+		if _, err := rs.Seek(start, io.SeekStart); err != nil {
+			return fmt.Errorf("tokenfile: reading PSKC: %w", err)
 		}
-		if reason == "" {
-			if first, dup := seen[rec.Serial]; dup {
-				rec.Seed.Zero()
-				rec, reason = Record{Row: n}, fmt.Sprintf("duplicate serial %s, first in KeyPackage %d", rec.Serial, first)
-			} else {
-				seen[rec.Serial] = n
-			}
-		}
-		rows[i] = row{rec, reason}
-	}
-	for _, r := range rows {
-		if r.reason != "" {
-			err = s.reject(r.rec.Row, r.reason)
-		} else {
-			err = s.record(r.rec)
-		}
-		if err != nil {
+		if err := streamPSKC(io.LimitReader(rs, end-start), opts, sink); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// StreamPSKC decodes a container one KeyPackage at a time and passes each
+// row to s as soon as it is decoded, in constant memory. Unlike DecodePSKC,
+// an error that rejects the whole file (a wrong key, a bad MAC, a broken
+// document) may come after rows were passed: a caller that must see every
+// row or none runs it once with an empty Sink first, over the same bytes.
+// opts.MaxSize is not applied; bound r instead.
+func StreamPSKC(r io.Reader, opts PSKCOptions, s Sink) error {
+	switch opts.Kind {
+	case "", KindHardware, KindSoftware:
+	default:
+		return fmt.Errorf("tokenfile: PSKCOptions.Kind %q is not software or hardware", opts.Kind)
+	}
+	return streamPSKC(r, opts, s)
+}
+
+func streamPSKC(r io.Reader, opts PSKCOptions, s Sink) error {
+	kind := opts.Kind
+	if kind == "" {
+		kind = KindHardware
+	}
+	d := xml.NewTokenDecoder(noDTD{xml.NewDecoder(r)})
+	var c xContainer
+	if err := pskcRoot(d, &c); err != nil {
+		return err
+	}
+	var cc *pskcCrypto
+	defer func() {
+		if cc != nil {
+			cc.wipe()
+		}
+	}()
+	seen := make(map[string]int)
+	n := 0
+	for done := false; !done; {
+		t, err := d.Token()
+		if err != nil {
+			if err == io.EOF {
+				return fmt.Errorf("%w: the document ends inside the root element", ErrMalformed)
+			}
+			return xmlErr(err)
+		}
+		switch t := t.(type) {
+		case xml.EndElement:
+			done = true // the decoder checks that it closes the root
+		case xml.StartElement:
+			switch t.Name.Local {
+			case "EncryptionKey", "MACMethod":
+				// RFC 6030 puts them before the first KeyPackage; later
+				// they would change how packages already read are opened.
+				if n > 0 {
+					return fmt.Errorf("%w: %s after a KeyPackage", ErrMalformed, t.Name.Local)
+				}
+				dst := any(&c.EncryptionKey)
+				if t.Name.Local == "MACMethod" {
+					dst = &c.MACMethod
+				}
+				if err := d.DecodeElement(dst, &t); err != nil {
+					return xmlErr(err)
+				}
+			case "KeyPackage":
+				var kp xKeyPackage
+				if err := d.DecodeElement(&kp, &t); err != nil {
+					return xmlErr(err)
+				}
+				n++
+				// The crypto is set up at the first package, and again at
+				// the first encrypted one if the earlier ones were plain:
+				// whether a file is encrypted shows in its packages.
+				if cc == nil || (cc.mac == nil && packageEncrypted(&kp)) {
+					if cc != nil {
+						cc.wipe()
+					}
+					cc = nil
+					one := xContainer{EncryptionKey: c.EncryptionKey, MACMethod: c.MACMethod, KeyPackages: []xKeyPackage{kp}}
+					if cc, err = newCrypto(&one, opts); err != nil {
+						return err
+					}
+				}
+				if err := pskcRow(cc, &kp, n, kind, seen, s); err != nil {
+					return err
+				}
+			default:
+				if err := d.Skip(); err != nil {
+					return xmlErr(err)
+				}
+			}
+		}
+	}
+	// Only comments, processing instructions and white space may follow.
+	for {
+		t, err := d.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return xmlErr(err)
+		}
+		switch t := t.(type) {
+		case xml.StartElement:
+			return fmt.Errorf("%w: content after the root element", ErrMalformed)
+		case xml.CharData:
+			if len(bytes.TrimSpace(t)) != 0 {
+				return fmt.Errorf("%w: content after the root element", ErrMalformed)
+			}
+		}
+	}
+	if n == 0 {
+		return fmt.Errorf("%w: no KeyPackage", ErrMalformed)
+	}
+	return nil
+}
+
+// pskcRow turns one KeyPackage into a record or a rejection and passes it
+// to s. A record's seed is wiped here when s does not take it.
+func pskcRow(cc *pskcCrypto, kp *xKeyPackage, n int, kind string, seen map[string]int, s Sink) error {
+	rec, reason, err := cc.keyPackage(kp, n, kind)
+	if err != nil {
+		rec.Seed.Zero()
+		return err
+	}
+	if reason == "" {
+		if first, dup := seen[rec.Serial]; dup {
+			rec.Seed.Zero()
+			rec, reason = Record{Row: n}, fmt.Sprintf("duplicate serial %s, first in KeyPackage %d", rec.Serial, first)
+		} else {
+			seen[rec.Serial] = n
+		}
+	}
+	if reason != "" {
+		return s.reject(n, reason)
+	}
+	if s.Record == nil {
+		rec.Seed.Zero()
+		return nil
+	}
+	return s.Record(rec)
+}
+
+// pskcRoot reads up to the root element and checks it is an RFC 6030
+// KeyContainer of a version this package reads.
+func pskcRoot(d *xml.Decoder, c *xContainer) error {
+	for {
+		t, err := d.Token()
+		if err != nil {
+			return xmlErr(err)
+		}
+		se, ok := t.(xml.StartElement)
+		if !ok {
+			continue
+		}
+		if se.Name.Space != pskcNS || se.Name.Local != "KeyContainer" {
+			return fmt.Errorf("%w: root is not an RFC 6030 KeyContainer", ErrMalformed)
+		}
+		c.XMLName = se.Name
+		for _, a := range se.Attr {
+			if a.Name.Local == "Version" {
+				c.Version = a.Value
+			}
+		}
+		if c.Version != "" && c.Version != "1.0" {
+			return fmt.Errorf("%w: PSKC version %s", ErrUnsupported, quote(c.Version))
+		}
+		return nil
+	}
+}
+
+// packageEncrypted reports whether any value of kp is encrypted.
+func packageEncrypted(kp *xKeyPackage) bool {
+	one := xContainer{KeyPackages: []xKeyPackage{*kp}}
+	return encrypted(&one)
 }
 
 // XML shapes. Names are matched on their local part; the root's namespace is
@@ -211,43 +360,6 @@ func (n noDTD) Token() (xml.Token, error) {
 		return nil, ErrDTD
 	}
 	return t, err
-}
-
-func decodeContainer(data []byte) (*xContainer, error) {
-	inner := xml.NewDecoder(bytes.NewReader(data))
-	d := xml.NewTokenDecoder(noDTD{inner})
-	var c xContainer
-	if err := d.Decode(&c); err != nil {
-		return nil, xmlErr(err)
-	}
-	// Only comments, processing instructions and white space may follow.
-	for {
-		t, err := d.Token()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, xmlErr(err)
-		}
-		switch t := t.(type) {
-		case xml.StartElement:
-			return nil, fmt.Errorf("%w: content after the root element", ErrMalformed)
-		case xml.CharData:
-			if len(bytes.TrimSpace(t)) != 0 {
-				return nil, fmt.Errorf("%w: content after the root element", ErrMalformed)
-			}
-		}
-	}
-	if c.XMLName.Space != pskcNS || c.XMLName.Local != "KeyContainer" {
-		return nil, fmt.Errorf("%w: root is not an RFC 6030 KeyContainer", ErrMalformed)
-	}
-	if c.Version != "" && c.Version != "1.0" {
-		return nil, fmt.Errorf("%w: PSKC version %s", ErrUnsupported, quote(c.Version))
-	}
-	if len(c.KeyPackages) == 0 {
-		return nil, fmt.Errorf("%w: no KeyPackage", ErrMalformed)
-	}
-	return &c, nil
 }
 
 func xmlErr(err error) error {

@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"os"
@@ -534,4 +535,14 @@ func TestPSKCGeneratedTestdata(t *testing.T) {
 			}
 		})
 	}
+}
+
+// decodeContainer decodes a whole container at once, for tests that look at
+// the crypto of its first package.
+func decodeContainer(data []byte) (*xContainer, error) {
+	var c xContainer
+	if err := xml.NewDecoder(bytes.NewReader(data)).Decode(&c); err != nil {
+		return nil, err
+	}
+	return &c, nil
 }
