@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -56,6 +57,8 @@ type Config struct {
 	CTKIP   CTKIPConfig   `yaml:"ctkip"`
 	Auth    AuthConfig    `yaml:"auth"`
 
+	IdentitySources IdentitySourcesConfig `yaml:"identity_sources"`
+
 	// ShutdownTimeout bounds graceful shutdown: in-flight requests get this
 	// long to finish after SIGTERM.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
@@ -96,6 +99,17 @@ type AuthConfig struct {
 	PINSystemGenerated bool `yaml:"pin_system_generated"`
 	// EmergencyMaxLifetime is the hard maximum lifetime of emergency access.
 	EmergencyMaxLifetime time.Duration `yaml:"emergency_max_lifetime"`
+}
+
+// IdentitySourcesConfig holds what only root may decide about identity
+// sources.
+type IdentitySourcesConfig struct {
+	// CredentialsDir is the only directory whose files an LDAP source may
+	// name (ca_file, bind_password_file). Empty (the default): the admin
+	// API accepts no file path at all, so an API token cannot make the
+	// daemon read and send its own files. Set only in this file (no flag,
+	// no environment variable).
+	CredentialsDir string `yaml:"credentials_dir"`
 }
 
 // CTKIPConfig tunes the provisioning door.
@@ -230,6 +244,8 @@ var (
 		"main.MetricsConfig": "metrics.",
 		"main.CTKIPConfig":   "ctkip.",
 		"main.AuthConfig":    "auth.",
+
+		"main.IdentitySourcesConfig": "identity_sources.",
 	}
 	yamlWant = map[string]string{
 		"time.Duration":      "want a duration such as 5m or 90s",
@@ -242,6 +258,8 @@ var (
 		"main.CTKIPConfig":   "want a mapping of keys to values",
 		"main.AuthConfig":    "want a mapping of keys to values",
 		"bool":               "want true or false",
+
+		"main.IdentitySourcesConfig": "want a mapping of keys to values",
 	}
 )
 
@@ -480,6 +498,11 @@ func (c *Config) Validate() error {
 	positiveDuration("auth.emergency_max_lifetime", a.EmergencyMaxLifetime)
 	if a.PINMinLength < 4 || a.PINMaxLength > 16 || a.PINMinLength > a.PINMaxLength {
 		add("auth.pin_min_length %d, auth.pin_max_length %d: want 4 <= min <= max <= 16", a.PINMinLength, a.PINMaxLength)
+	}
+	// A relative directory would move with the working directory, and "/"
+	// would put every file back in reach.
+	if d := c.IdentitySources.CredentialsDir; d != "" && (!filepath.IsAbs(d) || filepath.Clean(d) == "/") {
+		add("identity_sources.credentials_dir %q: must be an absolute path to a directory other than /", d)
 	}
 
 	if len(p) > 0 {

@@ -267,6 +267,20 @@ func TestValidate(t *testing.T) {
 	}{
 		{name: "defaults", modify: func(*Config) {}},
 		{
+			name:   "credentials dir",
+			modify: func(c *Config) { c.IdentitySources.CredentialsDir = "/etc/tokend/ldap" },
+		},
+		{
+			name:   "credentials dir is the root",
+			modify: func(c *Config) { c.IdentitySources.CredentialsDir = "/etc/.." },
+			want:   []string{`identity_sources.credentials_dir "/etc/..": must be an absolute path to a directory other than /`},
+		},
+		{
+			name:   "credentials dir is relative",
+			modify: func(c *Config) { c.IdentitySources.CredentialsDir = "ldap" },
+			want:   []string{`identity_sources.credentials_dir "ldap": must be an absolute path to a directory other than /`},
+		},
+		{
 			name:   "empty data dir",
 			modify: func(c *Config) { c.DataDir = "" },
 			want:   []string{"data_dir: must not be empty"},
@@ -528,6 +542,7 @@ func TestConfigFiles(t *testing.T) {
 				Auth: AuthConfig{MaxFailures: 3, LockoutDuration: 0, SmallWindow: 2, LargeWindow: 20,
 					SessionTTL: 2 * time.Minute, PINMinLength: 6, PINMaxLength: 8, PINAlphanumeric: true, PINSystemGenerated: true,
 					EmergencyMaxLifetime: 24 * time.Hour},
+				IdentitySources:   IdentitySourcesConfig{CredentialsDir: "/etc/tokend/ldap"},
 				ShutdownTimeout:   30 * time.Second,
 				ActivationCodeTTL: 72 * time.Hour,
 			}
@@ -585,6 +600,7 @@ func TestConfigFiles(t *testing.T) {
 			"auth.lockout_duration -1m0s: must not be negative (0 locks until an admin unlocks)",
 			"auth.large_window 2000: must be between auth.small_window (1) and 1000",
 			"auth.pin_min_length 9, auth.pin_max_length 8: want 4 <= min <= max <= 16",
+			`identity_sources.credentials_dir "etc/tokend/ldap": must be an absolute path to a directory other than /`,
 		},
 		"mixed.yaml": {
 			`mixed.yaml:5: unknown key "ctkip.sesion_ttl"`,

@@ -70,7 +70,7 @@ func runServe(ctx context.Context, env *serveEnv) error {
 	}
 	svc, err := appliance.New(appliance.Config{Store: store, Sealer: sealer, CTKIPURL: strings.TrimRight(env.CTKIPPublicURL, "/") + ctkipPath,
 		DefaultCodeTTL: cfg.ActivationCodeTTL, Auth: authPolicy(cfg.Auth), AuthRecorder: m, Logger: log, Now: env.Now, Rand: env.Rand,
-		DecodeRecord: gojson.Unmarshal})
+		DecodeRecord: gojson.Unmarshal, CredentialsDir: cfg.IdentitySources.CredentialsDir})
 	if err != nil {
 		return err
 	}

@@ -63,7 +63,9 @@ func (r *syncRunner) run(ctx context.Context, sourceID string, opts ldap.RunOpti
 		return appliance.SyncRun{}, err
 	}
 	start := r.now()
-	sum, err := r.syncer.Run(ctx, sourceID, ldap.ConfigFromSource(src, pw), opts)
+	cfg := ldap.ConfigFromSource(src, pw)
+	cfg.CredentialsDir = r.svc.CredentialsDir()
+	sum, err := r.syncer.Run(ctx, sourceID, cfg, opts)
 	if errors.Is(err, ldap.ErrRunning) {
 		return appliance.SyncRun{}, fmt.Errorf("%w: %w", appliance.ErrConflict, err)
 	}
