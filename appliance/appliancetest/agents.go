@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"tokend/appliance"
+	"tokend/appliance/internal/boltstore"
 	"tokend/appliance/otp"
 )
 
@@ -78,4 +79,10 @@ func Code(t testing.TB, gen otp.SecurID, step int64) string {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// OpenBoltStore opens the production bbolt store at path; the caller closes
+// it (tests that stop and start a node on the same data).
+func OpenBoltStore(path string) (appliance.Store, error) {
+	return boltstore.Open(path, boltstore.Options{})
 }
