@@ -181,6 +181,11 @@ func checkSecondFactorToken(tx Tx, serial string) error {
 	if t.UserID == "" {
 		return fmt.Errorf("token %s is not assigned to a user, so it cannot be a second factor: %w", serial, ErrInvalidState)
 	}
+	// Whoever holds an outstanding code (say, the help desk that issued it)
+	// could provision the token after it became the factor.
+	if len(t.CodeHash) > 0 {
+		return fmt.Errorf("token %s has an outstanding activation code: provision the token or void the code first: %w", serial, ErrInvalidState)
+	}
 	return nil
 }
 

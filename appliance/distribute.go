@@ -63,12 +63,16 @@ func (s *Service) Distribute(ctx context.Context, serial, profile string) (Distr
 	}
 	hash := s.codeHash(code)
 	var out Distribution
-	err = s.change(ctx, AuditEvent{Action: "token.distribute", Serial: serial, Target: profile}, func(tx Tx, now time.Time, ev *AuditEvent) error {
+	actor := ActorFrom(ctx)
+	err = s.changeGuarded(ctx, AuditEvent{Action: "token.distribute", Serial: serial, Target: profile}, func(tx Tx, now time.Time, ev *AuditEvent) error {
 		t, err := getToken(tx, serial)
 		if err != nil {
 			return err
 		}
 		ev.UserID = t.UserID
+		if err := guardAdminFactor(tx, actor, ev, serial); err != nil {
+			return err
+		}
 		p, err := getProfile(tx, profile)
 		if err != nil {
 			return err
@@ -124,12 +128,16 @@ func deviceURL(deviceType, ctkipURL, code string) string {
 
 // VoidDistribution voids the token's outstanding activation code.
 func (s *Service) VoidDistribution(ctx context.Context, serial string) error {
-	return s.change(ctx, AuditEvent{Action: "token.distribution.void", Serial: serial}, func(tx Tx, now time.Time, ev *AuditEvent) error {
+	actor := ActorFrom(ctx)
+	return s.changeGuarded(ctx, AuditEvent{Action: "token.distribution.void", Serial: serial}, func(tx Tx, now time.Time, ev *AuditEvent) error {
 		t, err := getToken(tx, serial)
 		if err != nil {
 			return err
 		}
 		ev.UserID = t.UserID
+		if err := guardAdminFactor(tx, actor, ev, serial); err != nil {
+			return err
+		}
 		if len(t.CodeHash) == 0 {
 			return fmt.Errorf("token %s has no outstanding activation code: %w", serial, ErrNotFound)
 		}

@@ -103,6 +103,9 @@ type Token struct {
 	NewPINRequired bool   `json:"new_pin_required,omitempty"`
 	LastStep       int64  `json:"last_step,omitempty"`
 	Drift          int64  `json:"drift,omitempty"`
+	// AdminSecondFactor is not stored: reads set it when the token is an
+	// admin's console second factor (managed by super admins only).
+	AdminSecondFactor bool `json:"-"`
 }
 
 // Sealed is an AEAD-sealed secret. It never prints its bytes.

@@ -50,12 +50,16 @@ func (s *Service) ChangePIN(ctx context.Context, serial string, ch PINChange) (T
 		action = "token.pin.require_new"
 	}
 	var out Token
-	err = s.change(ctx, AuditEvent{Action: action, Serial: serial}, func(tx Tx, now time.Time, ev *AuditEvent) error {
+	actor := ActorFrom(ctx)
+	err = s.changeGuarded(ctx, AuditEvent{Action: action, Serial: serial}, func(tx Tx, now time.Time, ev *AuditEvent) error {
 		t, err := getToken(tx, serial)
 		if err != nil {
 			return err
 		}
 		ev.UserID = t.UserID
+		if err := guardAdminFactor(tx, actor, ev, serial); err != nil {
+			return err
+		}
 		old := *t
 		switch {
 		case ch.PIN != "":
@@ -109,19 +113,27 @@ func (s *Service) Resync(ctx context.Context, serial, first, second string) (Tok
 			found = start + int64(i) + 1
 		}
 	}
+	actor := ActorFrom(ctx)
 	if found < 0 {
-		// Run the refusal through change so it is audited like any other.
-		return Token{}, s.change(ctx, AuditEvent{Action: "token.resync", Serial: serial}, func(Tx, time.Time, *AuditEvent) error {
+		// Run the refusal through change so it is audited like any other;
+		// guarded too, so it is no oracle for an admin's second factor.
+		return Token{}, s.changeGuarded(ctx, AuditEvent{Action: "token.resync", Serial: serial}, func(tx Tx, _ time.Time, ev *AuditEvent) error {
+			if err := guardAdminFactor(tx, actor, ev, serial); err != nil {
+				return err
+			}
 			return fmt.Errorf("the two codes are not consecutive codes of token %s: %w", serial, ErrConflict)
 		})
 	}
 	var out Token
-	err = s.change(ctx, AuditEvent{Action: "token.resync", Serial: serial}, func(tx Tx, now time.Time, ev *AuditEvent) error {
+	err = s.changeGuarded(ctx, AuditEvent{Action: "token.resync", Serial: serial}, func(tx Tx, now time.Time, ev *AuditEvent) error {
 		t, err := getToken(tx, serial)
 		if err != nil {
 			return err
 		}
 		ev.UserID = t.UserID
+		if err := guardAdminFactor(tx, actor, ev, serial); err != nil {
+			return err
+		}
 		old := *t
 		if t.Algorithm == AlgHOTP {
 			t.Counter = uint64(found) + 1
@@ -142,9 +154,14 @@ func (s *Service) Resync(ctx context.Context, serial, first, second string) (Tok
 // UnlockUser clears a user's failure counter and lockout.
 func (s *Service) UnlockUser(ctx context.Context, userID string) (User, error) {
 	var out User
-	err := s.change(ctx, AuditEvent{Action: "user.unlock", UserID: userID}, func(tx Tx, now time.Time, _ *AuditEvent) error {
+	actor := ActorFrom(ctx)
+	err := s.changeGuarded(ctx, AuditEvent{Action: "user.unlock", UserID: userID}, func(tx Tx, now time.Time, ev *AuditEvent) error {
 		u, err := getUser(tx, userID)
 		if err != nil {
+			return err
+		}
+		// The lockout is what stops online guessing of the admin's factor.
+		if err := guardUserAdminFactor(tx, actor, ev, userID); err != nil {
 			return err
 		}
 		old := *u
@@ -217,8 +234,13 @@ func (s *Service) IssueEmergencyAccess(ctx context.Context, userID, kind string,
 		out.Codes = append(out.Codes, Secret(code))
 		rec.Codes = append(rec.Codes, emergencyCode{Hash: s.sealer.Hash(emergencyHashDomain, []byte(code))})
 	}
-	err := s.change(ctx, AuditEvent{Action: "user.emergency_access.issue", UserID: userID, Detail: kind}, func(tx Tx, now time.Time, _ *AuditEvent) error {
+	actor := ActorFrom(ctx)
+	err := s.changeGuarded(ctx, AuditEvent{Action: "user.emergency_access.issue", UserID: userID, Detail: kind}, func(tx Tx, now time.Time, ev *AuditEvent) error {
 		if _, err := getUser(tx, userID); err != nil {
+			return err
+		}
+		// An emergency code stands in for the user's tokens.
+		if err := guardUserAdminFactor(tx, actor, ev, userID); err != nil {
 			return err
 		}
 		rec.IssuedAt, rec.ExpiresAt = now, now.Add(lifetime)
@@ -233,7 +255,11 @@ func (s *Service) IssueEmergencyAccess(ctx context.Context, userID, kind string,
 
 // RevokeEmergencyAccess removes a user's emergency access.
 func (s *Service) RevokeEmergencyAccess(ctx context.Context, userID string) error {
-	return s.change(ctx, AuditEvent{Action: "user.emergency_access.revoke", UserID: userID}, func(tx Tx, _ time.Time, _ *AuditEvent) error {
+	actor := ActorFrom(ctx)
+	return s.changeGuarded(ctx, AuditEvent{Action: "user.emergency_access.revoke", UserID: userID}, func(tx Tx, _ time.Time, ev *AuditEvent) error {
+		if err := guardUserAdminFactor(tx, actor, ev, userID); err != nil {
+			return err
+		}
 		ok, err := exists(tx, emergencyKey(userID))
 		if err != nil {
 			return err

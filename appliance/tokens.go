@@ -17,7 +17,11 @@ func (s *Service) GetToken(ctx context.Context, serial string) (Token, error) {
 		if err != nil {
 			return err
 		}
-		out = *t
+		toks := []Token{*t}
+		if err := markAdminFactors(tx, toks); err != nil {
+			return err
+		}
+		out = toks[0]
 		return nil
 	})
 	return out, err
@@ -96,7 +100,7 @@ func (s *Service) ListTokens(ctx context.Context, q TokenQuery) (TokenPage, erro
 			}
 			page.Items = append(page.Items, *t)
 		}
-		return nil
+		return markAdminFactors(tx, page.Items)
 	})
 	return page, err
 }
@@ -108,12 +112,16 @@ func (s *Service) SetTokenEnabled(ctx context.Context, serial string, enabled bo
 		action, state = "token.enable", StateEnabled
 	}
 	var out Token
-	err := s.change(ctx, AuditEvent{Action: action, Serial: serial}, func(tx Tx, now time.Time, ev *AuditEvent) error {
+	actor := ActorFrom(ctx)
+	err := s.changeGuarded(ctx, AuditEvent{Action: action, Serial: serial}, func(tx Tx, now time.Time, ev *AuditEvent) error {
 		t, err := getToken(tx, serial)
 		if err != nil {
 			return err
 		}
 		ev.UserID = t.UserID
+		if err := guardAdminFactor(tx, actor, ev, serial); err != nil {
+			return err
+		}
 		if t.State != state {
 			old := *t
 			t.State, t.UpdatedAt = state, now
@@ -151,7 +159,13 @@ func (s *Service) AssignTokens(ctx context.Context, userID string, serials []str
 		return UserView{}, err
 	}
 	var out UserView
-	err := s.change(ctx, AuditEvent{Action: "token.assign", UserID: userID, Serial: strings.Join(serials, ",")}, func(tx Tx, now time.Time, _ *AuditEvent) error {
+	actor := ActorFrom(ctx)
+	err := s.changeGuarded(ctx, AuditEvent{Action: "token.assign", UserID: userID, Serial: strings.Join(serials, ",")}, func(tx Tx, now time.Time, ev *AuditEvent) error {
+		// A super admin may have unassigned an admin's factor without
+		// unbinding it: whoever assigns it next holds the admin's sign-in.
+		if err := guardAdminFactor(tx, actor, ev, serials...); err != nil {
+			return err
+		}
 		// Counter changes are buffered: one write for the whole request.
 		return withCounts(tx, func(tx Tx) error { return s.assignInTx(tx, userID, serials, now, &out) })
 	})
@@ -204,13 +218,17 @@ func (s *Service) assignInTx(tx Tx, userID string, serials []string, now time.Ti
 // device still holds that seed, so the token must be provisioned afresh
 // before anyone else can use it.
 func (s *Service) UnassignToken(ctx context.Context, userID, serial string) error {
-	return s.change(ctx, AuditEvent{Action: "token.unassign", UserID: userID, Serial: serial}, func(tx Tx, now time.Time, _ *AuditEvent) error {
+	actor := ActorFrom(ctx)
+	return s.changeGuarded(ctx, AuditEvent{Action: "token.unassign", UserID: userID, Serial: serial}, func(tx Tx, now time.Time, ev *AuditEvent) error {
 		t, err := getToken(tx, serial)
 		if err != nil {
 			return err
 		}
 		if t.UserID != userID {
 			return fmt.Errorf("token %s is not assigned to user %s: %w", serial, userID, ErrNotFound)
+		}
+		if err := guardAdminFactor(tx, actor, ev, serial); err != nil {
+			return err
 		}
 		return unassignInTx(tx, t, now)
 	})

@@ -86,7 +86,7 @@ func (s *Service) GetUser(ctx context.Context, id string) (UserView, error) {
 			return err
 		}
 		out = UserView{User: *u, Tokens: toks}
-		return nil
+		return markAdminFactors(tx, toks)
 	})
 	return out, err
 }
