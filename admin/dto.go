@@ -131,6 +131,9 @@ type TokenDTO struct {
 	NewPINRequired bool `json:"new_pin_required"`
 	// Drift is the token's clock offset in time steps (or 0).
 	Drift int64 `json:"drift"`
+	// AdminSecondFactor (only when true) tells that the token is an
+	// admin's console second factor, which only a super admin may change.
+	AdminSecondFactor bool `json:"admin_second_factor,omitempty"`
 }
 
 func tokenDTO(t appliance.Token) TokenDTO {
@@ -139,7 +142,7 @@ func tokenDTO(t appliance.Token) TokenDTO {
 		UserID: optString(t.UserID), ManagedBy: t.ManagedBy, Profile: optString(t.Profile), PINMode: optString(t.PINMode),
 		CreatedAt: optTime(t.CreatedAt), UpdatedAt: optTime(t.UpdatedAt), AssignedAt: optTime(t.AssignedAt),
 		ProvisionedAt: optTime(t.ProvisionedAt), LastUsedAt: optTime(t.LastUsedAt),
-		PINSet: t.PINHash != "", NewPINRequired: t.NewPINRequired, Drift: t.Drift}
+		PINSet: t.PINHash != "", NewPINRequired: t.NewPINRequired, Drift: t.Drift, AdminSecondFactor: t.AdminSecondFactor}
 }
 
 type assignRequest struct {

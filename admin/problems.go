@@ -27,6 +27,7 @@ const (
 	CodeUnsupportedMediaType = "unsupported_media_type"
 	CodeUnauthenticated      = "unauthenticated"
 	CodeForbidden            = "forbidden"
+	CodeAdminSecondFactor    = "admin_second_factor"
 	CodeNotFound             = "not_found"
 	CodeMethodNotAllowed     = "method_not_allowed"
 	CodeExists               = "exists"
@@ -50,6 +51,7 @@ var problemTitles = map[string]string{
 	CodeUnsupportedMediaType: "Unsupported media type",
 	CodeUnauthenticated:      "Authentication required",
 	CodeForbidden:            "Not allowed for this role",
+	CodeAdminSecondFactor:    "The token is an admin's second factor: super admins only",
 	CodeNotFound:             "Not found",
 	CodeMethodNotAllowed:     "Method not allowed",
 	CodeExists:               "Already exists",
@@ -138,6 +140,7 @@ func problemFor(err error) (p Problem, ok bool) {
 		mbe *http.MaxBytesError
 		brk SyncBrake
 		sfe *syncError
+		afe *appliance.AdminFactorError
 	)
 	switch {
 	case errors.As(err, &re):
@@ -159,6 +162,10 @@ func problemFor(err error) (p Problem, ok bool) {
 	case errors.Is(err, appliance.ErrImportFile):
 		// The tokenfile package guarantees its errors never carry secrets.
 		return NewProblem(http.StatusUnprocessableEntity, CodeImportFileRejected, err.Error()), true
+	case errors.As(err, &afe):
+		return NewProblem(http.StatusForbidden, CodeAdminSecondFactor, afe.Error()), true
+	case errors.Is(err, appliance.ErrForbidden):
+		return NewProblem(http.StatusForbidden, CodeForbidden, err.Error()), true
 	case errors.Is(err, appliance.ErrNotFound):
 		return NewProblem(http.StatusNotFound, CodeNotFound, err.Error()), true
 	case errors.Is(err, appliance.ErrExists):

@@ -311,7 +311,10 @@ func (c *Console) fail(g *gin.Context, err error) {
 }
 
 func explain(err error) (int, string) {
-	var v *appliance.ValidationError
+	var (
+		v   *appliance.ValidationError
+		afe *appliance.AdminFactorError
+	)
 	switch {
 	case errors.As(err, &v):
 		parts := make([]string, 0, len(v.Problems))
@@ -323,6 +326,11 @@ func explain(err error) (int, string) {
 			}
 		}
 		return http.StatusBadRequest, "Please correct: " + strings.Join(parts, "; ") + "."
+	case errors.As(err, &afe):
+		return http.StatusForbidden, "Token " + afe.Serial + " is an administrator's console second factor. " +
+			"Only a super admin can change it, its PIN, or its holder's emergency access and lockout."
+	case errors.Is(err, appliance.ErrForbidden):
+		return http.StatusForbidden, "Your role may not do this."
 	case errors.Is(err, appliance.ErrLimit):
 		return http.StatusConflict, fmt.Sprintf("A user may hold at most %d hardware or software tokens. "+
 			"Unassign a token before assigning another.", appliance.MaxTokensPerUser)
