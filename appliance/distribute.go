@@ -161,8 +161,14 @@ const (
 var ErrInvalidCode = errors.New("invalid activation code")
 
 // CodeError tells why a code was refused (for metrics and audit only: the
-// device is told the same thing whatever the reason).
-type CodeError struct{ Reason string }
+// device is told the same thing whatever the reason). Serial names the token
+// the code was issued for when the code is known (expired, used, voided,
+// or its token can no longer be provisioned), so the refusal can be audited
+// without the code; it is empty for a code that names nothing.
+type CodeError struct {
+	Reason string
+	Serial string
+}
 
 func (e *CodeError) Error() string        { return "activation code refused: " + e.Reason }
 func (e *CodeError) Is(target error) bool { return target == ErrInvalidCode }
@@ -182,27 +188,27 @@ func checkCode(tx Tx, hash []byte, now time.Time) (*issuedCode, *Token, error) {
 	var c issuedCode
 	if err := getJSON(tx, codeKey(hash), &c); err != nil {
 		if errors.Is(err, ErrNotFound) {
-			return nil, nil, &CodeError{ProvisionBadCode}
+			return nil, nil, &CodeError{Reason: ProvisionBadCode}
 		}
 		return nil, nil, err
 	}
 	switch {
 	case c.State == CodeConsumed:
-		return nil, nil, &CodeError{ProvisionUsed}
+		return nil, nil, &CodeError{ProvisionUsed, c.Serial}
 	case c.State == CodeVoided:
-		return nil, nil, &CodeError{ProvisionBadCode}
+		return nil, nil, &CodeError{ProvisionBadCode, c.Serial}
 	case !now.Before(c.ExpiresAt):
-		return nil, nil, &CodeError{ProvisionExpired}
+		return nil, nil, &CodeError{ProvisionExpired, c.Serial}
 	}
 	t, err := getToken(tx, c.Serial)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
-			return nil, nil, &CodeError{ProvisionBadCode}
+			return nil, nil, &CodeError{ProvisionBadCode, c.Serial}
 		}
 		return nil, nil, err
 	}
 	if subtle.ConstantTimeCompare(t.CodeHash, hash) != 1 || t.UserID == "" || t.State != StateEnabled {
-		return nil, nil, &CodeError{ProvisionBadCode}
+		return nil, nil, &CodeError{ProvisionBadCode, c.Serial}
 	}
 	return &c, t, nil
 }
@@ -275,6 +281,29 @@ func (s *Service) CompleteProvisioning(ctx context.Context, code string, seed []
 			UserID: t.UserID, Outcome: OutcomeSuccess, Target: c.Profile})
 	})
 	return out, err
+}
+
+// AuditProvisioningRefusal records a refused CT-KIP request about a real
+// token (a known but unusable code, a failed second message of a live
+// exchange). The door passes the serial the refusal named, never the code;
+// anonymous refusals are not audited at all (they are metrics), so the
+// chain grows only with what identifies a token.
+func (s *Service) AuditProvisioningRefusal(ctx context.Context, serial, step, reason string) error {
+	if !tokenfile.ValidSerial(serial) {
+		return &ValidationError{Problems: []FieldError{{"serial", "must be 12 digits"}}}
+	}
+	now := s.now().UTC()
+	return s.store.Update(ctx, func(tx Tx) error {
+		ev := AuditEvent{Action: "ctkip." + step, Serial: serial, Outcome: OutcomeFailure, Reason: reason}
+		t, err := getToken(tx, serial)
+		switch {
+		case err == nil:
+			ev.UserID = t.UserID
+		case !errors.Is(err, ErrNotFound):
+			return err
+		}
+		return appendAudit(tx, now, ActorFrom(ctx), ev)
+	})
 }
 
 func seedAAD(serial string) string { return "token/" + serial + "/seed" }
