@@ -7,7 +7,8 @@
 // the client messages, the in-memory session state between the two POSTs, an
 // http.Handler (Server) and a device-like client (Client). Activation codes,
 // tokens, persistence, rate-limit policy and metrics backends belong to the
-// caller, reached through the small Backend, Limiter and Recorder interfaces.
+// caller, reached through the small Backend, Limiter, Auditor and Recorder
+// interfaces.
 //
 // RSA deviations from RFC 4758: the PRF appends the block counter (s || 00000001,
 // one block), K_TOKEN = PRF(R_C, modulus || "Key generation" || R_S), the MAC label

@@ -2,6 +2,8 @@ package ctkip
 
 import (
 	"bytes"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 )
 
@@ -95,6 +97,41 @@ func FuzzXMLUnescape(f *testing.F) {
 		out, err := appendUnescaped(nil, s)
 		if err == nil && bytes.IndexByte(s, '&') < 0 && !bytes.Equal(out, s) {
 			t.Errorf("changed %q to %q", s, out)
+		}
+	})
+}
+
+// FuzzServeHTTP sends arbitrary bodies through the whole handler with an
+// arbitrary Authorization: no code is valid, so nothing may reach the
+// Auditor, open a session or be charged other than as a failed code check.
+func FuzzServeHTTP(f *testing.F) {
+	fuzzSeeds(f, "client_hello_request.xml", "client_nonce_request.xml")
+	f.Add([]byte("garbage"))
+	key := testKey(f)
+	aud := &recAuditor{}
+	srv, err := NewServer(Config{Key: key, Backend: newMemBackend(nil), Auditor: aud})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		for _, auth := range []string{"", "123456789012"} {
+			req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
+			req.Header.Set("Content-Type", contentTypeCTKIP)
+			if auth != "" {
+				req.Header.Set("Authorization", auth)
+			}
+			rec := httptest.NewRecorder()
+			srv.ServeHTTP(rec, req)
+			var d xdoc
+			if _, err := parseServerResponse(&d, rec.Body.Bytes()); err == nil {
+				t.Fatalf("not refused: %s", rec.Body.Bytes())
+			}
+		}
+		if n := srv.pendingSessions(); n != 0 {
+			t.Errorf("%d sessions opened", n)
+		}
+		if got := aud.take(); len(got) != 0 {
+			t.Errorf("audited %v", got)
 		}
 	})
 }

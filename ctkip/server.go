@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -53,12 +54,25 @@ func (t Token) validate() error {
 	return nil
 }
 
+// CodeError is what a Backend returns for an activation code that was issued
+// for a real token but cannot be used now (expired, used, voided): Serial
+// names the token so that the refusal can be audited. It never holds the
+// code. Err wraps ErrInvalidCode or one of its refinements.
+type CodeError struct {
+	Serial string
+	Err    error
+}
+
+func (e *CodeError) Error() string { return e.Err.Error() + " (token " + e.Serial + ")" }
+func (e *CodeError) Unwrap() error { return e.Err }
+
 // Backend is the token store as CT-KIP needs it. The appliance adapts its
 // Service to it. Errors must not contain the code or the seed.
 type Backend interface {
 	// Begin validates an activation code on POST #1, before any RSA work, and
 	// returns the token it stands for. It must not consume the code. Unknown,
-	// expired, voided or used codes return an error wrapping ErrInvalidCode.
+	// expired, voided or used codes return an error wrapping ErrInvalidCode;
+	// a *CodeError when the code names a real token.
 	Begin(ctx context.Context, code string) (Token, error)
 	// Complete atomically consumes the code and durably commits the seed
 	// derived on POST #2, returning the token as committed. Only when it
@@ -68,12 +82,30 @@ type Backend interface {
 	Complete(ctx context.Context, code string, seed Seed) (Token, error)
 }
 
-// Limiter throttles activation-code guessing per client address and in total.
+// Limiter throttles activation-code guessing per client and in total. The
+// code is always checked first when the client's own bucket allows it, and
+// only failed checks are charged, so a valid code is never refused because
+// others guess: the total budget decides only how a failure is answered,
+// recorded and audited. remote is the client's address as ClientPrefix
+// gives it (an IPv4 address or an IPv6 /64).
 type Limiter interface {
-	// Allow reports whether a request from remote may have its code checked.
+	// Allow reports whether remote's own bucket of failures still allows a
+	// code check. It must not consult the total budget.
 	Allow(remote string) bool
-	// Fail records a failed code check from remote.
-	Fail(remote string)
+	// Fail charges a failed code check to remote and to the total budget,
+	// and reports whether the total budget still had room for it.
+	Fail(remote string) bool
+}
+
+// Auditor keeps the durable record of refusals that concern a real token: a
+// code Backend identified (*CodeError) and a failed ClientNonce in a live
+// session. Anonymous noise (unknown codes, malformed requests, other
+// methods, rate-limited requests) never reaches it; it is counted by the
+// Recorder and summarised in a throttled log line. Code refusals reach it
+// only while the Limiter's total budget has room, so its writes are bounded
+// by the Limiter. Calls are synchronous; serial and reason are never secret.
+type Auditor interface {
+	Refused(ctx context.Context, serial string, step Step, reason string) error
 }
 
 // Outcome classifies a handled request for metrics. The set is closed, so it is
@@ -116,12 +148,23 @@ type Config struct {
 	Backend     Backend          // activation codes and seed storage
 	Limiter     Limiter          // optional; nil allows everything
 	Recorder    Recorder         // optional
+	Auditor     Auditor          // optional; refusals about real tokens
 	Logger      *slog.Logger     // optional; nil discards
 	Now         func() time.Time // optional; time.Now
 	Rand        io.Reader        // optional; crypto/rand.Reader
 	SessionTTL  time.Duration    // time allowed between the two POSTs; default 5 minutes
 	MaxSessions int              // bound on pending sessions; default 10000
 	ServiceID   string           // ServerFinished ServiceID; default "RSA CT-KIP"
+	// MaxPendingPerClient bounds the pending sessions of one client
+	// (ClientPrefix), so one address cannot fill the table; default 8.
+	MaxPendingPerClient int
+	// MaxHellosPerCode bounds the ClientHellos one valid code may start per
+	// minute; a code holds at most one pending session whatever this is (a
+	// new hello replaces the old session). Default 10.
+	MaxHellosPerCode int
+	// LogInterval is the least time between two log lines about refused
+	// requests; each line counts the refusals since the last. Default 10s.
+	LogInterval time.Duration
 }
 
 const (
@@ -155,12 +198,21 @@ type Server struct {
 	log       *slog.Logger
 	now       func() time.Time
 	rand      io.Reader
+	auditor   Auditor
 	ttl       time.Duration
 	max       int
+	perClient int
+	perCode   int
 	serviceID string
 
+	refusalLog logThrottle // warn lines about refused requests
+	errorLog   logThrottle // error lines about internal failures
+
 	mu        sync.Mutex
-	sessions  map[string]*session
+	sessions  map[string]*session   // by SessionID
+	codes     map[string]*codeState // by activation code; only codes Begin accepted
+	clients   map[string]int        // pending sessions and reservations by ClientPrefix
+	reserved  int                   // hellos between reserve and commit
 	lastSweep time.Time
 
 	bufs sync.Pool // *[]byte for bodies and responses
@@ -169,9 +221,22 @@ type Server struct {
 
 type session struct {
 	code    string
+	serial  string // for auditing a failed ClientNonce
+	client  string // ClientPrefix, for the per-client count
 	rs      [16]byte
 	created time.Time
 }
+
+// codeState is what the server remembers of a valid code: its one pending
+// session and its hellos in the current minute.
+type codeState struct {
+	sid    string // pending session, "" if none
+	window time.Time
+	hellos int
+}
+
+// helloWindow is the period MaxHellosPerCode counts over.
+const helloWindow = time.Minute
 
 // NewServer checks cfg and fills in defaults.
 func NewServer(cfg Config) (*Server, error) {
@@ -195,13 +260,18 @@ func NewServer(cfg Config) (*Server, error) {
 		backend:   cfg.Backend,
 		limiter:   cfg.Limiter,
 		recorder:  cfg.Recorder,
+		auditor:   cfg.Auditor,
 		log:       cfg.Logger,
 		now:       cfg.Now,
 		rand:      cfg.Rand,
 		ttl:       cfg.SessionTTL,
 		max:       cfg.MaxSessions,
+		perClient: cfg.MaxPendingPerClient,
+		perCode:   cfg.MaxHellosPerCode,
 		serviceID: cfg.ServiceID,
 		sessions:  make(map[string]*session),
+		codes:     make(map[string]*codeState),
+		clients:   make(map[string]int),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -218,6 +288,17 @@ func NewServer(cfg Config) (*Server, error) {
 	if s.max <= 0 {
 		s.max = 10000
 	}
+	if s.perClient <= 0 {
+		s.perClient = 8
+	}
+	if s.perCode <= 0 {
+		s.perCode = 10
+	}
+	every := cfg.LogInterval
+	if every <= 0 {
+		every = 10 * time.Second
+	}
+	s.refusalLog.every, s.errorLog.every = every, every
 	if s.serviceID == "" {
 		s.serviceID = DefaultServiceID
 	}
@@ -239,6 +320,9 @@ type failure struct {
 	exception string
 	message   string // fixed text, safe for clients and logs
 	err       error  // internal detail for the log; never contains secrets
+	codeCheck bool   // a failed code check: charged to the Limiter
+	serial    string // the real token concerned, if any: audited
+	reason    string // audit reason; the outcome when empty
 }
 
 func invalidRequest(msg string) *failure {
@@ -253,7 +337,15 @@ func codeFailure(err error) *failure {
 	case errors.Is(err, ErrCodeUsed):
 		o = OutcomeUsed
 	}
-	return &failure{outcome: o, exception: excPrivilege, message: msgInvalidCode}
+	f := &failure{outcome: o, exception: excPrivilege, message: msgInvalidCode, codeCheck: true}
+	if ce, ok := errors.AsType[*CodeError](err); ok && validSerial(ce.Serial) {
+		f.serial = ce.Serial
+	}
+	return f
+}
+
+func rateLimited() *failure {
+	return &failure{outcome: OutcomeRateLimited, exception: excPrivilege, message: msgRateLimited}
 }
 
 func internalFailure(err error) *failure {
@@ -270,6 +362,30 @@ func remoteHost(r *http.Request) string {
 		return h
 	}
 	return r.RemoteAddr
+}
+
+// ClientPrefix names the client a request comes from for limits: the IPv4
+// address, or the IPv6 /64 (one subscriber's network: a client owns all of
+// it, so counting single IPv6 addresses would count nothing). remoteAddr is
+// an http.Request.RemoteAddr ("host:port") or a bare address.
+func ClientPrefix(remoteAddr string) string {
+	host := remoteAddr
+	if h, _, err := net.SplitHostPort(remoteAddr); err == nil {
+		host = h
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	a = a.WithZone("").Unmap()
+	if a.Is4() {
+		return a.String()
+	}
+	p, err := a.Prefix(64)
+	if err != nil {
+		return a.String()
+	}
+	return p.String()
 }
 
 func (s *Server) getBuf() *[]byte {
@@ -310,7 +426,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	out := s.getBuf()
 	defer s.putBuf(out)
-	step, resp, f := s.handle(r, remote, (*out)[:0])
+	step, resp, f := s.handle(r, ClientPrefix(r.RemoteAddr), (*out)[:0])
 	if f != nil {
 		resp = appendFault(resp[:0], f.exception, f.message)
 	}
@@ -325,23 +441,64 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // finish records and logs one request. Nothing secret is in f. Successes
 // log at debug level: the HTTP access log and the audit trail already
-// record them, and refusals are what an operator watches for.
+// record them. Refusals are counted by the Recorder one by one but logged
+// at most once per LogInterval (internal errors separately), each line
+// describing the request at hand and counting the refusals since the last
+// line: anyone can send junk, and a flood must not become a log flood.
 func (s *Server) finish(ctx context.Context, step Step, remote string, f *failure) {
-	outcome, level := OutcomeSuccess, slog.LevelDebug
-	attrs := []slog.Attr{slog.String("step", string(step)), slog.String("remote", remote)}
+	outcome := OutcomeSuccess
 	if f != nil {
-		outcome, level = f.outcome, slog.LevelWarn
-		attrs = append(attrs, slog.String("reason", f.message))
-		if f.err != nil {
-			level = slog.LevelError
-			attrs = append(attrs, slog.String("error", f.err.Error()))
-		}
+		outcome = f.outcome
 	}
-	attrs = append(attrs, slog.String("outcome", string(outcome)))
 	if s.recorder != nil {
 		s.recorder.Outcome(step, outcome)
 	}
-	s.log.LogAttrs(ctx, level, "ctkip request", attrs...)
+	attrs := []slog.Attr{slog.String("step", string(step)), slog.String("remote", remote)}
+	if f == nil {
+		s.log.LogAttrs(ctx, slog.LevelDebug, "ctkip request", append(attrs, slog.String("outcome", string(outcome)))...)
+		return
+	}
+	th, level := &s.refusalLog, slog.LevelWarn
+	if f.err != nil {
+		th, level = &s.errorLog, slog.LevelError
+	}
+	counts, ok := th.admit(s.now(), string(step)+"/"+string(outcome))
+	if !ok {
+		return
+	}
+	attrs = append(attrs, slog.String("reason", f.message))
+	if f.err != nil {
+		attrs = append(attrs, slog.String("error", f.err.Error()))
+	}
+	attrs = append(attrs, slog.String("outcome", string(outcome)), slog.Any("refused_since_last_line", counts))
+	s.log.LogAttrs(ctx, level, "ctkip request refused", attrs...)
+}
+
+// logThrottle admits one log line per interval and counts what it held back.
+type logThrottle struct {
+	every time.Duration
+
+	mu     sync.Mutex
+	next   time.Time
+	counts map[string]int
+}
+
+// admit counts one event under key and reports whether a line may be
+// written now; if so it returns the counts since the last line (this event
+// included) and starts a new interval.
+func (t *logThrottle) admit(now time.Time, key string) (map[string]int, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.counts == nil {
+		t.counts = make(map[string]int)
+	}
+	t.counts[key]++
+	if now.Before(t.next) {
+		return nil, false
+	}
+	counts := t.counts
+	t.counts, t.next = nil, now.Add(t.every)
+	return counts, true
 }
 
 // handle runs one POST and returns the response body appended to out.
@@ -381,17 +538,35 @@ func (s *Server) handle(r *http.Request, remote string, out []byte) (Step, []byt
 	if subtle.ConstantTimeCompare([]byte(header), []byte(code)) != 1 {
 		return step, out, invalidRequest("Authorization does not match AuthData.")
 	}
+	// Only the client's own failures can stop its code being checked; the
+	// total budget is consulted after the check, and only for failures.
 	if s.limiter != nil && !s.limiter.Allow(remote) {
-		return step, out, &failure{outcome: OutcomeRateLimited, exception: excPrivilege, message: msgRateLimited}
+		return step, out, rateLimited()
 	}
 	var f *failure
 	if msg.Kind == kindClientHello {
-		out, f = s.hello(r.Context(), code, req.ProvisioningData, out)
+		out, f = s.hello(r.Context(), remote, code, req.ProvisioningData, out)
 	} else {
 		out, f = s.finished(r.Context(), code, &msg, out)
 	}
-	if f != nil && s.limiter != nil && f.exception == excPrivilege {
-		s.limiter.Fail(remote)
+	if f == nil {
+		return step, out, nil
+	}
+	audit := f.serial != ""
+	if f.codeCheck && s.limiter != nil && !s.limiter.Fail(remote) {
+		// Over the total budget the refusal is answered and counted as
+		// rate-limited and not audited, so a distributed guesser cannot
+		// grow the audit trail faster than the budget.
+		f, audit = rateLimited(), false
+	}
+	if audit && s.auditor != nil {
+		reason := f.reason
+		if reason == "" {
+			reason = string(f.outcome)
+		}
+		if err := s.auditor.Refused(r.Context(), f.serial, step, reason); err != nil {
+			f.err = fmt.Errorf("audit of a refusal for token %s: %w", f.serial, err)
+		}
 	}
 	return step, out, f
 }
@@ -419,28 +594,41 @@ func readBody(r io.Reader, buf []byte) ([]byte, error) {
 	}
 }
 
-// hello handles ClientHello: check the code, open a session, send ServerHello.
-func (s *Server) hello(ctx context.Context, code string, pd, out []byte) ([]byte, *failure) {
+// hello handles ClientHello: reserve a session slot for the client, check
+// the code, open a session, send ServerHello.
+func (s *Server) hello(ctx context.Context, client, code string, pd, out []byte) ([]byte, *failure) {
+	// The slot is reserved before the code is checked, so a client at its
+	// cap is refused whatever code it sends: the refusal says nothing
+	// about the code.
+	if f := s.reserve(client); f != nil {
+		return out, f
+	}
 	tok, err := s.backend.Begin(ctx, code)
-	if errors.Is(err, ErrInvalidCode) {
-		return out, codeFailure(err)
+	if err == nil {
+		err = tok.validate()
+		if err != nil {
+			err = fmt.Errorf("backend token: %w", err)
+		}
 	}
 	if err != nil {
+		s.release(client)
+		if errors.Is(err, ErrInvalidCode) {
+			return out, codeFailure(err)
+		}
 		return out, internalFailure(fmt.Errorf("backend begin: %w", err))
-	}
-	if err := tok.validate(); err != nil {
-		return out, internalFailure(err)
 	}
 	// 17 bytes for the hex part of the SessionID, 56 for its base64 part, 16 for R_S.
 	var rnd [17 + 56 + 16]byte
 	if _, err := io.ReadFull(s.rand, rnd[:]); err != nil {
+		s.release(client)
 		return out, internalFailure(fmt.Errorf("random: %w", err))
 	}
 	sid := sessionID(rnd[:17], rnd[17:73])
-	sess := &session{code: code, created: s.now()}
+	sess := &session{code: code, serial: tok.Serial, client: client, created: s.now()}
 	copy(sess.rs[:], rnd[73:])
-	if !s.putSession(sid, sess) {
-		return out, internalFailure(errors.New("too many pending sessions"))
+	if !s.commit(sid, sess) {
+		// The code's own limit, and nothing else, refuses a valid code.
+		return out, rateLimited()
 	}
 	// Render into a scratch area at the end of out, then wrap.
 	h := serverHello{SessionID: sid, Modulus: s.modulus, Exponent: s.exponent, Nonce: sess.rs}
@@ -470,15 +658,22 @@ func (s *Server) finished(ctx context.Context, code string, msg *clientMessage, 
 	if sess == nil {
 		return out, invalidRequest("Unknown or expired session.")
 	}
+	// From here on the session is real: its failures are about its token.
 	if subtle.ConstantTimeCompare([]byte(code), []byte(sess.code)) != 1 {
-		return out, codeFailure(ErrInvalidCode)
+		f := codeFailure(ErrInvalidCode)
+		f.serial, f.reason = sess.serial, "code_mismatch"
+		return out, f
 	}
 	if subtle.ConstantTimeCompare(msg.NonceEcho, sess.rs[:]) != 1 {
-		return out, invalidRequest("Server nonce mismatch.")
+		f := invalidRequest("Server nonce mismatch.")
+		f.serial, f.reason = sess.serial, "nonce_mismatch"
+		return out, f
 	}
 	rc, err := DecryptNonce(s.key, msg.EncryptedNonce)
 	if err != nil {
-		return out, invalidRequest("Client nonce could not be decrypted.")
+		f := invalidRequest("Client nonce could not be decrypted.")
+		f.serial, f.reason = sess.serial, "nonce_undecryptable"
+		return out, f
 	}
 	defer clear(rc[:])
 	seed, err := DeriveSeed(rc[:], s.modulus, sess.rs[:])
@@ -492,7 +687,11 @@ func (s *Server) finished(ctx context.Context, code string, msg *clientMessage, 
 	tok, err := s.backend.Complete(ctx, code, seed)
 	clear(seed[:])
 	if errors.Is(err, ErrInvalidCode) {
-		return out, codeFailure(err)
+		f := codeFailure(err)
+		if f.serial == "" {
+			f.serial = sess.serial
+		}
+		return out, f
 	}
 	if err != nil {
 		return out, internalFailure(fmt.Errorf("backend complete: %w", err))
@@ -519,24 +718,98 @@ func (s *Server) finished(ctx context.Context, code string, msg *clientMessage, 
 	return appendResponse(out, code, []byte(serverFinishedPD), inner), nil
 }
 
-// putSession stores a session, sweeping expired ones at most once per TTL/4.
-func (s *Server) putSession(id string, sess *session) bool {
+// reserve takes a pending-session slot for client before its code is
+// checked. It refuses (rate-limited) a client at MaxPendingPerClient and
+// fails (internal) when the table is full; expired sessions are swept
+// first, at most once a second when full and otherwise once per TTL/4.
+func (s *Server) reserve(client string) *failure {
+	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := sess.created
-	if now.Sub(s.lastSweep) >= s.ttl/4 || len(s.sessions) >= s.max {
-		for k, v := range s.sessions {
-			if now.Sub(v.created) >= s.ttl {
-				delete(s.sessions, k)
-			}
-		}
-		s.lastSweep = now
+	full := len(s.sessions)+s.reserved >= s.max || s.clients[client] >= s.perClient
+	if since := now.Sub(s.lastSweep); since >= s.ttl/4 || since < 0 || (full && since >= time.Second) {
+		s.sweep(now)
 	}
-	if len(s.sessions) >= s.max {
+	if s.clients[client] >= s.perClient {
+		return rateLimited()
+	}
+	if len(s.sessions)+s.reserved >= s.max {
+		return internalFailure(errors.New("too many pending sessions"))
+	}
+	s.clients[client]++
+	s.reserved++
+	return nil
+}
+
+// release gives back a slot reserve took, for a hello that failed.
+func (s *Server) release(client string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reserved--
+	s.dropClient(client)
+}
+
+func (s *Server) dropClient(client string) {
+	if s.clients[client] <= 1 {
+		delete(s.clients, client)
+		return
+	}
+	s.clients[client]--
+}
+
+// commit turns a reservation into a session for a code Begin accepted. It
+// replaces the code's previous pending session, so a code holds one entry
+// whatever it sends, and reports false (releasing the slot) once the code
+// has started MaxHellosPerCode hellos in the current minute.
+func (s *Server) commit(id string, sess *session) bool {
+	now := sess.created
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reserved--
+	cs := s.codes[sess.code]
+	if cs == nil {
+		cs = &codeState{window: now}
+		s.codes[sess.code] = cs
+	}
+	if d := now.Sub(cs.window); d >= helloWindow || d < 0 {
+		cs.window, cs.hellos = now, 0
+	}
+	if cs.hellos >= s.perCode {
+		s.dropClient(sess.client)
 		return false
 	}
+	cs.hellos++
+	if old, ok := s.sessions[cs.sid]; ok && cs.sid != "" {
+		s.removeLocked(cs.sid, old)
+	}
+	cs.sid = id
 	s.sessions[id] = sess
 	return true
+}
+
+// removeLocked forgets a session and its counts.
+func (s *Server) removeLocked(id string, sess *session) {
+	delete(s.sessions, id)
+	s.dropClient(sess.client)
+	if cs := s.codes[sess.code]; cs != nil && cs.sid == id {
+		cs.sid = ""
+	}
+}
+
+// sweep drops expired sessions and the state of codes with neither a
+// pending session nor a current hello window.
+func (s *Server) sweep(now time.Time) {
+	for id, sess := range s.sessions {
+		if now.Sub(sess.created) >= s.ttl {
+			s.removeLocked(id, sess)
+		}
+	}
+	for code, cs := range s.codes {
+		if cs.sid == "" && now.Sub(cs.window) >= helloWindow {
+			delete(s.codes, code)
+		}
+	}
+	s.lastSweep = now
 }
 
 // takeSession removes and returns a live session, or nil.
@@ -545,7 +818,7 @@ func (s *Server) takeSession(id string) *session {
 	s.mu.Lock()
 	sess, ok := s.sessions[id]
 	if ok {
-		delete(s.sessions, id)
+		s.removeLocked(id, sess)
 	}
 	s.mu.Unlock()
 	if !ok || now.Sub(sess.created) >= s.ttl {
@@ -559,4 +832,17 @@ func (s *Server) pendingSessions() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.sessions)
+}
+
+// pendingFor reports the sessions stored for a code and for a client (for
+// tests).
+func (s *Server) pendingFor(code, client string) (byCode, byClient int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sess := range s.sessions {
+		if sess.code == code {
+			byCode++
+		}
+	}
+	return byCode, s.clients[client]
 }

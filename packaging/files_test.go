@@ -87,7 +87,7 @@ func TestDefaultConfigKeys(t *testing.T) {
 		"log":     {"format": true, "level": true},
 		"metrics": {"auth": true},
 		"ctkip": {"rsa_bits": true, "session_ttl": true, "rate_per_client": true, "burst_per_client": true,
-			"rate_total": true, "burst_total": true},
+			"rate_total": true, "burst_total": true, "max_pending_per_client": true, "max_hellos_per_code": true},
 	}
 	keyRE := regexp.MustCompile(`^#?( *)([a-z_]+):(.*)$`)
 	parent := ""

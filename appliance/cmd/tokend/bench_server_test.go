@@ -40,7 +40,7 @@ func BenchmarkProvisionServerCPU(b *testing.B) {
 	codes := provisionOffline(b, dir, b.N, false)
 
 	cmd := exec.Command(taskset, "-c", "0", bin, "serve", "--data-dir", dir, "--admin-listen", "127.0.0.1:0",
-		"--ctkip-listen", "127.0.0.1:0", "--log-format", "json")
+		"--ctkip-listen", "127.0.0.1:0", "--log-format", "json", "--config", oneAddressConfig(b))
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		b.Fatal(err)

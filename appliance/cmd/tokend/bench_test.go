@@ -239,7 +239,7 @@ const provisionDevices = 128
 func BenchmarkProvision(b *testing.B) {
 	dir := filepath.Join(b.TempDir(), "data")
 	codes := provisionOffline(b, dir, b.N, false)
-	in := startTokend(b, dir)
+	in := startTokend(b, dir, "--config", oneAddressConfig(b))
 	url := in.ctkipURL
 	client := ctkipClient(in)
 	provision := func(i int64, lat *latencies) {

@@ -120,6 +120,11 @@ type CTKIPConfig struct {
 	BurstPerClient int           `yaml:"burst_per_client"` // bucket size per client address
 	RateTotal      float64       `yaml:"rate_total"`       // requests per second, all clients together
 	BurstTotal     int           `yaml:"burst_total"`      // bucket size, all clients together
+	// MaxPendingPerClient bounds half-finished exchanges per client address
+	// (IPv6: per /64), so one address cannot fill the session table.
+	MaxPendingPerClient int `yaml:"max_pending_per_client"`
+	// MaxHellosPerCode bounds the exchanges one valid code may start per minute.
+	MaxHellosPerCode int `yaml:"max_hellos_per_code"`
 }
 
 var (
@@ -144,6 +149,9 @@ func defaultConfig() Config {
 			BurstPerClient: 10,
 			RateTotal:      20,
 			BurstTotal:     200,
+
+			MaxPendingPerClient: 8,
+			MaxHellosPerCode:    10,
 		},
 		Auth: AuthConfig{
 			MaxFailures:          5,
@@ -485,6 +493,8 @@ func (c *Config) Validate() error {
 	}
 	positiveInt("ctkip.burst_per_client", c.CTKIP.BurstPerClient)
 	positiveInt("ctkip.burst_total", c.CTKIP.BurstTotal)
+	positiveInt("ctkip.max_pending_per_client", c.CTKIP.MaxPendingPerClient)
+	positiveInt("ctkip.max_hellos_per_code", c.CTKIP.MaxHellosPerCode)
 	a := c.Auth
 	positiveInt("auth.max_failures", a.MaxFailures)
 	if a.LockoutDuration < 0 {

@@ -468,6 +468,8 @@ func TestValidate(t *testing.T) {
 				"ctkip.rate_total 0: must be a positive finite number",
 				"ctkip.burst_per_client 0: must be positive",
 				"ctkip.burst_total 0: must be positive",
+				"ctkip.max_pending_per_client 0: must be positive",
+				"ctkip.max_hellos_per_code 0: must be positive",
 				"auth.max_failures 0: must be positive",
 				"auth.small_window 0: must be positive",
 				"auth.session_ttl 0s: must be positive",
@@ -538,6 +540,9 @@ func TestConfigFiles(t *testing.T) {
 					BurstPerClient: 5,
 					RateTotal:      100,
 					BurstTotal:     1000,
+
+					MaxPendingPerClient: 32,
+					MaxHellosPerCode:    4,
 				},
 				Auth: AuthConfig{MaxFailures: 3, LockoutDuration: 0, SmallWindow: 2, LargeWindow: 20,
 					SessionTTL: 2 * time.Minute, PINMinLength: 6, PINMaxLength: 8, PINAlphanumeric: true, PINSystemGenerated: true,

@@ -2,9 +2,10 @@ package main
 
 import (
 	"context"
+	"crypto/rsa"
 	"errors"
+	"io"
 	"log/slog"
-	"net"
 	"sync"
 	"time"
 
@@ -14,6 +15,17 @@ import (
 	"tokend/appliance/metrics"
 	"tokend/ctkip"
 )
+
+// newCTKIPServer wires the CT-KIP door onto the Service: the adapter below
+// as Backend and Auditor, the guess limiter, metrics.
+func newCTKIPServer(c CTKIPConfig, svc *appliance.Service, key *rsa.PrivateKey, m *metrics.Metrics, log *slog.Logger,
+	now func() time.Time, rnd io.Reader) (*ctkip.Server, error) {
+	b := ctkipBackend{svc: svc}
+	return ctkip.NewServer(ctkip.Config{Key: key, Backend: b, Auditor: b,
+		Limiter:  newGuessLimiter(c.RatePerClient, c.BurstPerClient, c.RateTotal, c.BurstTotal, now, log),
+		Recorder: ctkipRecorder{m: m}, Logger: log, Now: now, Rand: rnd, SessionTTL: c.SessionTTL,
+		MaxPendingPerClient: c.MaxPendingPerClient, MaxHellosPerCode: c.MaxHellosPerCode})
+}
 
 // ctkipBackend adapts the Service to the CT-KIP handler and translates the
 // Service's refusals once, into the protocol's sentinels.
@@ -35,110 +47,135 @@ func (b ctkipBackend) Complete(ctx context.Context, code string, seed ctkip.Seed
 	return ctkipToken(t), nil
 }
 
+// Refused audits a refusal about a real token (ctkip.Auditor). Successes
+// are audited inside the provisioning transaction; anonymous refusals are
+// only counted. The record outlives a client that hangs up, within a bound.
+func (b ctkipBackend) Refused(ctx context.Context, serial string, step ctkip.Step, reason string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	ctx = appliance.WithActor(ctx, appliance.Actor{ID: "ctkip", Name: "ctkip"})
+	return b.svc.AuditProvisioningRefusal(ctx, serial, string(step), reason)
+}
+
 func ctkipToken(t appliance.ProvisionTicket) ctkip.Token {
 	return ctkip.Token{Serial: t.Serial, UserID: t.UserName, Digits: t.Digits, Interval: t.Interval, ExpiresAt: t.ExpiresAt}
 }
 
 func ctkipError(err error) error {
-	var ce *appliance.CodeError
-	if errors.As(err, &ce) {
-		switch ce.Reason {
-		case appliance.ProvisionExpired:
-			return ctkip.ErrCodeExpired
-		case appliance.ProvisionUsed:
-			return ctkip.ErrCodeUsed
-		}
-		return ctkip.ErrInvalidCode
+	ce, ok := errors.AsType[*appliance.CodeError](err)
+	if !ok {
+		return err
 	}
-	return err
+	out := ctkip.ErrInvalidCode
+	switch ce.Reason {
+	case appliance.ProvisionExpired:
+		out = ctkip.ErrCodeExpired
+	case appliance.ProvisionUsed:
+		out = ctkip.ErrCodeUsed
+	}
+	if ce.Serial != "" {
+		return &ctkip.CodeError{Serial: ce.Serial, Err: out}
+	}
+	return out
 }
 
-// ctkipRecorder counts outcomes and writes an audit record for every
-// refused request (successes are audited inside the provisioning
-// transaction). Audit records never hold the code.
-type ctkipRecorder struct {
-	m   *metrics.Metrics
-	svc *appliance.Service
-	log *slog.Logger
-}
+// ctkipRecorder counts outcomes. It writes no audit record: anyone can
+// send junk, and the audit chain holds only what identifies a token
+// (ctkipBackend.Refused and the provisioning transaction).
+type ctkipRecorder struct{ m *metrics.Metrics }
 
 func (r ctkipRecorder) Outcome(step ctkip.Step, o ctkip.Outcome) {
 	r.m.CTKIPOutcome(string(step), string(o))
-	if o == ctkip.OutcomeSuccess {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	ctx = appliance.WithActor(ctx, appliance.Actor{ID: "ctkip", Name: "ctkip"})
-	err := r.svc.Audit(ctx, appliance.AuditEvent{Action: "ctkip." + string(step), Outcome: appliance.OutcomeFailure, Reason: string(o)})
-	if err != nil {
-		r.log.Error("audit of a CT-KIP refusal failed", "err", err)
-	}
 }
-
 func (r ctkipRecorder) Exchange(d time.Duration) { r.m.CTKIPExchange(d) }
 
 // guessLimiter throttles failed activation-code checks with token buckets
-// per client address and in total: the code is the only credential, so a
-// guesser must be slowed wherever it comes from.
+// per client (ctkip.ClientPrefix: an IPv4 address or an IPv6 /64) and in
+// total. The code is the only credential, so a guesser must be slowed
+// wherever it comes from; but only failures are charged, and only a
+// client's own bucket can stop its code being checked, so guessers
+// elsewhere never lock out a device holding a valid code.
 type guessLimiter struct {
 	perClient rate.Limit
 	burst     int
 	total     *rate.Limiter
+	now       func() time.Time
 	log       *slog.Logger
 
-	mu      sync.Mutex
-	clients map[string]*rate.Limiter
+	mu       sync.Mutex
+	clients  map[string]*rate.Limiter
+	over     int       // failures over the total budget since the last warning
+	nextWarn time.Time // no warning before this
 }
 
-// maxTrackedClients bounds the per-address table; full buckets are dropped
-// first since they carry no information.
+// maxTrackedClients bounds the per-client table.
 const maxTrackedClients = 100_000
 
-func newGuessLimiter(perClient float64, burst int, total float64, totalBurst int, log *slog.Logger) *guessLimiter {
-	return &guessLimiter{perClient: rate.Limit(perClient), burst: burst, total: rate.NewLimiter(rate.Limit(total), totalBurst),
-		log: log, clients: map[string]*rate.Limiter{}}
-}
+// overBudgetWarnEvery spaces the warnings that the total budget is spent.
+const overBudgetWarnEvery = time.Minute
 
-func clientHost(remote string) string {
-	if h, _, err := net.SplitHostPort(remote); err == nil {
-		return h
+func newGuessLimiter(perClient float64, burst int, total float64, totalBurst int, now func() time.Time, log *slog.Logger) *guessLimiter {
+	if now == nil {
+		now = time.Now
 	}
-	return remote
+	return &guessLimiter{perClient: rate.Limit(perClient), burst: burst, total: rate.NewLimiter(rate.Limit(total), totalBurst),
+		now: now, log: log, clients: map[string]*rate.Limiter{}}
 }
 
-func (g *guessLimiter) client(remote string, create bool) *rate.Limiter {
-	host := clientHost(remote)
+// Allow lets a client's code be checked while its own bucket has a token;
+// the total budget is not consulted (ctkip.Limiter).
+func (g *guessLimiter) Allow(client string) bool {
+	now := g.now()
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	l := g.clients[host]
-	if l == nil && create {
-		if len(g.clients) >= maxTrackedClients {
-			for k, v := range g.clients {
-				if v.Tokens() >= float64(g.burst) {
-					delete(g.clients, k)
-				}
-			}
-		}
+	l := g.clients[client]
+	return l == nil || l.TokensAt(now) >= 1
+}
+
+// Fail charges a failed check to the client and to the total budget, and
+// reports whether the total budget had room.
+func (g *guessLimiter) Fail(client string) bool {
+	now := g.now()
+	g.mu.Lock()
+	l := g.clients[client]
+	if l == nil {
+		g.prune(now)
 		l = rate.NewLimiter(g.perClient, g.burst)
-		g.clients[host] = l
+		g.clients[client] = l
 	}
-	return l
+	l.AllowN(now, 1)
+	ok := g.total.AllowN(now, 1)
+	var over int
+	if !ok {
+		g.over++
+		if !now.Before(g.nextWarn) {
+			over, g.over, g.nextWarn = g.over, 0, now.Add(overBudgetWarnEvery)
+		}
+	}
+	g.mu.Unlock()
+	if over > 0 {
+		g.log.Warn("CT-KIP failed activation-code checks exceed the total budget: refusals are answered rate-limited "+
+			"and not audited; valid codes still provision", "failures_over_budget", over, "example_client", client)
+	}
+	return ok
 }
 
-// Allow lets a code be checked while neither bucket of failures is empty.
-func (g *guessLimiter) Allow(remote string) bool {
-	if g.total.Tokens() < 1 {
-		return false
+// prune keeps the table bounded when it is full: full buckets carry no
+// information and go first; if that frees too little, arbitrary ones go
+// (map order), which only forgives some clients some failures.
+func (g *guessLimiter) prune(now time.Time) {
+	if len(g.clients) < maxTrackedClients {
+		return
 	}
-	l := g.client(remote, false)
-	return l == nil || l.Tokens() >= 1
-}
-
-// Fail takes a token from both buckets.
-func (g *guessLimiter) Fail(remote string) {
-	g.total.Allow()
-	if !g.client(remote, true).Allow() {
-		g.log.Warn("CT-KIP activation code guesses throttled", "client", clientHost(remote))
+	for k, v := range g.clients {
+		if v.TokensAt(now) >= float64(g.burst) {
+			delete(g.clients, k)
+		}
+	}
+	for k := range g.clients {
+		if len(g.clients) < maxTrackedClients*9/10 {
+			break
+		}
+		delete(g.clients, k)
 	}
 }

@@ -23,7 +23,6 @@ import (
 	"tokend/appliance/internal/boltstore"
 	"tokend/appliance/metrics"
 	"tokend/appliance/seal"
-	"tokend/ctkip"
 	"tokend/sync/scim"
 )
 
@@ -110,9 +109,7 @@ func runServe(ctx context.Context, env *serveEnv) error {
 	adm.Engine().Any("/scim/v2/*path", gin.WrapH(http.StripPrefix("/scim/v2", sc)))
 	console.New(svc, console.Options{Logger: log, Now: env.Now, Sources: consoleSources{svc: svc, sync: syncs}}).Mount(adm.Engine())
 
-	ct, err := ctkip.NewServer(ctkip.Config{Key: key, Backend: ctkipBackend{svc: svc},
-		Limiter:  newGuessLimiter(cfg.CTKIP.RatePerClient, cfg.CTKIP.BurstPerClient, cfg.CTKIP.RateTotal, cfg.CTKIP.BurstTotal, log),
-		Recorder: ctkipRecorder{m: m, svc: svc, log: log}, Logger: log, Now: env.Now, Rand: env.Rand, SessionTTL: cfg.CTKIP.SessionTTL})
+	ct, err := newCTKIPServer(cfg.CTKIP, svc, key, m, log, env.Now, env.Rand)
 	if err != nil {
 		return err
 	}
