@@ -175,6 +175,15 @@ type ImportJobDTO struct {
 	Actor         string     `json:"actor"`
 	StartedAt     *time.Time `json:"started_at"`
 	FinishedAt    *time.Time `json:"finished_at"`
+	// The file and the job's progress (see appliance.ImportJob).
+	SHA256      string `json:"sha256,omitempty"`
+	Size        int64  `json:"size,omitempty"`
+	Rows        int    `json:"rows,omitempty"`
+	Chunks      int    `json:"chunks,omitempty"`
+	ResumedFrom string `json:"resumed_from,omitempty"`
+	Resumed     int    `json:"resumed,omitempty"`
+	ResumedBy   string `json:"resumed_by,omitempty"`
+	Message     string `json:"message,omitempty"`
 }
 
 func rowDTOs(rows []appliance.RowReport) []RowDTO {
@@ -186,7 +195,9 @@ func rowDTOs(rows []appliance.RowReport) []RowDTO {
 func importJobDTO(j appliance.ImportJob, withRows bool) ImportJobDTO {
 	out := ImportJobDTO{JobID: j.ID, Format: j.Format, DryRun: j.DryRun, OnDuplicate: j.OnDuplicate, Status: j.Status,
 		Imported: j.Imported, Overwritten: j.Overwritten, Skipped: j.Skipped, RejectedTotal: j.RejectedTotal,
-		Error: j.Error, Actor: j.Actor, StartedAt: optTime(j.StartedAt), FinishedAt: optTime(j.FinishedAt)}
+		Error: j.Error, Actor: j.Actor, StartedAt: optTime(j.StartedAt), FinishedAt: optTime(j.FinishedAt),
+		SHA256: j.SHA256, Size: j.Size, Rows: j.Rows, Chunks: j.Chunks, ResumedFrom: j.ResumedFrom, Resumed: j.Resumed,
+		ResumedBy: j.ResumedBy, Message: j.Message}
 	if withRows {
 		out.Rejected, out.SkippedRows = rowDTOs(j.Rejected), rowDTOs(j.SkippedRows)
 	}

@@ -1,8 +1,10 @@
 package admin
 
 import (
+	"context"
 	"encoding/hex"
 	"net/http"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -98,7 +100,10 @@ func (s *Server) importTokens(c *gin.Context) {
 		s.WriteError(c, err)
 		return
 	}
-	job, err := s.svc.ImportTokens(ctx(c), req)
+	req.Body = newPacedBody(c.Writer, req.Body, s.impRate, s.impGrace, time.Now)
+	// The body is spooled before any row is imported; from then on the
+	// import finishes and is recorded even if the client goes away.
+	job, err := s.svc.ImportTokens(context.WithoutCancel(ctx(c)), req)
 	if err != nil {
 		s.WriteError(c, err)
 		return
@@ -130,7 +135,7 @@ func importRequest(c *gin.Context, limit int64) (appliance.ImportRequest, error)
 	}
 	req := appliance.ImportRequest{Format: c.Query("format"), OnDuplicate: c.Query("on_duplicate"), Kind: c.Query("kind"),
 		DryRun: dry != nil && *dry, PSKCPassword: c.GetHeader("X-PSKC-Password"),
-		Body: http.MaxBytesReader(c.Writer, c.Request.Body, limit)}
+		Body: http.MaxBytesReader(c.Writer, c.Request.Body, limit), MaxSize: limit}
 	if k := c.GetHeader("X-PSKC-Key"); k != "" {
 		key, err := hex.DecodeString(k)
 		if err != nil || len(key) != 16 {

@@ -159,6 +159,10 @@ func problemFor(err error) (p Problem, ok bool) {
 		return p, true
 	case errors.Is(err, appliance.ErrUnauthenticated), errors.Is(err, errUnauthenticated):
 		return NewProblem(http.StatusUnauthorized, CodeUnauthenticated, "a valid bearer token is required"), true
+	case errors.Is(err, appliance.ErrImportBody):
+		// Checked after *http.MaxBytesError, which it may wrap.
+		return NewProblem(http.StatusBadRequest, CodeInvalidRequest,
+			"the import body did not arrive in full (it stopped or came too slowly); nothing was imported"), true
 	case errors.Is(err, appliance.ErrImportFile):
 		// The tokenfile package guarantees its errors never carry secrets.
 		return NewProblem(http.StatusUnprocessableEntity, CodeImportFileRejected, err.Error()), true

@@ -41,6 +41,12 @@ type Options struct {
 	QRCacheSize int
 	// MaxImportBody bounds import files (default MaxImportBody, 64 MiB).
 	MaxImportBody int64
+	// ImportMinRate (bytes/s, default DefaultImportMinRate) and
+	// ImportGrace (default DefaultImportGrace) pace an import upload: the
+	// body must arrive within ImportGrace plus its size at ImportMinRate,
+	// measured as it arrives, instead of the listener's ReadTimeout.
+	ImportMinRate int64
+	ImportGrace   time.Duration
 	// QRCacheTTL is how long a device link stays available for its QR code
 	// (default 15 minutes, and never past the activation code's expiry).
 	QRCacheTTL time.Duration
@@ -94,6 +100,10 @@ type Server struct {
 	backupFn func(w io.Writer) (int64, error)
 	// syncFn is Options.Sync.
 	syncFn func(ctx context.Context, sourceID string, force bool) (appliance.SyncRun, error)
+
+	// impRate and impGrace are Options.ImportMinRate and ImportGrace.
+	impRate  int64
+	impGrace time.Duration
 }
 
 // APIPrefix is where the admin API lives.
@@ -118,6 +128,13 @@ func New(svc Service, opts Options) *Server {
 	s.maxImp = opts.MaxImportBody
 	if s.maxImp <= 0 {
 		s.maxImp = MaxImportBody
+	}
+	s.impRate, s.impGrace = opts.ImportMinRate, opts.ImportGrace
+	if s.impRate <= 0 {
+		s.impRate = DefaultImportMinRate
+	}
+	if s.impGrace <= 0 {
+		s.impGrace = DefaultImportGrace
 	}
 	ttl := opts.QRCacheTTL
 	if ttl <= 0 {
