@@ -140,3 +140,13 @@ func markAdminFactors(tx Tx, toks []Token) error {
 	}
 	return nil
 }
+
+// importFactors returns the second-factor tokens an import by actor must
+// skip rather than overwrite (nil when it overwrites nothing or is a super
+// admin's): an overwrite replaces the seed with one from the file.
+func importFactors(tx Tx, onDuplicate string, actor Actor) (map[string][]string, error) {
+	if onDuplicate != OnDuplicateOverwrite || actor.Role == RoleSuperAdmin {
+		return nil, nil
+	}
+	return adminFactors(tx)
+}

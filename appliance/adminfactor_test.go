@@ -1,13 +1,16 @@
 package appliance_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"tokend/appliance"
 	"tokend/appliance/memstore"
@@ -319,5 +322,54 @@ func TestAdminFactorMarkedInReads(t *testing.T) {
 	}
 	if len(u.Tokens) != 1 || !u.Tokens[0].AdminSecondFactor {
 		t.Errorf("GetUser tokens %+v, want the factor marked", u.Tokens)
+	}
+}
+
+// TestImportOverwriteSkipsAdminFactor: a help desk import with
+// on_duplicate=overwrite cannot replace the seed of an admin's second
+// factor (unassigned by a super admin but still bound); it still overwrites
+// other unassigned tokens, and a super admin's import overwrites both.
+func TestImportOverwriteSkipsAdminFactor(t *testing.T) {
+	f := newFactorFixture(t)
+	if err := f.svc.UnassignToken(f.ctx, f.alice.ID, factorSerial); err != nil {
+		t.Fatal(err)
+	}
+	f.importCSV(t, serials(1, 150000000005))
+	file := "serial\n" + factorSerial + "\n150000000005\n"
+	before, err := f.svc.GetToken(f.ctx, factorSerial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name            string
+		ctx             context.Context
+		wantOverwritten int
+		wantSkipped     []appliance.RowReport
+	}{
+		{"help desk", f.helpdesk, 1, []appliance.RowReport{{Row: 2, Serial: factorSerial,
+			Reason: "duplicate serial: an admin's second factor is overwritten by a superadmin only"}}},
+		{"super admin", f.ctx, 2, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f.clock.Add(time.Second)
+			job, err := f.svc.ImportTokens(tc.ctx, appliance.ImportRequest{Format: appliance.FormatCSV,
+				OnDuplicate: appliance.OnDuplicateOverwrite, Body: strings.NewReader(file)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if job.Overwritten != tc.wantOverwritten {
+				t.Errorf("overwritten %d, want %d", job.Overwritten, tc.wantOverwritten)
+			}
+			if diff := cmp.Diff(tc.wantSkipped, job.SkippedRows, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("skipped rows (-want +got):\n%s", diff)
+			}
+		})
+		if tc.ctx == f.helpdesk {
+			after, err := f.svc.GetToken(f.ctx, factorSerial)
+			if err != nil || !bytes.Equal(after.Seed, before.Seed) || after.ImportJob != before.ImportJob {
+				t.Fatalf("help desk import replaced the admin's factor: %v", err)
+			}
+		}
 	}
 }
