@@ -669,6 +669,10 @@ func (s *Service) importChunk(ctx context.Context, in chunkIn, run *importRun) (
 	var res chunkResult
 	chunkFn := func(tx Tx) error {
 		res = chunkResult{}
+		factors, err := importFactors(tx, req.OnDuplicate, run.actor)
+		if err != nil {
+			return err
+		}
 		for i := range in.toks {
 			p := &in.toks[i]
 			old, err := getToken(tx, p.tok.Serial)
@@ -686,6 +690,9 @@ func (s *Service) importChunk(ctx context.Context, in chunkIn, run *importRun) (
 					continue
 				case old.UserID != "":
 					res.skipped = append(res.skipped, RowReport{Row: p.row, Serial: p.tok.Serial, Reason: "duplicate serial: assigned tokens are never overwritten"})
+					continue
+				case factors[old.Serial] != nil:
+					res.skipped = append(res.skipped, RowReport{Row: p.row, Serial: p.tok.Serial, Reason: "duplicate serial: an admin's second factor is overwritten by a superadmin only"})
 					continue
 				}
 				res.overwritten++
