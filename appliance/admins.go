@@ -55,7 +55,17 @@ type AdminAccount struct {
 	CreatedAt          time.Time `json:"created_at"`
 	UpdatedAt          time.Time `json:"updated_at"`
 	LastLoginAt        time.Time `json:"last_login_at,omitzero"`
+	// Failures counts consecutive refused sign-ins; at the policy's maximum
+	// the account is locked until LockedUntil (stored, so a restart does
+	// not unlock it). FailureAuditedAt bounds the audit of refusals to one
+	// record per account per minute.
+	Failures         int       `json:"failures,omitempty"`
+	LockedUntil      time.Time `json:"locked_until,omitzero"`
+	FailureAuditedAt time.Time `json:"failure_audited_at,omitzero"`
 }
+
+// Locked reports whether the account is locked out of the console at now.
+func (a AdminAccount) Locked(now time.Time) bool { return now.Before(a.LockedUntil) }
 
 // Actor is who the admin is when acting through the console.
 func (a AdminAccount) Actor() Actor {
@@ -105,12 +115,15 @@ func (s *Service) generatePassword() (Secret, error) {
 	return Secret(enc[0:5] + "-" + enc[5:10] + "-" + enc[10:15] + "-" + enc[15:20]), nil
 }
 
-func (s *Service) hashAdminPassword(password string) (string, error) {
+func (s *Service) hashAdminPassword(ctx context.Context, password string) (string, error) {
 	salt := make([]byte, 16)
 	if _, err := io.ReadFull(s.rand, salt); err != nil {
 		return "", fmt.Errorf("password salt: %w", err)
 	}
-	key := argon2.IDKey([]byte(password), salt, adminArgonTime, adminArgonMemory, adminArgonThreads, adminArgonKeyLen)
+	key, err := s.argon.idKey(ctx, []byte(password), salt, adminArgonTime, adminArgonMemory, adminArgonThreads, adminArgonKeyLen)
+	if err != nil {
+		return "", err
+	}
 	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, adminArgonMemory, adminArgonTime, adminArgonThreads,
 		base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(key)), nil
 }
@@ -141,7 +154,7 @@ func (s *Service) CreateAdmin(ctx context.Context, in NewAdmin) (AdminAccount, S
 	if err := v.Err(); err != nil {
 		return AdminAccount{}, "", err
 	}
-	hash, err := s.hashAdminPassword(in.Password.Reveal())
+	hash, err := s.hashAdminPassword(ctx, in.Password.Reveal())
 	if err != nil {
 		return AdminAccount{}, "", err
 	}
@@ -226,7 +239,7 @@ func (s *Service) SetAdminPassword(ctx context.Context, name string, password Se
 	if err := v.Err(); err != nil {
 		return err
 	}
-	hash, err := s.hashAdminPassword(password.Reveal())
+	hash, err := s.hashAdminPassword(ctx, password.Reveal())
 	if err != nil {
 		return err
 	}
@@ -272,97 +285,111 @@ func (s *Service) DeleteAdmin(ctx context.Context, name string) error {
 	})
 }
 
-// Reasons of refused admin sign-ins, for the audit trail only: the caller
-// is told ErrUnauthenticated whatever went wrong.
+// Reasons of refused admin sign-ins, for the audit trail and metrics only:
+// the caller is told ErrUnauthenticated whatever went wrong.
 const (
 	adminReasonUnknown      = "unknown_admin"
 	adminReasonBadPassword  = "bad_password"
 	adminReasonBadPasscode  = "bad_passcode"
 	adminReasonNeedPasscode = "passcode_required"
+	adminReasonLocked       = ReasonLocked
+	adminReasonBusy         = "busy"
 )
 
 // AuthenticateAdmin checks an admin's password and, when the account has a
 // second factor, the tokencode (passcode) of that token; it returns the
 // admin as an Actor. Every refusal is ErrUnauthenticated, so a caller
-// cannot tell a wrong name from a wrong password or tokencode, and an
-// unknown name costs the same argon2id work as a known one. The tokencode
-// is checked only after the password matched, so a password guesser cannot
-// burn the token's codes or lock its user out. Outcomes are audited
-// (never the password or the code; an unknown name is recorded as such,
-// since people type passwords into name fields).
+// cannot tell a wrong name from a wrong password or tokencode, or a locked
+// account from an open one, and an unknown name or a locked account costs
+// the same argon2id work as a real check. The tokencode is checked only
+// after the password matched on an unlocked account, so a password guesser
+// cannot burn the token's codes or lock its user out.
+//
+// The argon2id work runs in the Service's bounded pool: when it cannot
+// start within a short wait the answer is ErrBusy (try again shortly).
+// Refusals of an existing account count toward its lockout; they are
+// audited at most once per account per minute, plus the lockout itself.
+// Refusals of unknown names are only counted (metric, rate-limited log):
+// anyone can make them, and people type passwords into name fields.
 func (s *Service) AuthenticateAdmin(ctx context.Context, name, password, passcode string) (Actor, error) {
 	var acc *AdminAccount
-	err := s.store.View(ctx, func(tx Tx) error {
-		a, err := getAdmin(tx, name)
-		if err != nil {
-			return err
+	if len(name) <= 256 && len(password) <= 1024 {
+		err := s.store.View(ctx, func(tx Tx) error {
+			acc = nil
+			a, err := getAdmin(tx, name)
+			if err != nil {
+				return err
+			}
+			acc = a
+			return nil
+		})
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return Actor{}, err
 		}
-		acc = a
-		return nil
-	})
-	if err != nil && !errors.Is(err, ErrNotFound) {
+	}
+	ok, err := s.checkAdminPassword(ctx, acc, password)
+	if err != nil {
+		s.signIn.refused(s.log, s.now(), adminReasonBusy, false)
 		return Actor{}, err
 	}
-	if len(name) > 256 || len(password) > 1024 {
-		acc = nil
-	}
-	ok := false
-	if acc != nil {
-		ok = pinMatches(acc.PasswordHash, password)
-	} else {
-		// Same work as a real check, against nothing.
-		var salt [16]byte
-		_ = argon2.IDKey([]byte(password), salt[:], adminArgonTime, adminArgonMemory, adminArgonThreads, adminArgonKeyLen)
-	}
-	login := AuditEvent{Action: "admin.login", Target: "unknown"}
-	refuse := func(reason string) (Actor, error) {
-		login.Outcome, login.Reason = OutcomeFailure, reason
-		actor := Actor{ID: "console", Name: "console"}
-		if acc != nil {
-			actor = Actor{ID: "admin:" + acc.ID, Name: acc.Name, Role: acc.Role}
-		}
-		if err := s.Audit(WithActor(ctx, actor), login); err != nil {
-			s.log.Error("audit of a refused admin sign-in failed", "err", err)
-		}
+	now := s.now().UTC()
+	if acc == nil {
+		s.signIn.refused(s.log, now, adminReasonUnknown, false)
 		return Actor{}, ErrUnauthenticated
 	}
-	if acc == nil {
-		return refuse(adminReasonUnknown)
+	reason := ""
+	switch {
+	case acc.Locked(now):
+		reason = adminReasonLocked
+	case !ok:
+		reason = adminReasonBadPassword
+	case acc.SecondFactorSerial != "" && strings.TrimSpace(passcode) == "":
+		reason = adminReasonNeedPasscode
+	case acc.SecondFactorSerial != "" && !s.verifySecondFactor(ctx, acc, passcode):
+		reason = adminReasonBadPasscode
 	}
-	login.Target = acc.Name
-	if !ok {
-		return refuse(adminReasonBadPassword)
+	if reason != "" {
+		return Actor{}, s.refuseAdmin(ctx, acc, reason, now)
 	}
-	if acc.SecondFactorSerial != "" {
-		if strings.TrimSpace(passcode) == "" {
-			return refuse(adminReasonNeedPasscode)
-		}
-		if !s.verifySecondFactor(ctx, acc, passcode) {
-			return refuse(adminReasonBadPasscode)
-		}
-		login.Serial = acc.SecondFactorSerial
-	}
+	login := AuditEvent{Action: "admin.login", Target: acc.Name, Serial: acc.SecondFactorSerial}
 	actor := acc.Actor()
-	now := s.now().UTC()
 	err = s.store.Update(ctx, func(tx Tx) error {
 		a, err := getAdmin(tx, acc.Name)
 		if err != nil {
 			return err
 		}
-		a.LastLoginAt = now
+		if a.ID != acc.ID || a.Locked(now) {
+			return errAdminChanged // replaced or locked since the check
+		}
+		a.LastLoginAt, a.Failures, a.LockedUntil = now, 0, time.Time{}
 		if err := putJSON(tx, adminKey(a.Name), a); err != nil {
 			return err
 		}
 		login.Outcome = OutcomeSuccess
 		return appendAudit(tx, now, actor, login)
 	})
-	if errors.Is(err, ErrNotFound) {
-		return Actor{}, ErrUnauthenticated // deleted meanwhile
+	if errors.Is(err, ErrNotFound) || errors.Is(err, errAdminChanged) {
+		s.signIn.refused(s.log, now, adminReasonLocked, false)
+		return Actor{}, ErrUnauthenticated // deleted or locked meanwhile
 	}
 	if err != nil {
 		return Actor{}, err
 	}
+	s.signIn.succeeded()
 	return actor, nil
+}
+
+var errAdminChanged = errors.New("admin account changed during sign-in")
+
+// checkAdminPassword runs the argon2id check of password against acc, or
+// the same work against nothing when acc is nil.
+func (s *Service) checkAdminPassword(ctx context.Context, acc *AdminAccount, password string) (bool, error) {
+	if acc != nil {
+		return s.argon.matches(ctx, acc.PasswordHash, password)
+	}
+	var salt [16]byte
+	_, err := s.argon.idKey(ctx, []byte(password), salt[:], adminArgonTime, adminArgonMemory, adminArgonThreads, adminArgonKeyLen)
+	return false, err
 }
 
 // verifySecondFactor runs the appliance's own authentication for the user

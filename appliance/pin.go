@@ -1,6 +1,7 @@
 package appliance
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/base64"
 	"fmt"
@@ -80,20 +81,48 @@ func hashPIN(pin string, rand io.Reader) (string, error) {
 
 // pinMatches checks pin against an encoded argon2id hash in constant time.
 func pinMatches(encoded, pin string) bool {
+	h, ok := parseArgonHash(encoded)
+	if !ok {
+		return false
+	}
+	got := argon2.IDKey([]byte(pin), h.salt, h.time, h.memory, h.threads, uint32(len(h.key)))
+	return subtle.ConstantTimeCompare(got, h.key) == 1
+}
+
+// matches is pinMatches run within the pool's memory budget.
+func (p *argonPool) matches(ctx context.Context, encoded, secret string) (bool, error) {
+	h, ok := parseArgonHash(encoded)
+	if !ok {
+		return false, nil
+	}
+	got, err := p.idKey(ctx, []byte(secret), h.salt, h.time, h.memory, h.threads, uint32(len(h.key)))
+	if err != nil {
+		return false, err
+	}
+	return subtle.ConstantTimeCompare(got, h.key) == 1, nil
+}
+
+type argonHash struct {
+	time, memory uint32
+	threads      uint8
+	salt, key    []byte
+}
+
+// parseArgonHash decodes "$argon2id$v=19$m=M,t=T,p=P$SALT$KEY".
+func parseArgonHash(encoded string) (argonHash, bool) {
+	var h argonHash
 	parts := strings.Split(encoded, "$")
 	if len(parts) != 6 || parts[1] != "argon2id" {
-		return false
+		return h, false
 	}
-	var m, t uint32
-	var p uint8
-	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &m, &t, &p); err != nil {
-		return false
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &h.memory, &h.time, &h.threads); err != nil {
+		return h, false
 	}
 	salt, err1 := base64.RawStdEncoding.DecodeString(parts[4])
-	want, err2 := base64.RawStdEncoding.DecodeString(parts[5])
-	if err1 != nil || err2 != nil || len(want) == 0 {
-		return false
+	key, err2 := base64.RawStdEncoding.DecodeString(parts[5])
+	if err1 != nil || err2 != nil || len(key) == 0 {
+		return h, false
 	}
-	got := argon2.IDKey([]byte(pin), salt, t, m, p, uint32(len(want)))
-	return subtle.ConstantTimeCompare(got, want) == 1
+	h.salt, h.key = salt, key
+	return h, true
 }

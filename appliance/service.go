@@ -33,6 +33,9 @@ type Config struct {
 	// DecodeRecord, if set, decodes stored records instead of
 	// encoding/json (see RecordDecoder).
 	DecodeRecord RecordDecoder
+	// AdminSignIn bounds console sign-ins: the memory of argon2id work
+	// and the lockout of admin accounts (see AdminSignInPolicy).
+	AdminSignIn AdminSignInPolicy
 	// CredentialsDir is the only directory whose files an identity source
 	// may name (ca_file, bind_password_file); empty allows no file at all
 	// (see ReadCredentialFile).
@@ -55,6 +58,8 @@ type Service struct {
 	rand    io.Reader
 	policy  AuthPolicy
 	authRec AuthRecorder
+	argon   *argonPool
+	signIn  adminSignIn
 	credDir string
 	agents  agentState // agents.go
 	// spoolDir is Config.SpoolDir (imports.go).
@@ -72,6 +77,8 @@ func New(cfg Config) (*Service, error) {
 	if cfg.DecodeRecord != nil {
 		s.store = decodingStore{cfg.Store, cfg.DecodeRecord}
 	}
+	s.argon = newArgonPool(cfg.AdminSignIn.ArgonSlots, cfg.AdminSignIn.ArgonWait)
+	s.signIn = newAdminSignIn(cfg.AdminSignIn)
 	s.spoolDir = cfg.SpoolDir
 	s.SetCTKIPURL(cfg.CTKIPURL)
 	if s.codeTTL <= 0 {

@@ -78,6 +78,12 @@ type Options struct {
 	MaxImportBody int64
 	// MaxSessions bounds the session table (default 10000).
 	MaxSessions int
+	// LoginLimits throttles sign-in attempts per client address and per
+	// account name before any password is hashed.
+	LoginLimits LoginLimits
+	// SignInRecorder counts the console's own sign-in refusals; nil
+	// counts nothing.
+	SignInRecorder SignInRecorder
 }
 
 // Prefix is where the console lives on the admin listener.
@@ -97,6 +103,7 @@ type Console struct {
 	pages     map[string]*template.Template
 	static    fs.FS
 	sessions  *sessions
+	limiter   *loginLimiter
 }
 
 // New parses the embedded templates and builds a Console.
@@ -120,6 +127,7 @@ func New(svc Service, opts Options) *Console {
 		max = 8 * time.Hour
 	}
 	c.sessions = newSessions(idle, max, opts.MaxSessions)
+	c.limiter = newLoginLimiter(opts.LoginLimits, opts.SignInRecorder, c.log)
 	c.pages = parsePages()
 	static, err := fs.Sub(assets, "static")
 	if err != nil {

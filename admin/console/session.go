@@ -273,7 +273,20 @@ func (c *Console) login(g *gin.Context) {
 		c.problem(g, http.StatusForbidden, "The sign-in form has expired. Reload the page and sign in again.")
 		return
 	}
-	actor, err := c.svc.AuthenticateAdmin(g.Request.Context(), g.PostForm("name"), g.PostForm("password"), g.PostForm("passcode"))
+	// Throttle before the Service hashes anything: each check costs 64 MiB
+	// of argon2id. RemoteAddr, not a forwarded header a client could set.
+	name := g.PostForm("name")
+	if ok, wait := c.limiter.allow(g.Request.RemoteAddr, name, c.now()); !ok {
+		g.Header("Retry-After", retryAfter(wait))
+		c.loginPage(g, x, http.StatusTooManyRequests, "Too many sign-in attempts. Wait a minute and try again.")
+		return
+	}
+	actor, err := c.svc.AuthenticateAdmin(g.Request.Context(), name, g.PostForm("password"), g.PostForm("passcode"))
+	if errors.Is(err, appliance.ErrBusy) {
+		g.Header("Retry-After", retryAfter(appliance.DefaultArgonWait))
+		c.loginPage(g, x, http.StatusTooManyRequests, "The appliance is busy checking other sign-ins. Try again in a few seconds.")
+		return
+	}
 	if errors.Is(err, appliance.ErrUnauthenticated) {
 		c.loginPage(g, x, http.StatusUnauthorized, "Sign-in failed. Check your name, password and tokencode.")
 		return

@@ -22,6 +22,7 @@ type Metrics struct {
 	ctkipOutcome *prometheus.CounterVec
 	ctkipLatency prometheus.Histogram
 	authDecision *prometheus.CounterVec
+	adminSignIn  *prometheus.CounterVec
 	commitLat    prometheus.Histogram
 	commitWrites prometheus.Counter
 	syncRuns     *prometheus.CounterVec
@@ -54,6 +55,9 @@ func New(version string) *Metrics {
 			Help: "Time from ClientHello to ServerFinished of successful provisionings.", Buckets: latency}),
 		authDecision: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tokend_auth_decisions_total",
 			Help: "Authentication decisions by result and reason."}, []string{"result", "reason"}),
+		adminSignIn: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tokend_console_signins_total",
+			Help: "Security Console sign-in attempts by outcome and reason (refusals are audited at most once per account per minute; this counts all)."},
+			[]string{"outcome", "reason"}),
 		commitLat: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tokend_store_commit_duration_seconds",
 			Help: "Duration of durable store commits (one per group).", Buckets: latency}),
 		commitWrites: prometheus.NewCounter(prometheus.CounterOpts{Name: "tokend_store_writes_total",
@@ -73,7 +77,7 @@ func New(version string) *Metrics {
 		tlsExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "tokend_tls_certificate_expiry_timestamp_seconds",
 			Help: "Unix time at which the listener certificate expires."}, []string{"listener"}),
 	}
-	r.MustRegister(build, m.httpRequests, m.httpDuration, m.ctkipOutcome, m.ctkipLatency, m.authDecision, m.commitLat,
+	r.MustRegister(build, m.httpRequests, m.httpDuration, m.ctkipOutcome, m.ctkipLatency, m.authDecision, m.adminSignIn, m.commitLat,
 		m.commitWrites, m.syncRuns, m.syncDuration, m.syncChanges, m.syncLastOK, m.syncUp, m.scimRequests, m.tlsExpiry)
 	return m
 }
@@ -105,6 +109,12 @@ func (m *Metrics) CTKIPExchange(d time.Duration) { m.ctkipLatency.Observe(d.Seco
 // AuthDecision counts one authentication decision (appliance.AuthRecorder).
 func (m *Metrics) AuthDecision(result, reason string) {
 	m.authDecision.WithLabelValues(result, reason).Inc()
+}
+
+// AdminSignIn counts one console sign-in outcome
+// (appliance.AdminSignInRecorder and console.SignInRecorder).
+func (m *Metrics) AdminSignIn(outcome, reason string) {
+	m.adminSignIn.WithLabelValues(outcome, reason).Inc()
 }
 
 // ObserveCommit records one durable commit of a group of transactions.

@@ -62,6 +62,7 @@ func (a *app) newAdminCmd() *cobra.Command {
 	create.Flags().BoolVar(&fromStdin, "password-stdin", false, "read the password from the first line of standard input")
 	_ = create.MarkFlagRequired("role")
 	admin.AddCommand(create)
+	admin.AddCommand(a.newAdminUnlockCmd())
 	return admin
 }
 

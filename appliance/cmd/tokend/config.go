@@ -56,6 +56,7 @@ type Config struct {
 	Metrics MetricsConfig `yaml:"metrics"`
 	CTKIP   CTKIPConfig   `yaml:"ctkip"`
 	Auth    AuthConfig    `yaml:"auth"`
+	Console ConsoleConfig `yaml:"console"`
 
 	IdentitySources IdentitySourcesConfig `yaml:"identity_sources"`
 
@@ -112,6 +113,23 @@ type IdentitySourcesConfig struct {
 	CredentialsDir string `yaml:"credentials_dir"`
 }
 
+// ConsoleConfig guards the Security Console's sign-in: each password
+// check costs 64 MiB of argon2id, so attempts are throttled before any
+// hashing and accounts lock after repeated failures.
+type ConsoleConfig struct {
+	MaxFailures int `yaml:"max_failures"` // consecutive failed sign-ins that lock an admin account
+	// LockoutDuration is how long a lockout lasts; 0 means until another
+	// superadmin or `tokend admin unlock` unlocks the account.
+	LockoutDuration time.Duration `yaml:"lockout_duration"`
+	RatePerClient   float64       `yaml:"rate_per_client"`   // sign-in attempts per second per client address (IPv6: /64)
+	BurstPerClient  int           `yaml:"burst_per_client"`  // bucket size per client address
+	RatePerAccount  float64       `yaml:"rate_per_account"`  // sign-in attempts per second per account name
+	BurstPerAccount int           `yaml:"burst_per_account"` // bucket size per account name
+	// Argon2Slots is how many password checks (64 MiB each) run at once;
+	// others wait up to 2s, then get 429. 0: one per core, at most 2.
+	Argon2Slots int `yaml:"argon2_slots"`
+}
+
 // CTKIPConfig tunes the provisioning door.
 type CTKIPConfig struct {
 	RSABits        int           `yaml:"rsa_bits"`         // server key size: 1024, 2048, 3072 or 4096
@@ -162,6 +180,14 @@ func defaultConfig() Config {
 			PINMinLength:         4,
 			PINMaxLength:         8,
 			EmergencyMaxLifetime: 72 * time.Hour,
+		},
+		Console: ConsoleConfig{
+			MaxFailures:     5,
+			LockoutDuration: 30 * time.Minute,
+			RatePerClient:   0.2,
+			BurstPerClient:  10,
+			RatePerAccount:  0.1,
+			BurstPerAccount: 10,
 		},
 		ShutdownTimeout:   15 * time.Second,
 		ActivationCodeTTL: 168 * time.Hour,
@@ -252,6 +278,7 @@ var (
 		"main.MetricsConfig": "metrics.",
 		"main.CTKIPConfig":   "ctkip.",
 		"main.AuthConfig":    "auth.",
+		"main.ConsoleConfig": "console.",
 
 		"main.IdentitySourcesConfig": "identity_sources.",
 	}
@@ -265,6 +292,7 @@ var (
 		"main.MetricsConfig": "want a mapping of keys to values",
 		"main.CTKIPConfig":   "want a mapping of keys to values",
 		"main.AuthConfig":    "want a mapping of keys to values",
+		"main.ConsoleConfig": "want a mapping of keys to values",
 		"bool":               "want true or false",
 
 		"main.IdentitySourcesConfig": "want a mapping of keys to values",
@@ -508,6 +536,18 @@ func (c *Config) Validate() error {
 	positiveDuration("auth.emergency_max_lifetime", a.EmergencyMaxLifetime)
 	if a.PINMinLength < 4 || a.PINMaxLength > 16 || a.PINMinLength > a.PINMaxLength {
 		add("auth.pin_min_length %d, auth.pin_max_length %d: want 4 <= min <= max <= 16", a.PINMinLength, a.PINMaxLength)
+	}
+	cc := c.Console
+	positiveInt("console.max_failures", cc.MaxFailures)
+	if cc.LockoutDuration < 0 {
+		add("console.lockout_duration %s: must not be negative (0 locks until unlocked)", cc.LockoutDuration)
+	}
+	positiveRate("console.rate_per_client", cc.RatePerClient)
+	positiveInt("console.burst_per_client", cc.BurstPerClient)
+	positiveRate("console.rate_per_account", cc.RatePerAccount)
+	positiveInt("console.burst_per_account", cc.BurstPerAccount)
+	if cc.Argon2Slots < 0 || cc.Argon2Slots > 64 {
+		add("console.argon2_slots %d: want 0 (one per core, at most 2) to 64", cc.Argon2Slots)
 	}
 	// A relative directory would move with the working directory, and "/"
 	// would put every file back in reach.

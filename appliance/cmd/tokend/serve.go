@@ -69,6 +69,7 @@ func runServe(ctx context.Context, env *serveEnv) error {
 	}
 	svc, err := appliance.New(appliance.Config{Store: store, Sealer: sealer, CTKIPURL: strings.TrimRight(env.CTKIPPublicURL, "/") + ctkipPath,
 		DefaultCodeTTL: cfg.ActivationCodeTTL, Auth: authPolicy(cfg.Auth), AuthRecorder: m, Logger: log, Now: env.Now, Rand: env.Rand,
+		AdminSignIn:  adminSignInPolicy(cfg.Console, m),
 		DecodeRecord: gojson.Unmarshal, CredentialsDir: cfg.IdentitySources.CredentialsDir})
 	if err != nil {
 		return err
@@ -107,7 +108,8 @@ func runServe(ctx context.Context, env *serveEnv) error {
 		return err
 	}
 	adm.Engine().Any("/scim/v2/*path", gin.WrapH(http.StripPrefix("/scim/v2", sc)))
-	console.New(svc, console.Options{Logger: log, Now: env.Now, Sources: consoleSources{svc: svc, sync: syncs}}).Mount(adm.Engine())
+	console.New(svc, console.Options{Logger: log, Now: env.Now, Sources: consoleSources{svc: svc, sync: syncs},
+		LoginLimits: consoleLoginLimits(cfg.Console), SignInRecorder: m}).Mount(adm.Engine())
 
 	ct, err := newCTKIPServer(cfg.CTKIP, svc, key, m, log, env.Now, env.Rand)
 	if err != nil {
@@ -218,6 +220,21 @@ func (s consoleSources) ListIdentitySources(ctx context.Context) ([]console.Sour
 func (s consoleSources) RunSync(ctx context.Context, id string) error {
 	_, err := s.sync.SyncNow(ctx, id, false)
 	return err
+}
+
+// adminSignInPolicy turns the console configuration into the Service's
+// admin sign-in policy.
+func adminSignInPolicy(c ConsoleConfig, m *metrics.Metrics) appliance.AdminSignInPolicy {
+	lockout := c.LockoutDuration
+	if lockout == 0 {
+		lockout = -1 // the Service's "until unlocked"
+	}
+	return appliance.AdminSignInPolicy{MaxFailures: c.MaxFailures, LockoutDuration: lockout, ArgonSlots: c.Argon2Slots, Recorder: m}
+}
+
+func consoleLoginLimits(c ConsoleConfig) console.LoginLimits {
+	return console.LoginLimits{RatePerClient: c.RatePerClient, BurstPerClient: c.BurstPerClient,
+		RatePerAccount: c.RatePerAccount, BurstPerAccount: c.BurstPerAccount}
 }
 
 // authPolicy turns the configuration into the Service's policy.

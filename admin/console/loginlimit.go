@@ -1,0 +1,201 @@
+package console
+
+import (
+	"log/slog"
+	"math"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// LoginLimits throttles sign-in attempts before any password is hashed:
+// one token bucket per client address (IPv6 by /64, which one host
+// usually holds whole) and one per account name. Zero fields take the
+// defaults in parentheses.
+type LoginLimits struct {
+	RatePerClient   float64 // attempts per second refilled per client address (0.2)
+	BurstPerClient  int     // bucket size per client address (10)
+	RatePerAccount  float64 // attempts per second refilled per account name (0.1)
+	BurstPerAccount int     // bucket size per account name (10)
+	// MaxTracked bounds each table of buckets (10000).
+	MaxTracked int
+}
+
+func (l LoginLimits) withDefaults() LoginLimits {
+	if !(l.RatePerClient > 0) {
+		l.RatePerClient = 0.2
+	}
+	if l.BurstPerClient <= 0 {
+		l.BurstPerClient = 10
+	}
+	if !(l.RatePerAccount > 0) {
+		l.RatePerAccount = 0.1
+	}
+	if l.BurstPerAccount <= 0 {
+		l.BurstPerAccount = 10
+	}
+	if l.MaxTracked <= 0 {
+		l.MaxTracked = 10000
+	}
+	return l
+}
+
+// SignInRecorder counts sign-in refusals made by the console itself (the
+// Service counts the rest); *metrics.Metrics implements it.
+type SignInRecorder interface {
+	AdminSignIn(outcome, reason string)
+}
+
+// Reasons of the console's own refusals, for metrics and the log.
+const (
+	reasonLimitedClient  = "rate_limited_client"
+	reasonLimitedAccount = "rate_limited_account"
+)
+
+// buckets is a bounded table of token buckets keyed by client or account.
+type buckets struct {
+	limit rate.Limit
+	burst int
+	max   int
+
+	mu sync.Mutex
+	m  map[string]*rate.Limiter
+}
+
+func newBuckets(r float64, burst, max int) *buckets {
+	return &buckets{limit: rate.Limit(r), burst: burst, max: max, m: map[string]*rate.Limiter{}}
+}
+
+// take spends one attempt of key's bucket; when it is empty it returns
+// false and how long until the next attempt is allowed.
+func (b *buckets) take(key string, now time.Time) (bool, time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	l := b.m[key]
+	if l == nil {
+		if len(b.m) >= b.max {
+			b.sweep(now)
+		}
+		l = rate.NewLimiter(b.limit, b.burst)
+		b.m[key] = l
+	}
+	if l.AllowN(now, 1) {
+		return true, 0
+	}
+	wait := time.Duration((1 - l.TokensAt(now)) / float64(b.limit) * float64(time.Second))
+	return false, wait
+}
+
+// sweep drops full buckets (they carry no information); if the table is
+// still full it drops arbitrary ones, so memory stays bounded whatever the
+// number of keys an attacker invents.
+func (b *buckets) sweep(now time.Time) {
+	for k, l := range b.m {
+		if l.TokensAt(now) >= float64(b.burst) {
+			delete(b.m, k)
+		}
+	}
+	for k := range b.m {
+		if len(b.m) < b.max {
+			break
+		}
+		delete(b.m, k)
+	}
+}
+
+// loginLimiter holds both tables and the rate-limited log of refusals.
+type loginLimiter struct {
+	clients, accounts *buckets
+	rec               SignInRecorder
+	log               *slog.Logger
+
+	mu       sync.Mutex
+	loggedAt time.Time
+	refused  map[string]int
+}
+
+func newLoginLimiter(l LoginLimits, rec SignInRecorder, log *slog.Logger) *loginLimiter {
+	l = l.withDefaults()
+	return &loginLimiter{clients: newBuckets(l.RatePerClient, l.BurstPerClient, l.MaxTracked),
+		accounts: newBuckets(l.RatePerAccount, l.BurstPerAccount, l.MaxTracked), rec: rec, log: log, refused: map[string]int{}}
+}
+
+// allow spends an attempt of the client's and then of the account's
+// bucket. The account is charged only when the client may try, so one
+// address cannot fill the account table with invented names.
+func (l *loginLimiter) allow(remoteAddr, name string, now time.Time) (bool, time.Duration) {
+	if ok, wait := l.clients.take(clientKey(remoteAddr), now); !ok {
+		l.refuse(reasonLimitedClient, now)
+		return false, wait
+	}
+	if ok, wait := l.accounts.take(accountKey(name), now); !ok {
+		l.refuse(reasonLimitedAccount, now)
+		return false, wait
+	}
+	return true, 0
+}
+
+// refuse counts a throttled attempt and logs the tally at most once a
+// minute (never the name or the address: both are the attacker's choice
+// and the name may be a mistyped password).
+func (l *loginLimiter) refuse(reason string, now time.Time) {
+	if l.rec != nil {
+		l.rec.AdminSignIn("failure", reason)
+	}
+	l.mu.Lock()
+	l.refused[reason]++
+	if !l.loggedAt.IsZero() && now.Sub(l.loggedAt) < time.Minute && !now.Before(l.loggedAt) {
+		l.mu.Unlock()
+		return
+	}
+	attrs := make([]any, 0, 2*len(l.refused))
+	for r, n := range l.refused {
+		attrs = append(attrs, slog.Int(r, n))
+	}
+	clear(l.refused)
+	l.loggedAt = now
+	l.mu.Unlock()
+	l.log.Warn("console sign-ins throttled", slog.Group("refusals", attrs...))
+}
+
+// clientKey is the address a bucket belongs to: the IPv4 address, or the
+// /64 of an IPv6 address.
+func clientKey(remoteAddr string) string {
+	host := remoteAddr
+	if h, _, err := net.SplitHostPort(remoteAddr); err == nil {
+		host = h
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	a = a.Unmap()
+	if a.Is4() {
+		return a.String()
+	}
+	p, _ := a.WithZone("").Prefix(64)
+	return p.String()
+}
+
+// accountKey folds a name as the Service does and bounds its length.
+func accountKey(name string) string {
+	name = strings.ToLower(strings.TrimSpace(name))
+	if len(name) > 256 {
+		name = name[:256]
+	}
+	return name
+}
+
+// retryAfter renders a wait as whole seconds for Retry-After, at least 1.
+func retryAfter(d time.Duration) string {
+	s := int(math.Ceil(d.Seconds()))
+	if s < 1 {
+		s = 1
+	}
+	return strconv.Itoa(s)
+}
