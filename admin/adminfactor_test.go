@@ -173,3 +173,60 @@ func TestAdminSecondFactorTakeoverRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestAdminFactorQRCodeRefused: the QR code of an activation code a super
+// admin re-issued for an admin's second factor carries the code; the help
+// desk is refused it (and the refusal is audited), while it still gets the
+// QR code of other tokens and the super admin gets this one.
+func TestAdminFactorQRCodeRefused(t *testing.T) {
+	e := newEnv(t)
+	factor := e.provision("root-holder", "160000000000", "none")
+	other := e.provision("carol", "160000000001", "none")
+	super := appliance.WithActor(t.Context(), appliance.Actor{ID: "test", Name: "tester", Role: appliance.RoleSuperAdmin})
+	if _, _, err := e.svc.CreateAdmin(super, appliance.NewAdmin{Name: "root", Role: appliance.RoleSuperAdmin,
+		Password: "correct horse battery", SecondFactorSerial: factor.serial}); err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewTLSServer(e.srv)
+	t.Cleanup(ts.Close)
+	c := tlsClient{t: t, e: e, ts: ts}
+	for serial, profile := range map[string]string{factor.serial: "p-root-holder", other.serial: "p-carol"} {
+		if st, b := c.do(appliance.RoleSuperAdmin, "POST", "/api/v1/tokens/"+serial+"/distribution", map[string]string{"profile": profile}); st != http.StatusCreated {
+			t.Fatalf("re-issue %s: %d %s", serial, st, b)
+		}
+	}
+	qr := func(f fob) string { return "/api/v1/tokens/" + f.serial + "/distribution/qr.png" }
+	tests := []struct {
+		name     string
+		role     string
+		tok      fob
+		status   int
+		wantCode string
+	}{
+		{"help desk, admin's factor", appliance.RoleHelpdesk, factor, http.StatusForbidden, CodeAdminSecondFactor},
+		{"help desk, other token", appliance.RoleHelpdesk, other, http.StatusOK, ""},
+		{"super admin, admin's factor", appliance.RoleSuperAdmin, factor, http.StatusOK, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			st, b := c.do(tc.role, "GET", qr(tc.tok), nil)
+			if st != tc.status {
+				t.Fatalf("%d %.200s, want %d", st, b, tc.status)
+			}
+			if tc.wantCode != "" {
+				var p Problem
+				if json.Unmarshal(b, &p) != nil || p.Code != tc.wantCode {
+					t.Fatalf("problem %s, want %s", b, tc.wantCode)
+				}
+				return
+			}
+			if !bytes.HasPrefix(b, []byte("\x89PNG")) {
+				t.Fatalf("not a PNG: %.40q", b)
+			}
+		})
+	}
+	if r := c.lastAudit("token.distribution.qr"); r.Outcome != appliance.OutcomeFailure || r.Reason != "admin_second_factor:root" ||
+		r.Actor.Role != appliance.RoleHelpdesk || r.Serial != factor.serial {
+		t.Errorf("refusal audit %+v, want a help desk failure naming admin root", r)
+	}
+}

@@ -268,6 +268,13 @@ func (s *Server) qrCode(c *gin.Context) {
 		s.WriteError(c, err)
 		return
 	}
+	// The QR code carries the activation code: whoever reads it can
+	// provision the token. Checked first, so a refusal tells nothing of
+	// whether a code is outstanding.
+	if err := s.svc.GuardAdminFactor(ctx(c), serial, "token.distribution.qr"); err != nil {
+		s.WriteError(c, err)
+		return
+	}
 	link, ok := s.qr.get(serial, s.now())
 	if ok {
 		// The code may have been consumed, voided by an unassignment or

@@ -35,6 +35,9 @@ type Service interface {
 
 	Distribute(ctx context.Context, serial, profile string) (appliance.Distribution, error)
 	VoidDistribution(ctx context.Context, serial string) error
+	// GuardAdminFactor refuses anyone but a super admin the QR code of a
+	// token that is an admin's console second factor.
+	GuardAdminFactor(ctx context.Context, serial, action string) error
 
 	ListAudit(ctx context.Context, q appliance.AuditQuery) (appliance.AuditPage, error)
 	// Audit records an action the admin API performs itself (a backup).

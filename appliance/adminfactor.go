@@ -113,9 +113,15 @@ func guardUserAdminFactor(tx Tx, actor Actor, ev *AuditEvent, userID string) err
 // protected, so they see the attempt.
 func (s *Service) changeGuarded(ctx context.Context, ev AuditEvent, fn func(tx Tx, now time.Time, ev *AuditEvent) error) error {
 	err := s.change(ctx, ev, fn)
+	s.auditAdminFactorRefusal(ctx, ev, err)
+	return err
+}
+
+// auditAdminFactorRefusal records err if it is an AdminFactorError.
+func (s *Service) auditAdminFactorRefusal(ctx context.Context, ev AuditEvent, err error) {
 	var afe *AdminFactorError
 	if !errors.As(err, &afe) {
-		return err
+		return
 	}
 	ev.Outcome, ev.Reason = OutcomeFailure, AdminFactorReason+":"+strings.Join(afe.admins, ",")
 	if ev.Serial == "" {
@@ -125,6 +131,20 @@ func (s *Service) changeGuarded(ctx context.Context, ev AuditEvent, fn func(tx T
 	if aerr := s.store.Update(ctx, func(tx Tx) error { return appendAudit(tx, now, ActorFrom(ctx), ev) }); aerr != nil {
 		s.log.Error("audit write failed", "action", ev.Action, "err", aerr)
 	}
+}
+
+// GuardAdminFactor refuses (AdminFactorError, audited as action) anyone but
+// a super admin when serial is an admin's second factor. Doors call it
+// before handing out what they hold themselves rather than the Service: the
+// admin API's QR code of an outstanding activation code carries the code.
+func (s *Service) GuardAdminFactor(ctx context.Context, serial, action string) error {
+	actor := ActorFrom(ctx)
+	ev := AuditEvent{Action: action, Serial: serial}
+	err := s.store.View(ctx, func(tx Tx) error {
+		e := ev
+		return guardAdminFactor(tx, actor, &e, serial)
+	})
+	s.auditAdminFactorRefusal(ctx, ev, err)
 	return err
 }
 
