@@ -41,9 +41,18 @@ TOOLS=(
     dpkg-deb:dpkg
     git:git
     gcc:gcc
+    radclient:freeradius-utils
+    pamtester:pamtester
+    # A path is a file to find (a PAM module is no command).
+    /lib/x86_64-linux-gnu/security/pam_radius_auth.so:libpam-radius-auth
 )
 
-have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
+have() {
+    case "$1" in
+    /*) [ -e "$1" ] ;;
+    *) command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ] ;;
+    esac
+}
 
 missing_packages() {
     local entry

@@ -56,6 +56,9 @@ type Config struct {
 	Metrics MetricsConfig `yaml:"metrics"`
 	CTKIP   CTKIPConfig   `yaml:"ctkip"`
 	Auth    AuthConfig    `yaml:"auth"`
+	// RADIUS and RESTAuthn are the agents' doors (agentsconfig.go).
+	RADIUS    RADIUSConfig    `yaml:"radius"`
+	RESTAuthn RESTAuthnConfig `yaml:"rest_authn"`
 	Console ConsoleConfig `yaml:"console"`
 
 	IdentitySources IdentitySourcesConfig `yaml:"identity_sources"`
@@ -191,6 +194,7 @@ func defaultConfig() Config {
 		},
 		ShutdownTimeout:   15 * time.Second,
 		ActivationCodeTTL: 168 * time.Hour,
+		RADIUS:            defaultRADIUS(),
 	}
 }
 
@@ -278,6 +282,8 @@ var (
 		"main.MetricsConfig": "metrics.",
 		"main.CTKIPConfig":   "ctkip.",
 		"main.AuthConfig":    "auth.",
+		"main.RADIUSConfig":    "radius.",
+		"main.RESTAuthnConfig": "rest_authn.",
 		"main.ConsoleConfig": "console.",
 
 		"main.IdentitySourcesConfig": "identity_sources.",
@@ -292,6 +298,8 @@ var (
 		"main.MetricsConfig": "want a mapping of keys to values",
 		"main.CTKIPConfig":   "want a mapping of keys to values",
 		"main.AuthConfig":    "want a mapping of keys to values",
+		"main.RADIUSConfig":    "want a mapping of keys to values",
+		"main.RESTAuthnConfig": "want a mapping of keys to values",
 		"main.ConsoleConfig": "want a mapping of keys to values",
 		"bool":               "want true or false",
 
@@ -349,6 +357,8 @@ var envVars = []struct{ env, flag string }{
 	{"TOKEND_TLS_KEY", "tls-key"},
 	{"TOKEND_LOG_FORMAT", "log-format"},
 	{"TOKEND_LOG_LEVEL", "log-level"},
+	{"TOKEND_RADIUS_LISTEN", "radius-listen"},
+	{"TOKEND_REST_AUTHN_LISTEN", "rest-authn-listen"},
 }
 
 // field returns the Config field a flag (and its environment variable)
@@ -373,6 +383,10 @@ func (c *Config) field(flag string) *string {
 		return &c.Log.Format
 	case "log-level":
 		return &c.Log.Level
+	case "radius-listen":
+		return &c.RADIUS.Listen
+	case "rest-authn-listen":
+		return &c.RESTAuthn.Listen
 	}
 	panic("config: no field for flag " + flag) // programming error, caught by tests
 }
@@ -400,6 +414,8 @@ func addConfigFlags(fs *pflag.FlagSet) *configFlags {
 		"tls-key":          "TLS private key, PEM (default DATA_DIR/tls.key, generated)",
 		"log-format":       "log format: text or json (default text)",
 		"log-level":        "log level: debug, info, warn or error (default info)",
+		"radius-listen":     "RADIUS UDP listen address, bound once a RADIUS agent exists; empty: off (default :1812)",
+		"rest-authn-listen": "RSA SecurID Authentication API (REST) HTTPS listen address, e.g. :5555; empty: off (default off)",
 	}
 	for _, ev := range envVars {
 		v := new(string)
@@ -554,6 +570,7 @@ func (c *Config) Validate() error {
 	if d := c.IdentitySources.CredentialsDir; d != "" && (!filepath.IsAbs(d) || filepath.Clean(d) == "/") {
 		add("identity_sources.credentials_dir %q: must be an absolute path to a directory other than /", d)
 	}
+	p = append(p, c.agentProblems()...)
 
 	if len(p) > 0 {
 		return &ConfigError{Problems: p}

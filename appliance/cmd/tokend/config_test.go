@@ -480,7 +480,25 @@ func TestValidate(t *testing.T) {
 				"console.burst_per_client 0: must be positive",
 				"console.rate_per_account 0: must be a positive finite number",
 				"console.burst_per_account 0: must be positive",
+				"radius.rate_per_agent 0: must be a positive finite number",
+				"radius.burst_per_agent 0: must be positive",
+				"radius.max_in_flight 0: must be positive",
+				"radius.duplicate_window 0s: want more than 0 and at most 1m",
 			},
+		},
+		{
+			name: "agents' doors",
+			modify: func(c *Config) {
+				c.RADIUS.Listen, c.RESTAuthn.Listen = "1812", ":8443"
+			},
+			want: []string{
+				`radius.listen "1812": missing port in address`,
+				`rest_authn.listen and admin_listen: both are ":8443"; they must differ`,
+			},
+		},
+		{
+			name:   "agents' doors off",
+			modify: func(c *Config) { c.RADIUS.Listen, c.RESTAuthn.Listen = "", "" },
 		},
 	}
 	for _, tt := range tests {
@@ -555,6 +573,9 @@ func TestConfigFiles(t *testing.T) {
 				Console: ConsoleConfig{MaxFailures: 4, LockoutDuration: 0, RatePerClient: 0.5, BurstPerClient: 4,
 					RatePerAccount: 0.05, BurstPerAccount: 3, Argon2Slots: 3},
 				IdentitySources:   IdentitySourcesConfig{CredentialsDir: "/etc/tokend/ldap"},
+				RADIUS: RADIUSConfig{Listen: "127.0.0.1:1812", RatePerAgent: 50, BurstPerAgent: 100, MaxInFlight: 64,
+					DuplicateWindow: 5 * time.Second},
+				RESTAuthn:         RESTAuthnConfig{Listen: ":5555"},
 				ShutdownTimeout:   30 * time.Second,
 				ActivationCodeTTL: 72 * time.Hour,
 			}

@@ -91,6 +91,10 @@ func runServe(ctx context.Context, env *serveEnv) error {
 	m.RegisterInventory(svc, store.Size, log)
 	m.TLSExpiry("admin", env.TLS.Leaf.NotAfter)
 	m.TLSExpiry("ctkip", env.TLS.Leaf.NotAfter)
+	doors, err := newAgentDoors(env, svc, m) // RADIUS and the RSA REST API (agentsdoor.go)
+	if err != nil {
+		return err
+	}
 
 	var ready atomic.Bool
 	syncs := newSyncRunner(svc, m, log, env.Now)
@@ -100,7 +104,7 @@ func runServe(ctx context.Context, env *serveEnv) error {
 			if !ready.Load() {
 				return errors.New("listeners not bound yet")
 			}
-			return nil
+			return doors.ready()
 		}})
 	mountMetrics(adm, m, cfg.Metrics.Auth)
 	sc, err := scim.New(svc, scim.Options{Logger: log, Metrics: m})
@@ -123,6 +127,7 @@ func runServe(ctx context.Context, env *serveEnv) error {
 		namedServer{Name: "admin", Addr: cfg.AdminListen, Server: newHTTPServer("admin", adm, log), TLS: env.AdminTLS},
 		namedServer{Name: "ctkip", Addr: cfg.CTKIPListen, Server: newHTTPServer("ctkip", observed(ctMux, m.HTTP("ctkip"), log), log), TLS: env.CTKIPTLS},
 	)
+	group.Servers = append(group.Servers, doors.servers(env)...)
 	group.Ready = func(addrs map[string]net.Addr) error {
 		if a, ok := addrs["ctkip"]; ok && cfg.CTKIPPublicURL == "" {
 			svc.SetCTKIPURL(strings.TrimRight(publicURL("", a.String(), env.Hostname), "/") + ctkipPath)
@@ -133,7 +138,11 @@ func runServe(ctx context.Context, env *serveEnv) error {
 			"data_dir", env.Paths.DataDir)
 		return nil
 	}
-	return group.Run(ctx)
+	if err := doors.start(ctx); err != nil {
+		return errors.Join(err, doors.shutdown())
+	}
+	err = group.Run(ctx)
+	return errors.Join(err, doors.shutdown())
 }
 
 // ensureAdminToken (re)creates the bootstrap super-admin token when its file
