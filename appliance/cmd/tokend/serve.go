@@ -70,7 +70,7 @@ func runServe(ctx context.Context, env *serveEnv) error {
 	svc, err := appliance.New(appliance.Config{Store: store, Sealer: sealer, CTKIPURL: strings.TrimRight(env.CTKIPPublicURL, "/") + ctkipPath,
 		DefaultCodeTTL: cfg.ActivationCodeTTL, Auth: authPolicy(cfg.Auth), AuthRecorder: m, Logger: log, Now: env.Now, Rand: env.Rand,
 		AdminSignIn:  adminSignInPolicy(cfg.Console, m),
-		DecodeRecord: gojson.Unmarshal, CredentialsDir: cfg.IdentitySources.CredentialsDir})
+		DecodeRecord: gojson.Unmarshal, CredentialsDir: cfg.IdentitySources.CredentialsDir, SpoolDir: env.Paths.DataDir})
 	if err != nil {
 		return err
 	}
@@ -83,6 +83,15 @@ func runServe(ctx context.Context, env *serveEnv) error {
 	}
 	if err := ensureAdminToken(sys, svc, env); err != nil {
 		return err
+	}
+	// Imports a previous run left running will never finish: mark them
+	// interrupted so their tokens are traceable and the file resumable.
+	interrupted, err := svc.InterruptImports(sys)
+	if err != nil {
+		return fmt.Errorf("marking interrupted imports: %w", err)
+	}
+	for _, id := range interrupted {
+		log.Warn("import interrupted by the previous stop; post the same file again to resume it", "job", id)
 	}
 	key, err := svc.CTKIPKey(sys, cfg.CTKIP.RSABits)
 	if err != nil {
