@@ -41,6 +41,11 @@ type Service interface {
 	Distribute(ctx context.Context, serial, profile string) (appliance.Distribution, error)
 
 	ListAudit(ctx context.Context, q appliance.AuditQuery) (appliance.AuditPage, error)
+
+	ListAgents(ctx context.Context) ([]appliance.Agent, error)
+	GetAgent(ctx context.Context, id string) (appliance.Agent, error)
+	CreateAgent(ctx context.Context, in appliance.AgentInput) (appliance.Agent, appliance.Secret, error)
+	UpdateAgent(ctx context.Context, id string, in appliance.AgentInput) (appliance.Agent, error)
 }
 
 // SourceStatus is what the Identity sources page shows of one source.
@@ -138,7 +143,7 @@ func New(svc Service, opts Options) *Console {
 }
 
 var pageNames = []string{"login", "home", "users", "user", "assign", "distribute", "distribution",
-	"tokens", "import", "import_report", "profiles", "profile_form", "sources", "audit", "error"}
+	"tokens", "import", "import_report", "profiles", "profile_form", "sources", "audit", "error", "agents"}
 
 func parsePages() map[string]*template.Template {
 	funcs := template.FuncMap{
@@ -209,6 +214,11 @@ func (c *Console) Mount(e *gin.Engine) {
 	r.POST("/sources/:id/run", c.signedIn(superOnly...), c.runSource)
 
 	r.GET("/audit", c.signedIn(auditReaders...), c.audit)
+
+	r.GET("/agents", c.signedIn(auditReaders...), c.agents)
+	r.POST("/agents", c.signedIn(superOnly...), c.createAgent)
+	r.POST("/agents/:id/enable", c.signedIn(superOnly...), c.setAgentEnabled(true))
+	r.POST("/agents/:id/disable", c.signedIn(superOnly...), c.setAgentEnabled(false))
 }
 
 // csp allows only our own script and style files and the QR code's data:
@@ -250,11 +260,13 @@ func (c *Console) asset(g *gin.Context) {
 // buttons that will work. The routes enforce the same sets.
 type perms struct {
 	Operate, EditProfiles, Audit, RunSources bool
+	ManageAgents                             bool
 }
 
 func permsOf(role string) perms {
 	return perms{Operate: slices.Contains(operators, role), EditProfiles: slices.Contains(superOnly, role),
-		Audit: slices.Contains(auditReaders, role), RunSources: slices.Contains(superOnly, role)}
+		Audit: slices.Contains(auditReaders, role), RunSources: slices.Contains(superOnly, role),
+		ManageAgents: slices.Contains(superOnly, role)}
 }
 
 // view is what every page template receives.
