@@ -185,7 +185,6 @@ type chunkResult struct {
 type importRun struct {
 	req   ImportRequest
 	id    string
-	now   time.Time
 	actor Actor
 	// prior holds the interrupted jobs this import resumes: a stored token
 	// stamped with one of them is counted as resumed, not as a duplicate.
@@ -265,7 +264,7 @@ func (s *Service) ImportTokens(ctx context.Context, req ImportRequest) (ImportJo
 	if err != nil {
 		return ImportJob{}, err
 	}
-	run := &importRun{req: req, id: fmt.Sprintf("%016x-%s", start.UnixNano(), suffix), now: start, actor: ActorFrom(ctx)}
+	run := &importRun{req: req, id: fmt.Sprintf("%016x-%s", start.UnixNano(), suffix), actor: ActorFrom(ctx)}
 	job := ImportJob{ID: run.id, Format: req.Format, DryRun: req.DryRun, OnDuplicate: req.OnDuplicate, Status: JobRunning,
 		Rejected: []RowReport{}, SkippedRows: []RowReport{}, Actor: run.actor.Name, StartedAt: start,
 		SHA256: sum, Size: size, Rows: rows}
