@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -260,5 +261,48 @@ func TestAgentsEndToEnd(t *testing.T) {
 		if strings.Contains(in.logs.String(), s) {
 			t.Error("an agent secret is in the logs")
 		}
+	}
+}
+
+// TestRADIUSListenerInReadyz: once a RADIUS agent exists the RADIUS
+// listener must be up; a port taken by another process makes /readyz fail
+// instead of passing silently.
+func TestRADIUSListenerInReadyz(t *testing.T) {
+	taken, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	in := startTokend(t, t.TempDir(), "--radius-listen", taken.LocalAddr().String())
+	in.call(t, "GET", "/readyz", "", nil, http.StatusOK, nil)
+	in.json(t, "POST", "/api/v1/agents", map[string]string{"name": "vpn", "kind": "radius", "address": "127.0.0.1"}, http.StatusCreated, nil)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := in.client.Get(in.admin + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz still %d with the RADIUS port taken:\n%s", resp.StatusCode, in.logs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(in.logs.String(), "cannot bind the RADIUS listener") {
+		t.Fatal("the bind failure is not logged")
+	}
+	// A restart with the agent in place fails at once, like any listener.
+	if err := in.stop(); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	a := newApp(strings.NewReader(""), &out, &out, func(string) (string, bool) { return "", false })
+	code := a.execute(context.Background(), []string{"serve", "--data-dir", in.dir, "--admin-listen", "127.0.0.1:0", "--ctkip-listen", "127.0.0.1:0",
+		"--radius-listen", taken.LocalAddr().String()})
+	if code == 0 || !strings.Contains(out.String(), "radius listener "+taken.LocalAddr().String()) {
+		t.Fatalf("start with the RADIUS port taken: %d %q", code, out.String())
 	}
 }
