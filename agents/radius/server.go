@@ -422,12 +422,11 @@ func (s *Server) decide(c *client, req *request) (*radius.Packet, error) {
 	reject := req.pkt.Response(radius.CodeAccessReject)
 	session := ""
 	if req.state != "" {
-		var ok bool
-		session, ok = strings.CutPrefix(req.state, statePrefix)
-		if !ok || session == "" || len(session) > 64 {
-			// Not a State tokend issued: nothing to continue.
-			s.rec.AgentAuthentication(appliance.AgentRADIUS, appliance.AuthReject)
-			return reject, nil
+		// A State tokend did not issue names no session: the Service
+		// refuses it (and audits and counts the failure) like an expired one.
+		session = strings.TrimPrefix(req.state, statePrefix)
+		if session == "" {
+			session = "-"
 		}
 	}
 	if req.userName == "" || !req.hasPW || len(req.passcode) > maxPasscode || len(req.userName) > 256 {

@@ -245,8 +245,24 @@ func TestRADIUSBranches(t *testing.T) {
 		if r := h.exchange(t, ask{user: other, pass: code(t, og, step+6), state: state}); r.Code != radius.CodeAccessReject {
 			t.Fatalf("another user continued the challenge: %v", r.Code)
 		}
-		if r := h.exchange(t, ask{user: u, pass: code(t, g, step+6), state: "tkd1:forged"}); r.Code != radius.CodeAccessReject {
-			t.Fatalf("forged State: %v", r.Code)
+		for _, forged := range []string{"tkd1:forged", "tkd1:", "another server's state"} {
+			if r := h.exchange(t, ask{user: u, pass: code(t, g, step+6), state: forged}); r.Code != radius.CodeAccessReject {
+				t.Fatalf("forged State %q: %v", forged, r.Code)
+			}
+		}
+		// Each was a decision of the Service, audited with the agent.
+		page, err := h.svc.ListAudit(h.ctx, appliance.AuditQuery{Action: "auth", Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		bad := 0
+		for _, r := range page.Items {
+			if r.Reason == appliance.ReasonBadSession && r.Actor.Name == "pam" {
+				bad++
+			}
+		}
+		if bad < 4 {
+			t.Fatalf("%d bad_session audit records, want at least 4", bad)
 		}
 	})
 	t.Run("new PIN user-chosen then fob PIN and tokencode", func(t *testing.T) {
