@@ -142,74 +142,125 @@ func BenchmarkRADIUS(b *testing.B) {
 			bound := commitBound(b, inflight, max(b.N, 2000))
 			b.StartTimer()
 
-			var accepted, other, done, nextTok atomic.Int64
-			var lat latencies
 			b.ResetTimer()
-			start, cpu0, srv0 := time.Now(), cpuTime(), procCPU(b, cmd.Process.Pid)
-			var wg sync.WaitGroup
-			for range inflight {
-				wg.Go(func() {
-					conn, err := net.Dial("udp", radAddr)
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					defer conn.Close()
-					buf := make([]byte, radius.MaxPacketLength)
-					for done.Load() < int64(b.N) {
-						i := nextTok.Add(1) - 1
-						if i >= int64(tokens) {
-							return
-						}
-						serial := fmt.Sprintf("%012d", 800_000_000_000+i)
-						gen, _ := otp.NewSecurID(benchSeed(i), serial, 8, 60)
-						step := gen.Step(time.Now())
-						for _, s := range []int64{step - 1, step, step + 1} {
-							if done.Add(1) > int64(b.N) {
-								return
-							}
-							code, _ := gen.CodeAt(s)
-							p := radius.New(radius.CodeAccessRequest, []byte(benchRADIUSSecret))
-							_ = rfc2865.UserName_SetString(p, fmt.Sprintf("auth%07d", i))
-							_ = rfc2865.UserPassword_SetString(p, code)
-							if err := tradius.AddMessageAuthenticator(p); err != nil {
-								b.Error(err)
-								return
-							}
-							wire, _ := p.Encode()
-							t0 := time.Now()
-							if _, err := conn.Write(wire); err != nil {
-								b.Error(err)
-								return
-							}
-							conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-							n, err := conn.Read(buf)
-							if err != nil {
-								b.Errorf("no answer: %v", err)
-								return
-							}
-							lat.add(time.Since(t0))
-							if n > 0 && radius.Code(buf[0]) == radius.CodeAccessAccept {
-								accepted.Add(1)
-							} else {
-								other.Add(1)
-							}
-						}
-					}
-				})
-			}
-			wg.Wait()
-			el := time.Since(start).Seconds()
-			n := accepted.Load() + other.Load()
+			srv0 := procCPU(b, cmd.Process.Pid)
+			res := radiusLoad(b, radAddr, inflight, tokens)
 			srvCPU := procCPU(b, cmd.Process.Pid) - srv0
-			rate := float64(n) / el
+			n, rate := res.n, res.rate
 			b.ReportMetric(rate, "verifications/s")
 			b.ReportMetric(bound, "commits/s")
 			b.ReportMetric(rate/bound, "ratio-to-commit-bound")
-			b.ReportMetric(float64(accepted.Load())/float64(max(1, n)), "accepted-share")
+			b.ReportMetric(res.acceptedShare, "accepted-share")
 			b.ReportMetric(float64(srvCPU.Microseconds())/float64(max(1, n)), "server-cpu-µs/op")
-			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(max(1, n)), "loadgen-cpu-µs/op")
-			b.ReportMetric(float64(lat.p(0.99).Microseconds())/1000, "p99-ms")
+			b.ReportMetric(float64(res.cpu.Microseconds())/float64(max(1, n)), "loadgen-cpu-µs/op")
+			b.ReportMetric(float64(res.p99.Microseconds())/1000, "p99-ms")
+		})
+	}
+}
+
+type radiusLoadResult struct {
+	n             int64
+	rate          float64
+	acceptedShare float64
+	p99           time.Duration
+	cpu           time.Duration // this process's CPU during the run
+}
+
+// radiusLoad sends b.N Access-Requests (each with a Message-Authenticator,
+// each a fresh accepted code of the bench users) to addr from inflight
+// workers, one UDP socket and one request in flight each.
+func radiusLoad(b *testing.B, addr string, inflight, tokens int) radiusLoadResult {
+	var accepted, other, done, nextTok atomic.Int64
+	var lat latencies
+	start, cpu0 := time.Now(), cpuTime()
+	var wg sync.WaitGroup
+	for range inflight {
+		wg.Go(func() {
+			conn, err := net.Dial("udp", addr)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			defer conn.Close()
+			buf := make([]byte, radius.MaxPacketLength)
+			for done.Load() < int64(b.N) {
+				i := nextTok.Add(1) - 1
+				if i >= int64(tokens) {
+					return
+				}
+				serial := fmt.Sprintf("%012d", 800_000_000_000+i)
+				gen, _ := otp.NewSecurID(benchSeed(i), serial, 8, 60)
+				step := gen.Step(time.Now())
+				for _, s := range []int64{step - 1, step, step + 1} {
+					if done.Add(1) > int64(b.N) {
+						return
+					}
+					code, _ := gen.CodeAt(s)
+					p := radius.New(radius.CodeAccessRequest, []byte(benchRADIUSSecret))
+					_ = rfc2865.UserName_SetString(p, fmt.Sprintf("auth%07d", i))
+					_ = rfc2865.UserPassword_SetString(p, code)
+					if err := tradius.AddMessageAuthenticator(p); err != nil {
+						b.Error(err)
+						return
+					}
+					wire, _ := p.Encode()
+					t0 := time.Now()
+					if _, err := conn.Write(wire); err != nil {
+						b.Error(err)
+						return
+					}
+					conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+					n, err := conn.Read(buf)
+					if err != nil {
+						b.Errorf("no answer: %v", err)
+						return
+					}
+					lat.add(time.Since(t0))
+					if n > 0 && radius.Code(buf[0]) == radius.CodeAccessAccept {
+						accepted.Add(1)
+					} else {
+						other.Add(1)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	el := time.Since(start).Seconds()
+	n := accepted.Load() + other.Load()
+	return radiusLoadResult{n: n, rate: float64(n) / el, acceptedShare: float64(accepted.Load()) / float64(max(1, n)),
+		p99: lat.p(0.99), cpu: cpuTime() - cpu0}
+}
+
+// BenchmarkRADIUSInProcess is BenchmarkRADIUS with tokend in this process,
+// so that `go test -bench BenchmarkRADIUSInProcess -cpuprofile cpu.out`
+// shows where a verification's CPU goes (server and load generator in one
+// profile; tell them apart by package). Its rates are not the figures to
+// report: the load generator shares the process.
+func BenchmarkRADIUSInProcess(b *testing.B) {
+	for _, inflight := range []int{1, 16, 64} {
+		b.Run(fmt.Sprintf("inflight=%d", inflight), func(b *testing.B) {
+			tokens := b.N/3 + inflight
+			dir := filepath.Join(b.TempDir(), "data")
+			provisionOffline(b, dir, tokens, true)
+			addRADIUSAgentOffline(b, dir)
+			in := startTokend(b, dir, "--radius-listen", "127.0.0.1:0")
+			addr := ""
+			for _, line := range bytes.Split([]byte(in.logs.String()), []byte("\n")) {
+				var m map[string]any
+				if json.Unmarshal(line, &m) == nil && m["msg"] == "listening" && m["server"] == "radius" {
+					addr = fmt.Sprint(m["addr"])
+				}
+			}
+			if addr == "" {
+				b.Fatal("no RADIUS listener")
+			}
+			b.ResetTimer()
+			res := radiusLoad(b, addr, inflight, tokens)
+			b.ReportMetric(res.rate, "verifications/s")
+			b.ReportMetric(res.acceptedShare, "accepted-share")
+			b.ReportMetric(float64(res.cpu.Microseconds())/float64(max(1, res.n)), "process-cpu-µs/op")
+			b.ReportMetric(float64(res.p99.Microseconds())/1000, "p99-ms")
 		})
 	}
 }
