@@ -215,7 +215,7 @@ func TestAgentAuthenticate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.clock.Add(15 * time.Minute) // past the steps used above
+	f.clock.Add(15 * time.Minute)       // past the steps used above
 	step = f.clock.Now().Unix()/60 + 10 // the token's clock runs 10 steps ahead (drift stored above)
 	for range 6 {
 		r, _ := f.svc.AgentAuthenticate(f.ctx, scoped, appliance.AuthRequest{UserName: "alice", Passcode: codeAt(t, g, step)})

@@ -59,7 +59,7 @@ type Config struct {
 	// RADIUS and RESTAuthn are the agents' doors (agentsconfig.go).
 	RADIUS    RADIUSConfig    `yaml:"radius"`
 	RESTAuthn RESTAuthnConfig `yaml:"rest_authn"`
-	Console ConsoleConfig `yaml:"console"`
+	Console   ConsoleConfig   `yaml:"console"`
 
 	IdentitySources IdentitySourcesConfig `yaml:"identity_sources"`
 
@@ -277,31 +277,31 @@ var (
 	yamlUnknownRe  = regexp.MustCompile(`^field (.+) not found in type (\S+)$`)
 	yamlTypeRe     = regexp.MustCompile("^cannot unmarshal !!\\w+ `(.*)` into (\\S+)$")
 	yamlSectionFor = map[string]string{
-		"main.Config":        "",
-		"main.LogConfig":     "log.",
-		"main.MetricsConfig": "metrics.",
-		"main.CTKIPConfig":   "ctkip.",
-		"main.AuthConfig":    "auth.",
+		"main.Config":          "",
+		"main.LogConfig":       "log.",
+		"main.MetricsConfig":   "metrics.",
+		"main.CTKIPConfig":     "ctkip.",
+		"main.AuthConfig":      "auth.",
 		"main.RADIUSConfig":    "radius.",
 		"main.RESTAuthnConfig": "rest_authn.",
-		"main.ConsoleConfig": "console.",
+		"main.ConsoleConfig":   "console.",
 
 		"main.IdentitySourcesConfig": "identity_sources.",
 	}
 	yamlWant = map[string]string{
-		"time.Duration":      "want a duration such as 5m or 90s",
-		"int":                "want an integer",
-		"float64":            "want a number",
-		"string":             "want a string",
-		"main.Config":        "want a mapping of keys to values",
-		"main.LogConfig":     "want a mapping of keys to values",
-		"main.MetricsConfig": "want a mapping of keys to values",
-		"main.CTKIPConfig":   "want a mapping of keys to values",
-		"main.AuthConfig":    "want a mapping of keys to values",
+		"time.Duration":        "want a duration such as 5m or 90s",
+		"int":                  "want an integer",
+		"float64":              "want a number",
+		"string":               "want a string",
+		"main.Config":          "want a mapping of keys to values",
+		"main.LogConfig":       "want a mapping of keys to values",
+		"main.MetricsConfig":   "want a mapping of keys to values",
+		"main.CTKIPConfig":     "want a mapping of keys to values",
+		"main.AuthConfig":      "want a mapping of keys to values",
 		"main.RADIUSConfig":    "want a mapping of keys to values",
 		"main.RESTAuthnConfig": "want a mapping of keys to values",
-		"main.ConsoleConfig": "want a mapping of keys to values",
-		"bool":               "want true or false",
+		"main.ConsoleConfig":   "want a mapping of keys to values",
+		"bool":                 "want true or false",
 
 		"main.IdentitySourcesConfig": "want a mapping of keys to values",
 	}
@@ -405,15 +405,15 @@ func addConfigFlags(fs *pflag.FlagSet) *configFlags {
 	f := &configFlags{fs: fs, values: map[string]*string{}}
 	fs.StringVar(&f.configFile, "config", "", "YAML configuration file (env TOKEND_CONFIG)")
 	help := map[string]string{
-		"data-dir":         "data directory (default ./tokend-data)",
-		"master-key-file":  "master key file (default: systemd credential master-key, else DATA_DIR/master.key)",
-		"admin-listen":     "admin API listen address (default :8443)",
-		"ctkip-listen":     "CT-KIP listen address (default :8444)",
-		"ctkip-public-url": "URL devices use for CT-KIP (default derived from --ctkip-listen)",
-		"tls-cert":         "TLS certificate chain, PEM (default DATA_DIR/tls.crt, generated)",
-		"tls-key":          "TLS private key, PEM (default DATA_DIR/tls.key, generated)",
-		"log-format":       "log format: text or json (default text)",
-		"log-level":        "log level: debug, info, warn or error (default info)",
+		"data-dir":          "data directory (default ./tokend-data)",
+		"master-key-file":   "master key file (default: systemd credential master-key, else DATA_DIR/master.key)",
+		"admin-listen":      "admin API listen address (default :8443)",
+		"ctkip-listen":      "CT-KIP listen address (default :8444)",
+		"ctkip-public-url":  "URL devices use for CT-KIP (default derived from --ctkip-listen)",
+		"tls-cert":          "TLS certificate chain, PEM (default DATA_DIR/tls.crt, generated)",
+		"tls-key":           "TLS private key, PEM (default DATA_DIR/tls.key, generated)",
+		"log-format":        "log format: text or json (default text)",
+		"log-level":         "log level: debug, info, warn or error (default info)",
 		"radius-listen":     "RADIUS UDP listen address, bound once a RADIUS agent exists; empty: off (default :1812)",
 		"rest-authn-listen": "RSA SecurID Authentication API (REST) HTTPS listen address, e.g. :5555; empty: off (default off)",
 	}

@@ -572,7 +572,7 @@ func TestConfigFiles(t *testing.T) {
 					EmergencyMaxLifetime: 24 * time.Hour},
 				Console: ConsoleConfig{MaxFailures: 4, LockoutDuration: 0, RatePerClient: 0.5, BurstPerClient: 4,
 					RatePerAccount: 0.05, BurstPerAccount: 3, Argon2Slots: 3},
-				IdentitySources:   IdentitySourcesConfig{CredentialsDir: "/etc/tokend/ldap"},
+				IdentitySources: IdentitySourcesConfig{CredentialsDir: "/etc/tokend/ldap"},
 				RADIUS: RADIUSConfig{Listen: "127.0.0.1:1812", RatePerAgent: 50, BurstPerAgent: 100, MaxInFlight: 64,
 					DuplicateWindow: 5 * time.Second},
 				RESTAuthn:         RESTAuthnConfig{Listen: ":5555"},
