@@ -23,6 +23,7 @@ import (
 	"tokend/appliance/internal/boltstore"
 	"tokend/appliance/metrics"
 	"tokend/appliance/seal"
+	"tokend/internal/accesslog"
 	"tokend/sync/scim"
 )
 
@@ -50,7 +51,7 @@ func runServe(ctx context.Context, env *serveEnv) error {
 		// more memory buys about a fifth more requests per CPU (BENCHMARKS.md).
 		debug.SetGCPercent(400)
 	}
-	m := metrics.New(version)
+	m := metrics.New(releaseVersion())
 	store, err := boltstore.Open(env.Paths.DB, boltstore.Options{Observer: m})
 	if errors.Is(err, boltstore.ErrLocked) {
 		return fmt.Errorf("data dir %s is in use by another tokend (%s is locked)", env.Paths.DataDir, env.Paths.DB)
@@ -187,6 +188,7 @@ func mountMetrics(adm *admin.Server, m *metrics.Metrics, auth string) {
 // observed adds per-route metrics and an access log line to a mux-served
 // listener (the admin API does the same inside Gin).
 func observed(mux *http.ServeMux, rec metrics.HTTPRecorder, log *slog.Logger) http.Handler {
+	access := accesslog.New(log, "ctkip", 0, 0)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
@@ -194,9 +196,7 @@ func observed(mux *http.ServeMux, rec metrics.HTTPRecorder, log *slog.Logger) ht
 		pattern := r.Pattern // set by the mux on this request
 		d := time.Since(start)
 		rec.ObserveHTTP(pattern, r.Method, sw.status, d)
-		log.LogAttrs(r.Context(), slog.LevelInfo, "http", slog.String("listener", "ctkip"), slog.String("method", r.Method),
-			slog.String("route", pattern), slog.Int("status", sw.status),
-			slog.Float64("duration_ms", float64(d.Microseconds())/1000), slog.String("remote", r.RemoteAddr))
+		access.Request(r.Context(), r.Method, pattern, sw.status, d, r.RemoteAddr)
 	})
 }
 
