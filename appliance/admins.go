@@ -90,8 +90,8 @@ func validateAdminName(name string, v *ValidationError) {
 	switch {
 	case strings.TrimSpace(name) == "":
 		v.Add("name", "required")
-	case len(name) > 64 || !utf8.ValidString(name) || strings.ContainsAny(name, "\x00\r\n\t/ "):
-		v.Add("name", "must be at most 64 printable characters without spaces or '/'")
+	case !validAdminNameChars(name):
+		v.Add("name", AdminNameRule)
 	}
 }
 
@@ -132,7 +132,7 @@ func (s *Service) hashAdminPassword(ctx context.Context, password string) (strin
 // is generated and returned (once); otherwise the returned Secret is empty.
 // Hashing happens before the transaction, which must stay pure.
 func (s *Service) CreateAdmin(ctx context.Context, in NewAdmin) (AdminAccount, Secret, error) {
-	in.Name = strings.TrimSpace(in.Name)
+	in.Name = NormalizeName(in.Name)
 	v := &ValidationError{}
 	validateAdminName(in.Name, v)
 	if !validAdminRole(in.Role) {

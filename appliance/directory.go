@@ -35,6 +35,11 @@ type DirectoryResult struct {
 	// Conflicts are planned users whose login is held by a user of another
 	// source; they are skipped and reported, never merged.
 	Conflicts []string
+	// Rejected are the external ids of planned users whose login breaks
+	// UserNameRule: a new one is not added, an existing one keeps its
+	// stored login while the rest of its record (deactivation included)
+	// is applied. One odd directory entry never fails a run.
+	Rejected []string
 }
 
 // DirectoryUsers returns every user of a source, keyed by external id.
@@ -119,7 +124,7 @@ func (s *Service) ApplyDirectoryPlan(ctx context.Context, source string, plan Di
 	for range applyWorkers {
 		wg.Go(func() {
 			for c := range work {
-				applied, conflicts, err := s.applyDirectoryChunk(cctx, source, c, now)
+				applied, conflicts, rejected, err := s.applyDirectoryChunk(cctx, source, c, now)
 				mu.Lock()
 				if err != nil && first == nil {
 					first = err
@@ -127,6 +132,7 @@ func (s *Service) ApplyDirectoryPlan(ctx context.Context, source string, plan Di
 				}
 				res.Applied += applied
 				res.Conflicts = append(res.Conflicts, conflicts...)
+				res.Rejected = append(res.Rejected, rejected...)
 				mu.Unlock()
 			}
 		})
@@ -157,19 +163,19 @@ feed:
 	}
 	err := s.store.Update(ctx, func(tx Tx) error {
 		return appendAudit(tx, now, ActorFrom(ctx), AuditEvent{Action: "sync.apply", Target: source, Outcome: OutcomeSuccess,
-			Detail: fmt.Sprintf("added=%d updated=%d deactivated=%d reactivated=%d purged=%d conflicts=%d", len(plan.Add),
-				len(plan.Update), len(plan.Deactivate), len(plan.Reactivate), len(plan.Purge), len(res.Conflicts))})
+			Detail: fmt.Sprintf("added=%d updated=%d deactivated=%d reactivated=%d purged=%d conflicts=%d rejected=%d", len(plan.Add),
+				len(plan.Update), len(plan.Deactivate), len(plan.Reactivate), len(plan.Purge), len(res.Conflicts), len(res.Rejected))})
 	})
 	return res, err
 }
 
-func (s *Service) applyDirectoryChunk(ctx context.Context, source string, chunk []dirOp, now time.Time) (int, []string, error) {
+func (s *Service) applyDirectoryChunk(ctx context.Context, source string, chunk []dirOp, now time.Time) (int, []string, []string, error) {
 	var applied int
-	var conflicts []string
+	var conflicts, rejected []string
 	// Counter changes are buffered so the chunk writes them once.
 	err := s.store.Update(ctx, func(tx Tx) error {
 		return withCounts(tx, func(tx Tx) error {
-			applied, conflicts = 0, nil
+			applied, conflicts, rejected = 0, nil, nil
 			for _, op := range chunk {
 				var old *User
 				id := op.newID
@@ -189,6 +195,18 @@ func (s *Service) applyDirectoryChunk(ctx context.Context, source string, chunk 
 				if u.Active {
 					u.DeactivatedAt = time.Time{}
 				}
+				// The directory's own spelling is stored (so the next plan
+				// compares equal); the rule is checked on its NFC form.
+				if (old == nil || u.UserName != old.UserName) && !ValidUserName(NormalizeName(u.UserName)) {
+					rejected = append(rejected, op.u.ExternalID)
+					if old == nil {
+						continue
+					}
+					u.UserName = old.UserName
+					if sameDirectoryFields(&u, old) {
+						continue
+					}
+				}
 				if err := putUser(tx, &u, old); err != nil {
 					if errors.Is(err, ErrExists) {
 						conflicts = append(conflicts, op.u.UserName)
@@ -201,7 +219,14 @@ func (s *Service) applyDirectoryChunk(ctx context.Context, source string, chunk 
 			return nil
 		})
 	})
-	return applied, conflicts, err
+	return applied, conflicts, rejected, err
+}
+
+// sameDirectoryFields reports whether applying u would change nothing a
+// directory sets in old.
+func sameDirectoryFields(u, old *User) bool {
+	return u.UserName == old.UserName && u.DisplayName == old.DisplayName && u.Email == old.Email &&
+		u.Active == old.Active && u.DirectoryDisabled == old.DirectoryDisabled && u.DeactivatedAt.Equal(old.DeactivatedAt)
 }
 
 func syncCookieKey(source string) []byte { return []byte("sc/" + source) }

@@ -14,5 +14,6 @@
 // derived by CT-KIP is sealed in the record). Disabling, unassigning (which
 // wipes a software token's seed) and re-issuing a code move it back.
 //
-// The package imports the standard library and its own subpackages only.
+// The package imports the standard library, its own subpackages and
+// golang.org/x/text/unicode/norm (names are stored and compared in NFC).
 package appliance

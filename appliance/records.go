@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // Key layout. Every record and its index entries are written in the same
@@ -60,7 +62,9 @@ const (
 	pfxAudit       = "a/"
 )
 
-func fold(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
+// fold is the key form of names, e-mails and searches: case-insensitive
+// and NFC, so composed and decomposed input find the same record.
+func fold(s string) string { return norm.NFC.String(strings.ToLower(strings.TrimSpace(s))) }
 
 func userKey(id string) []byte     { return []byte(pfxUser + id) }
 func loginKey(login string) []byte { return []byte(pfxUserLogin + fold(login)) }

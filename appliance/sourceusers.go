@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -103,7 +102,7 @@ func requireSource(tx Tx, id string) error {
 // its grace period) is revived instead: same id, same tokens, the new
 // fields, active again.
 func (s *Service) CreateSourceUser(ctx context.Context, sourceID string, in SourceUser) (SourceUser, error) {
-	in.UserName = strings.TrimSpace(in.UserName)
+	in.UserName = NormalizeName(in.UserName)
 	if err := validateUserFields(in.UserName, in.DisplayName, in.Email).Err(); err != nil {
 		return SourceUser{}, err
 	}
@@ -318,7 +317,7 @@ func (s *Service) UpdateSourceUser(ctx context.Context, sourceID, id string, fn 
 			return err
 		}
 		u := su.User
-		u.UserName = strings.TrimSpace(u.UserName)
+		u.UserName = NormalizeName(u.UserName)
 		if err := validateUserFields(u.UserName, u.DisplayName, u.Email).Err(); err != nil {
 			return err
 		}

@@ -21,13 +21,15 @@ type NewUser struct {
 	Active      *bool // true when nil
 }
 
+// validateUserFields checks a user's fields; userName must already be in
+// NormalizeName form.
 func validateUserFields(userName, displayName, email string) *ValidationError {
 	v := &ValidationError{}
 	switch {
 	case strings.TrimSpace(userName) == "":
 		v.Add("user_name", "required")
-	case len(userName) > 256 || !utf8.ValidString(userName) || strings.ContainsAny(userName, "\x00\r\n\t/"):
-		v.Add("user_name", "must be at most 256 printable characters without '/'")
+	case !ValidUserName(userName):
+		v.Add("user_name", UserNameRule)
 	}
 	if len(displayName) > 256 || !utf8.ValidString(displayName) || strings.ContainsRune(displayName, 0) {
 		v.Add("display_name", "must be at most 256 characters")
@@ -42,7 +44,7 @@ func validateUserFields(userName, displayName, email string) *ValidationError {
 
 // CreateUser adds a user. User names are unique case-insensitively.
 func (s *Service) CreateUser(ctx context.Context, in NewUser) (UserView, error) {
-	in.UserName = strings.TrimSpace(in.UserName)
+	in.UserName = NormalizeName(in.UserName)
 	if err := validateUserFields(in.UserName, in.DisplayName, in.Email).Err(); err != nil {
 		return UserView{}, err
 	}

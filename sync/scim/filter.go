@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/scim2/filter-parser/v2"
+	"golang.org/x/text/unicode/norm"
 )
 
 // Our own filter evaluator. The library's PassesFilter never matches a
@@ -214,7 +215,9 @@ func compare(op filter.CompareOperator, v, ref any, exact bool) bool {
 			}
 		}
 		if !exact {
-			s, r = strings.ToLower(s), strings.ToLower(r)
+			// Case-insensitive is also canonical-equivalence blind: the
+			// appliance stores logins in NFC and a client may send NFD.
+			s, r = norm.NFC.String(strings.ToLower(s)), norm.NFC.String(strings.ToLower(r))
 		}
 		switch op {
 		case filter.EQ:
