@@ -232,11 +232,26 @@ func certExtraNames(cfg *Config, ctkipURL string) []string {
 	return names
 }
 
+// tls12Suites are the TLS 1.2 suites both listeners offer: ECDHE with an
+// AEAD only. Go's defaults also offer ECDHE with AES-CBC and HMAC-SHA1 (and
+// SHA-256), which have no place on an appliance whose clients (browsers, the
+// RSA SecurID apps on current Android, iOS and Windows, curl) all speak
+// AES-GCM, and most TLS 1.3. TLS 1.3 suites are not configurable and are
+// all AEAD.
+var tls12Suites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+}
+
 // serverTLSConfig is the tls.Config for one listener: the certificate, TLS
-// 1.2 at least, Go's default cipher suites and curves (AEAD only, forward
-// secret, X25519MLKEM768 first). With allowH2 the listener offers HTTP/2
-// and HTTP/1.1 by ALPN (admin: browsers, the console); without, HTTP/1.1
-// only (CT-KIP clients are simple HTTP/1.1 SOAP clients).
+// 1.2 at least with forward-secret AEAD suites only (tls12Suites), Go's
+// default curves (X25519MLKEM768 first). With allowH2 the listener offers
+// HTTP/2 and HTTP/1.1 by ALPN (admin: browsers, the console); without,
+// HTTP/1.1 only (CT-KIP clients are simple HTTP/1.1 SOAP clients).
 func serverTLSConfig(cert tls.Certificate, allowH2 bool) *tls.Config {
 	protos := []string{"http/1.1"}
 	if allowH2 {
@@ -244,6 +259,7 @@ func serverTLSConfig(cert tls.Certificate, allowH2 bool) *tls.Config {
 	}
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS12,
+		CipherSuites: slices.Clone(tls12Suites),
 		Certificates: []tls.Certificate{cert},
 		NextProtos:   protos,
 	}
