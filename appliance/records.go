@@ -25,7 +25,8 @@ import (
 //	ui/e/<email> \0 <id>             id \0 source \0 login (case-folded)
 //	ui/d/<display> \0 <id>           id \0 source \0 login \0 e-mail (case-folded; older
 //	                                 entries lack the e-mail)
-//	ui/x/<source> \0 <external id>   id                    (unique per source)
+//	ui/x/<source> \0 <external id> \0 <id>  id             (unique per source except SCIM
+//	                                 ones; older entries lack \0 <id>: extindex.go)
 //	t/<serial>                       Token
 //	ti/s/<serial>                    kind \0 state \0 user id \0 manager \0 provisioned
 //	ti/u/<user id>/<serial>          ""                    (tokens by user)
@@ -221,10 +222,8 @@ func putUser(tx Tx, u *User, old *User) error {
 		}
 	}
 	if u.ExternalID != "" && (old == nil || old.ExternalID != u.ExternalID || old.Source != u.Source) {
-		if ok, err := exists(tx, extKey(u.Source, u.ExternalID)); err != nil {
+		if err := checkExtID(tx, u); err != nil {
 			return err
-		} else if ok {
-			return fmt.Errorf("external id %q in source %q: %w", u.ExternalID, u.Source, ErrExists)
 		}
 	}
 	from := ""
@@ -257,7 +256,7 @@ func putUser(tx Tx, u *User, old *User) error {
 		}
 	}
 	if u.ExternalID != "" {
-		if err := tx.Put(extKey(u.Source, u.ExternalID), []byte(u.ID)); err != nil {
+		if err := tx.Put(extEntryKey(u.Source, u.ExternalID, u.ID), []byte(u.ID)); err != nil {
 			return err
 		}
 	}
@@ -281,13 +280,13 @@ func removeUserIndexes(tx Tx, u *User) error {
 	if u.DisplayName != "" {
 		keys = append(keys, displayKey(u))
 	}
-	if u.ExternalID != "" {
-		keys = append(keys, extKey(u.Source, u.ExternalID))
-	}
 	for _, k := range keys {
 		if err := tx.Delete(k); err != nil {
 			return err
 		}
+	}
+	if u.ExternalID != "" {
+		return deleteExtEntry(tx, u)
 	}
 	return nil
 }

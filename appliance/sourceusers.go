@@ -97,10 +97,11 @@ func requireSource(tx Tx, id string) error {
 }
 
 // CreateSourceUser adds a user pushed by a source. The login is unique
-// case-insensitively across the appliance and the external id unique within
-// the source (ErrExists). A user the same source deleted earlier (still in
-// its grace period) is revived instead: same id, same tokens, the new
-// fields, active again.
+// case-insensitively across the appliance (ErrExists); the external id is
+// not (RFC 7643 §3.1). A user with this login that the same source deleted
+// earlier (still in its grace period) is revived instead: same id, same
+// tokens, the new fields, active again. The external id never revives: it
+// names no one, and reviving by it could hand one user's tokens to another.
 func (s *Service) CreateSourceUser(ctx context.Context, sourceID string, in SourceUser) (SourceUser, error) {
 	in.UserName = NormalizeName(in.UserName)
 	if err := validateUserFields(in.UserName, in.DisplayName, in.Email).Err(); err != nil {
@@ -115,7 +116,7 @@ func (s *Service) CreateSourceUser(ctx context.Context, sourceID string, in Sour
 		if err := requireSource(tx, sourceID); err != nil {
 			return err
 		}
-		revive, err := removedNamesake(tx, sourceID, in.UserName, in.ExternalID)
+		revive, err := removedNamesake(tx, sourceID, in.UserName)
 		if err != nil {
 			return err
 		}
@@ -159,11 +160,10 @@ func (s *Service) CreateSourceUser(ctx context.Context, sourceID string, in Sour
 	return out, err
 }
 
-// removedNamesake returns the user of source that holds the login or the
-// external id if it was removed by the source; nil if neither is taken. It
-// fails with ErrExists when either is held by a live user or another source,
-// or the two belong to different users.
-func removedNamesake(tx Tx, source, userName, externalID string) (*User, error) {
+// removedNamesake returns the user of source that holds the login if it was
+// removed by the source; nil if the login is free. It fails with ErrExists
+// when the login is held by a live user or another source.
+func removedNamesake(tx Tx, source, userName string) (*User, error) {
 	var found *User
 	check := func(id string) error {
 		u, r, err := getSourceUser(tx, source, id)
@@ -187,17 +187,6 @@ func removedNamesake(tx Tx, source, userName, externalID string) (*User, error) 
 		}
 	case !errors.Is(err, ErrNotFound):
 		return nil, err
-	}
-	if externalID != "" {
-		v, err := tx.Get(extKey(source, externalID))
-		switch {
-		case err == nil:
-			if err := check(string(v)); err != nil {
-				return nil, err
-			}
-		case !errors.Is(err, ErrNotFound):
-			return nil, err
-		}
 	}
 	return found, nil
 }
@@ -223,10 +212,24 @@ func (s *Service) FindSourceUserByName(ctx context.Context, sourceID, userName s
 	return s.findSourceUser(ctx, sourceID, loginKey(userName))
 }
 
-// FindSourceUserByExternalID returns the source's user with this external
-// id (case-sensitive), or ErrNotFound.
+// FindSourceUserByExternalID returns a user of the source with this
+// external id (case-sensitive; a live one before a removed one, then in id
+// order), or ErrNotFound. Several users may share an external id:
+// FindSourceUsersByExternalID returns them all.
 func (s *Service) FindSourceUserByExternalID(ctx context.Context, sourceID, externalID string) (SourceUser, error) {
-	return s.findSourceUser(ctx, sourceID, extKey(sourceID, externalID))
+	all, err := s.FindSourceUsersByExternalID(ctx, sourceID, externalID)
+	if err != nil {
+		return SourceUser{}, err
+	}
+	for _, su := range all {
+		if su.RemovedAt.IsZero() {
+			return su, nil
+		}
+	}
+	if len(all) == 0 {
+		return SourceUser{}, fmt.Errorf("user in source %q: %w", sourceID, ErrNotFound)
+	}
+	return all[0], nil
 }
 
 func (s *Service) findSourceUser(ctx context.Context, sourceID string, idx []byte) (SourceUser, error) {
@@ -236,8 +239,6 @@ func (s *Service) findSourceUser(ctx context.Context, sourceID string, idx []byt
 		if err != nil {
 			return err
 		}
-		// Login index values start with the id; external id index values
-		// are the id.
 		id := parseLoginIndex(v).ID
 		u, r, err := getSourceUser(tx, sourceID, id)
 		if err != nil {

@@ -29,7 +29,7 @@ type Service interface {
 	CreateSourceUser(ctx context.Context, sourceID string, in appliance.SourceUser) (appliance.SourceUser, error)
 	GetSourceUser(ctx context.Context, sourceID, id string) (appliance.SourceUser, error)
 	FindSourceUserByName(ctx context.Context, sourceID, userName string) (appliance.SourceUser, error)
-	FindSourceUserByExternalID(ctx context.Context, sourceID, externalID string) (appliance.SourceUser, error)
+	FindSourceUsersByExternalID(ctx context.Context, sourceID, externalID string) ([]appliance.SourceUser, error)
 	ScanSourceUsers(ctx context.Context, sourceID, after string, limit int) ([]appliance.SourceUser, string, error)
 	UpdateSourceUser(ctx context.Context, sourceID, id string, fn func(*appliance.SourceUser) error) (appliance.SourceUser, error)
 	DeactivateSourceUser(ctx context.Context, sourceID, id string, removed bool) (appliance.SourceUser, error)
@@ -440,7 +440,7 @@ func (h *Handler) toSCIMError(err error, id string) error {
 		return scimerr.ScimErrorResourceNotFound(id)
 	case errors.Is(err, appliance.ErrExists):
 		e := scimerr.ScimErrorUniqueness
-		e.Detail = "userName or externalId is already taken"
+		e.Detail = "userName is already taken"
 		return e
 	case errors.Is(err, appliance.ErrLimit):
 		return scimerr.ScimError{Status: http.StatusBadRequest, ScimType: scimerr.ScimTypeInvalidValue, Detail: "limit reached"}

@@ -230,22 +230,29 @@ func (uh *userHandler) GetAll(r *http.Request, params escim.ListRequestParams) (
 	ctx, src := r.Context(), sourceFrom(r)
 	// The lookups pushers make before every create use the indexes.
 	if attr, val, ok := indexable(expr); ok {
-		var su appliance.SourceUser
+		var found []appliance.SourceUser
 		var err error
 		switch attr {
 		case "username":
+			var su appliance.SourceUser
 			su, err = uh.h.svc.FindSourceUserByName(ctx, src, val)
+			found = []appliance.SourceUser{su}
 		case "externalid":
-			su, err = uh.h.svc.FindSourceUserByExternalID(ctx, src, val)
+			// Not unique (RFC 7643 §3.1): every user carrying it.
+			found, err = uh.h.svc.FindSourceUsersByExternalID(ctx, src, val)
 		default:
+			var su appliance.SourceUser
 			su, err = uh.h.svc.GetSourceUser(ctx, src, val)
+			found = []appliance.SourceUser{su}
 		}
 		switch {
 		case errors.Is(err, appliance.ErrNotFound):
 		case err != nil:
 			return escim.Page{}, uh.h.toSCIMError(err, "")
 		default:
-			add(su)
+			for _, su := range found {
+				add(su)
+			}
 		}
 		return page, nil
 	}
