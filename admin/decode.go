@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,8 +34,13 @@ func decodeJSON(c *gin.Context, dst any) error {
 	if c.Request.ContentLength > MaxJSONBody {
 		return &http.MaxBytesError{Limit: MaxJSONBody}
 	}
-	body := http.MaxBytesReader(c.Writer, c.Request.Body, MaxJSONBody)
-	dec := json.NewDecoder(body)
+	// The body is read whole (it is at most MaxJSONBody) so checkKeys can
+	// look at the keys encoding/json would silently merge or fold.
+	raw, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, MaxJSONBody))
+	if err != nil {
+		return jsonError(err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
 		return jsonError(err)
@@ -42,11 +48,10 @@ func decodeJSON(c *gin.Context, dst any) error {
 	// A second value or trailing garbage means the client sent something
 	// other than what it thinks it sent.
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return err
-		}
 		return reqErr(http.StatusBadRequest, CodeMalformedJSON, "the body must hold exactly one JSON value")
+	}
+	if err := checkKeys(raw, dst); err != nil {
+		return err
 	}
 	// Requests with rules beyond their shape check them here, so no
 	// handler can forget to.

@@ -155,7 +155,7 @@ func New(svc Service, opts Options) *Server {
 	e.ContextWithFallback = true
 	// ClientIP would trust X-Forwarded-For from anyone by default.
 	_ = e.SetTrustedProxies(nil)
-	e.Use(s.observe, s.recoverPanic)
+	e.Use(s.observe, s.recoverPanic, strictTransportSecurity)
 	e.NoRoute(func(c *gin.Context) {
 		writeProblem(c, NewProblem(http.StatusNotFound, CodeNotFound, "no such endpoint"))
 	})
@@ -168,12 +168,13 @@ func New(svc Service, opts Options) *Server {
 
 	s.engine = e
 	s.api = e.Group(APIPrefix, noStore)
+	params := mustQueryParams()
 	for _, r := range s.routes() {
 		chain := []gin.HandlerFunc{}
 		if !r.public {
 			chain = append(chain, s.Authenticate(), RequireRole(r.roles...))
 		}
-		chain = append(chain, r.handler)
+		chain = append(chain, knownQuery(params[r.method+" "+APIPrefix+r.path]), r.handler)
 		s.api.Handle(r.method, r.path, chain...)
 	}
 	return s
