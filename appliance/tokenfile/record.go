@@ -82,6 +82,7 @@ type Record struct {
 	Time      int64     // PSKC Data/Time (TOTP/SecurID), as given; 0 if absent
 	TimeDrift int64     // PSKC Data/TimeDrift in intervals, as given; 0 if absent
 	ExpiresAt time.Time // zero if the file gives none
+	PINMode   string    // PINModeNone | PINModePINPad | PINModeFob from RSA token files; "" otherwise
 	Seed      Seed      // plain secret; nil for seedless CSV rows. The caller seals it.
 }
 

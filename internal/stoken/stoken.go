@@ -141,6 +141,11 @@ func Tokencode(t testing.TB, seed []byte, serial string, digits, interval int, p
 	return code
 }
 
+// Run executes stoken with args, HOME and the working directory set to dir
+// (see run), and returns its standard output. Tests use it for the
+// commands the helpers above do not wrap (issue, import, export, show).
+func Run(dir string, args ...string) ([]byte, error) { return run(dir, args...) }
+
 // run executes stoken with HOME pointing at dir, so a developer's own
 // ~/.stokenrc (saved token, PIN or password) cannot leak into results, and
 // with empty stdin, so prompts fail instead of blocking.
