@@ -11,7 +11,9 @@ import (
 )
 
 // Group is a group pushed by an identity source (SCIM Groups). Members are
-// user ids of the same source.
+// member references as the source sent them: ids of users or groups of the
+// same source, or of ones not pushed yet (identity providers push groups
+// and users in any order). ResolveGroupMembers tells which exist.
 type Group struct {
 	ID          string    `json:"id"`
 	Source      string    `json:"source"`
@@ -45,9 +47,12 @@ func getGroup(tx Tx, source, id string) (*Group, error) {
 	return &g, nil
 }
 
-// checkGroup validates g and its members. Members new since old (all of
-// them when old is nil) must be users of the source; duplicates are folded.
-func checkGroup(tx Tx, g *Group, old *Group) error {
+// maxMemberRef bounds one member reference (ids are far shorter).
+const maxMemberRef = 256
+
+// checkGroup validates g and its member references; duplicates are
+// folded. A reference need not resolve: the user or group may come later.
+func checkGroup(g *Group) error {
 	v := &ValidationError{}
 	g.DisplayName = strings.TrimSpace(g.DisplayName)
 	if g.DisplayName == "" || len(g.DisplayName) > 256 || !utf8.ValidString(g.DisplayName) || strings.ContainsRune(g.DisplayName, 0) {
@@ -59,6 +64,10 @@ func checkGroup(tx Tx, g *Group, old *Group) error {
 	seen := make(map[string]bool, len(g.Members))
 	members := make([]string, 0, len(g.Members))
 	for _, m := range g.Members {
+		if m == "" || len(m) > maxMemberRef || !utf8.ValidString(m) || strings.ContainsRune(m, 0) {
+			v.Add("members", fmt.Sprintf("a member value is 1 to %d bytes of UTF-8 without NUL", maxMemberRef))
+			continue
+		}
 		if !seen[m] {
 			seen[m] = true
 			members = append(members, m)
@@ -67,26 +76,6 @@ func checkGroup(tx Tx, g *Group, old *Group) error {
 	g.Members = members
 	if len(members) > MaxGroupMembers {
 		return fmt.Errorf("group %q: more than %d members: %w", g.DisplayName, MaxGroupMembers, ErrLimit)
-	}
-	var had map[string]bool
-	if old != nil {
-		had = make(map[string]bool, len(old.Members))
-		for _, m := range old.Members {
-			had[m] = true
-		}
-	}
-	for _, m := range members {
-		if had[m] {
-			continue
-		}
-		u, err := getUser(tx, m)
-		if errors.Is(err, ErrNotFound) || (err == nil && u.Source != g.Source) {
-			v.Add("members", fmt.Sprintf("%q is not a user of this source", truncate(m, 64)))
-			continue
-		}
-		if err != nil {
-			return err
-		}
 	}
 	return v.Err()
 }
@@ -106,7 +95,7 @@ func (s *Service) CreateGroup(ctx context.Context, sourceID string, in Group) (G
 			g := in
 			g.ID, g.Source, g.CreatedAt, g.UpdatedAt = id, sourceID, now, now
 			g.Members = slices.Clone(in.Members)
-			if err := checkGroup(tx, &g, nil); err != nil {
+			if err := checkGroup(&g); err != nil {
 				return err
 			}
 			if err := putJSON(tx, groupKey(sourceID, id), &g); err != nil {
@@ -168,7 +157,7 @@ func (s *Service) UpdateGroup(ctx context.Context, sourceID, id string, fn func(
 			return err
 		}
 		g.ID, g.Source, g.CreatedAt, g.UpdatedAt = old.ID, old.Source, old.CreatedAt, now
-		if err := checkGroup(tx, &g, old); err != nil {
+		if err := checkGroup(&g); err != nil {
 			return err
 		}
 		ev.Detail = fmt.Sprintf("%s members=%d", truncate(g.DisplayName, 128), len(g.Members))
@@ -236,4 +225,45 @@ func (s *Service) dropGroupMembers(ctx context.Context, sourceID string, userIDs
 		touched = touched[n:]
 	}
 	return nil
+}
+
+// Member kinds ResolveGroupMembers answers.
+const (
+	MemberUser  = "User"
+	MemberGroup = "Group"
+)
+
+// ResolveGroupMembers tells, in one read, which member references of the
+// source's groups name something that exists now: a user of the source
+// that the source has not deleted (MemberUser) or a group of the source
+// (MemberGroup). References that resolve to nothing are left out.
+func (s *Service) ResolveGroupMembers(ctx context.Context, sourceID string, refs []string) (map[string]string, error) {
+	var out map[string]string
+	err := s.store.View(ctx, func(tx Tx) error {
+		out = make(map[string]string, len(refs))
+		for _, ref := range refs {
+			if _, done := out[ref]; done || ref == "" {
+				continue
+			}
+			u, r, err := getSourceUser(tx, sourceID, ref)
+			switch {
+			case err == nil:
+				if r.RemovedAt.IsZero() && u.ID == ref {
+					out[ref] = MemberUser
+				}
+				continue
+			case !errors.Is(err, ErrNotFound):
+				return err
+			}
+			ok, err := exists(tx, groupKey(sourceID, ref))
+			if err != nil {
+				return err
+			}
+			if ok {
+				out[ref] = MemberGroup
+			}
+		}
+		return nil
+	})
+	return out, err
 }

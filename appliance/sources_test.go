@@ -103,8 +103,17 @@ func TestIdentitySourcesAndSCIMUsers(t *testing.T) {
 	if err != nil || len(g.Members) != 2 {
 		t.Fatalf("group: %v %v", err, g.Members)
 	}
-	if _, err := f.svc.CreateGroup(ctx, scim.ID, appliance.Group{DisplayName: "bad", Members: []string{"nope"}}); !errors.As(err, &ve) {
-		t.Errorf("unknown member: %v", err)
+	// A member not pushed yet is kept and resolves once it exists.
+	early, err := f.svc.CreateGroup(ctx, scim.ID, appliance.Group{DisplayName: "early", Members: []string{"not-yet", g.ID, su.ID}})
+	if err != nil {
+		t.Fatalf("unknown member: %v", err)
+	}
+	resolved, err := f.svc.ResolveGroupMembers(ctx, scim.ID, early.Members)
+	if diff := cmp.Diff(map[string]string{g.ID: appliance.MemberGroup, su.ID: appliance.MemberUser}, resolved); err != nil || diff != "" {
+		t.Errorf("resolved members %v (-want +got):\n%s", err, diff)
+	}
+	if _, err := f.svc.CreateGroup(ctx, scim.ID, appliance.Group{DisplayName: "bad", Members: []string{"a\x00b"}}); !errors.As(err, &ve) {
+		t.Errorf("member with NUL: %v", err)
 	}
 	if _, err := f.svc.DeactivateSourceUser(ctx, scim.ID, su.ID, true); err != nil {
 		t.Fatal(err)

@@ -1,8 +1,11 @@
 package scim
 
 import (
+	"bytes"
+	"encoding/json"
 	"net/http"
 	"strings"
+	"time"
 
 	escim "github.com/elimity-com/scim"
 	"github.com/elimity-com/scim/optional"
@@ -11,34 +14,70 @@ import (
 )
 
 // groupHandler maps SCIM Groups onto the appliance's groups of the source.
-// Members are user ids of the same source; display names of members are
-// not stored.
+// Every member reference is kept, whether or not it names a user or group
+// of the source yet (providers push groups and users in any order); a
+// group is rendered with its resolved members only, each with its type,
+// so a member appears once it has been pushed and disappears once deleted.
+// Display names of members are not stored.
 type groupHandler struct{ h *Handler }
 
-func groupView(g appliance.Group) map[string]any {
+// groupView renders the group; with resolved set, only the members that
+// resolve (with their type), else every stored reference (the form PATCH
+// edits, so unresolved references survive it).
+func groupView(g appliance.Group, resolved map[string]string) map[string]any {
 	members := make([]any, 0, len(g.Members))
 	for _, m := range g.Members {
-		members = append(members, map[string]any{"value": m, "type": "User"})
+		if resolved == nil {
+			members = append(members, map[string]any{"value": m})
+			continue
+		}
+		if typ, ok := resolved[m]; ok {
+			members = append(members, map[string]any{"value": m, "type": typ})
+		}
 	}
 	return map[string]any{"displayName": g.DisplayName, "members": members}
 }
 
-func evalGroupView(g appliance.Group) map[string]any {
-	a := groupView(g)
+func evalGroupView(g appliance.Group, resolved map[string]string) map[string]any {
+	a := groupView(g, resolved)
 	a["id"] = g.ID
 	if g.ExternalID != "" {
 		a["externalId"] = g.ExternalID
 	}
+	a["meta"] = map[string]any{
+		"resourceType": "Group",
+		"created":      g.CreatedAt.UTC().Format(time.RFC3339),
+		"lastModified": g.UpdatedAt.UTC().Format(time.RFC3339),
+	}
 	return a
 }
 
-func (gh *groupHandler) resource(r *http.Request, g appliance.Group) escim.Resource {
+// resolve looks up which member references of the groups exist, in one read.
+func (gh *groupHandler) resolve(r *http.Request, groups ...appliance.Group) (map[string]string, error) {
+	var refs []string
+	for _, g := range groups {
+		refs = append(refs, g.Members...)
+	}
+	return gh.h.svc.ResolveGroupMembers(r.Context(), sourceFrom(r), refs)
+}
+
+// resourceOf renders one group, resolving its members.
+func (gh *groupHandler) resourceOf(r *http.Request, g appliance.Group) (escim.Resource, error) {
+	resolved, err := gh.resolve(r, g)
+	if err != nil {
+		return escim.Resource{}, gh.h.toSCIMError(err, g.ID)
+	}
+	return gh.resource(r, g, resolved), nil
+}
+
+func (gh *groupHandler) resource(r *http.Request, g appliance.Group, resolved map[string]string) escim.Resource {
 	p := projectionOf(r.URL.Query())
 	created, modified := g.CreatedAt, g.UpdatedAt
+	view := groupView(g, resolved)
 	res := escim.Resource{
 		ID:         g.ID,
-		Attributes: p.apply(groupView(g), groupSchemaURN),
-		Meta:       escim.Meta{Created: &created, LastModified: &modified, Version: version(g.UpdatedAt)},
+		Attributes: p.apply(view, groupSchemaURN),
+		Meta:       escim.Meta{Created: &created, LastModified: &modified, Version: groupVersion(g)},
 	}
 	if g.ExternalID != "" && p.keepExternalID(groupSchemaURN) {
 		res.ExternalID = optional.NewString(g.ExternalID)
@@ -68,12 +107,17 @@ func applyGroupAttrs(g *appliance.Group, attrs map[string]any) error {
 	for _, el := range list {
 		m, ok := el.(map[string]any)
 		if !ok {
-			return patchErr("invalidValue", "members must be objects with a value")
+			return patchErr("invalidValue", `each member must be an object such as {"value":"<id>","type":"User"}, not a bare %s`, jsonKind(el))
 		}
 		_, v := findKey(m, "value")
 		id, ok := v.(string)
 		if !ok || id == "" {
-			return patchErr("invalidValue", "members must be objects with a value")
+			return patchErr("invalidValue", `each member needs a string "value" (the id of a user or group)`)
+		}
+		if _, t := findKey(m, "type"); t != nil {
+			if ts, _ := t.(string); !strings.EqualFold(ts, "User") && !strings.EqualFold(ts, "Group") {
+				return patchErr("invalidValue", `a member's "type" is "User" or "Group"`)
+			}
 		}
 		g.Members = append(g.Members, id)
 	}
@@ -89,7 +133,7 @@ func (gh *groupHandler) Create(r *http.Request, attrs escim.ResourceAttributes) 
 	if err != nil {
 		return escim.Resource{}, gh.h.toSCIMError(err, "")
 	}
-	return gh.resource(r, out), nil
+	return gh.resourceOf(r, out)
 }
 
 func (gh *groupHandler) Get(r *http.Request, id string) (escim.Resource, error) {
@@ -97,7 +141,7 @@ func (gh *groupHandler) Get(r *http.Request, id string) (escim.Resource, error) 
 	if err != nil {
 		return escim.Resource{}, gh.h.toSCIMError(err, id)
 	}
-	return gh.resource(r, g), nil
+	return gh.resourceOf(r, g)
 }
 
 func (gh *groupHandler) GetAll(r *http.Request, params escim.ListRequestParams) (escim.Page, error) {
@@ -105,10 +149,14 @@ func (gh *groupHandler) GetAll(r *http.Request, params escim.ListRequestParams) 
 	if err != nil {
 		return escim.Page{}, gh.h.toSCIMError(err, "")
 	}
+	resolved, err := gh.resolve(r, groups...)
+	if err != nil {
+		return escim.Page{}, gh.h.toSCIMError(err, "")
+	}
 	page := escim.Page{Resources: []escim.Resource{}}
 	skip := max(params.StartIndex, 1) - 1
 	for _, g := range groups {
-		if params.FilterValidator != nil && !Match(params.FilterValidator.GetFilter(), evalGroupView(g)) {
+		if params.FilterValidator != nil && !Match(params.FilterValidator.GetFilter(), evalGroupView(g, resolved)) {
 			continue
 		}
 		page.TotalResults++
@@ -117,7 +165,7 @@ func (gh *groupHandler) GetAll(r *http.Request, params escim.ListRequestParams) 
 			continue
 		}
 		if len(page.Resources) < params.Count {
-			page.Resources = append(page.Resources, gh.resource(r, g))
+			page.Resources = append(page.Resources, gh.resource(r, g, resolved))
 		}
 	}
 	return page, nil
@@ -130,7 +178,7 @@ func (gh *groupHandler) Replace(r *http.Request, id string, attrs escim.Resource
 	if err != nil {
 		return escim.Resource{}, gh.h.toSCIMError(err, id)
 	}
-	return gh.resource(r, out), nil
+	return gh.resourceOf(r, out)
 }
 
 func (gh *groupHandler) Delete(r *http.Request, id string) error {
@@ -146,7 +194,7 @@ func (gh *groupHandler) Patch(r *http.Request, id string, ops []escim.PatchOpera
 		converted[i] = Operation{Op: o.Op, Path: o.Path, Value: o.Value}
 	}
 	out, err := gh.h.svc.UpdateGroup(r.Context(), sourceFrom(r), id, func(g *appliance.Group) error {
-		view := groupView(*g)
+		view := groupView(*g, nil)
 		if g.ExternalID != "" {
 			view["externalId"] = g.ExternalID
 		}
@@ -158,5 +206,74 @@ func (gh *groupHandler) Patch(r *http.Request, id string, ops []escim.PatchOpera
 	if err != nil {
 		return escim.Resource{}, gh.h.toSCIMError(err, id)
 	}
-	return gh.resource(r, out), nil
+	return gh.resourceOf(r, out)
+}
+
+// jsonKind names the JSON type of a decoded value, for error messages.
+func jsonKind(v any) string {
+	switch v.(type) {
+	case string:
+		return "string"
+	case bool:
+		return "boolean"
+	case nil:
+		return "null"
+	case []any:
+		return "array"
+	case map[string]any:
+		return "object"
+	}
+	return "number"
+}
+
+// bareMemberMsg is the answer to a member sent as a bare string.
+const bareMemberMsg = `each member must be an object such as {"value":"<id>","type":"User"}, not a bare string`
+
+// hasBareMember reports whether a Groups POST/PUT/PATCH body gives a member
+// as something other than an object: the library's validation refuses it
+// with a generic message, and clients deserve the exact one.
+func hasBareMember(body []byte) bool {
+	d := json.NewDecoder(bytes.NewReader(body))
+	d.UseNumber()
+	var doc map[string]any
+	if d.Decode(&doc) != nil {
+		return false
+	}
+	bare := func(v any) bool {
+		list, ok := v.([]any)
+		if !ok {
+			_, isMap := v.(map[string]any)
+			return v != nil && !isMap
+		}
+		for _, el := range list {
+			if _, ok := el.(map[string]any); !ok {
+				return true
+			}
+		}
+		return false
+	}
+	if k, v := findKey(doc, "members"); k != "" && bare(v) {
+		return true
+	}
+	_, ops := findKey(doc, "Operations")
+	list, _ := ops.([]any)
+	for _, o := range list {
+		om, _ := o.(map[string]any)
+		_, p := findKey(om, "path")
+		ps, _ := p.(string)
+		_, v := findKey(om, "value")
+		switch {
+		case strings.EqualFold(strings.TrimSpace(ps), "members"):
+			if bare(v) {
+				return true
+			}
+		case ps == "":
+			if vm, ok := v.(map[string]any); ok {
+				if k, mv := findKey(vm, "members"); k != "" && bare(mv) {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }

@@ -2,6 +2,7 @@ package scim_test
 
 import (
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -70,5 +71,94 @@ func TestExternalIDNotUnique(t *testing.T) {
 	body := expect(t, 200)(e.do(t, "GET", "/Users?filter="+url.QueryEscape(`externalId eq "x"`), ""))
 	if diff := cmp.Diff(created[:2], ids(t, body), sortStrings); diff != "" {
 		t.Errorf("after moves (-want +got):\n%s", diff)
+	}
+}
+
+func memberList(t *testing.T, body map[string]any) []map[string]any {
+	t.Helper()
+	list, _ := body["members"].([]any)
+	out := []map[string]any{}
+	for _, m := range list {
+		out = append(out, m.(map[string]any))
+	}
+	return out
+}
+
+// TestGroupMembersInAnyOrder: a group write never fails because a member
+// is not (yet) a user of the source, or is a group; every reference is
+// kept, and a group shows the members that resolve, with their type.
+func TestGroupMembersInAnyOrder(t *testing.T) {
+	e := newEnv(t, false)
+	ctx := t.Context()
+	alice := expect(t, 201)(e.do(t, "POST", "/Users", userPre+`"userName":"alice@example.com"}`))["id"].(string)
+	inner := expect(t, 201)(e.do(t, "POST", "/Groups", groupPre+`"displayName":"Inner"}`))["id"].(string)
+	created := expect(t, 201)(e.do(t, "POST", "/Groups", groupPre+`"displayName":"Outer","members":[
+		{"value":"`+alice+`","type":"User"},{"value":"`+inner+`","type":"Group"},{"value":"pushed-later"}]}`))
+	outer := created["id"].(string)
+	want := []map[string]any{{"value": alice, "type": "User"}, {"value": inner, "type": "Group"}}
+	if diff := cmp.Diff(want, memberList(t, created)); diff != "" {
+		t.Errorf("create answer members (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(want, memberList(t, expect(t, 200)(e.do(t, "GET", "/Groups/"+outer, "")))); diff != "" {
+		t.Errorf("GET members (-want +got):\n%s", diff)
+	}
+	stored := func() []string {
+		t.Helper()
+		g, err := e.svc.GetGroup(ctx, e.source, outer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g.Members
+	}
+	if diff := cmp.Diff([]string{alice, inner, "pushed-later"}, stored()); diff != "" {
+		t.Errorf("stored references (-want +got):\n%s", diff)
+	}
+
+	steps := []struct {
+		name, method, body string
+		stored             []string
+	}{
+		{"PATCH rename keeps unresolved references", "PATCH", patchPre + `[{"op":"replace","path":"displayName","value":"Outer 2"}]}`,
+			[]string{alice, inner, "pushed-later"}},
+		{"PATCH add unknown and group members", "PATCH", patchPre + `[{"op":"add","path":"members","value":[{"value":"other-later"},{"value":"` + outer + `","type":"Group"}]}]}`,
+			[]string{alice, inner, "pushed-later", "other-later", outer}},
+		{"PATCH remove an unresolved member", "PATCH", patchPre + `[{"op":"remove","path":"members[value eq \"pushed-later\"]"}]}`,
+			[]string{alice, inner, "other-later", outer}},
+		{"PUT with unknown members", "PUT", groupPre + `"displayName":"Outer","members":[{"value":"x-later"},{"value":"` + alice + `"}]}`,
+			[]string{"x-later", alice}},
+	}
+	for _, s := range steps {
+		t.Run(s.name, func(t *testing.T) {
+			expect(t, 200)(e.do(t, s.method, "/Groups/"+outer, s.body))
+			if diff := cmp.Diff(s.stored, stored()); diff != "" {
+				t.Errorf("stored (-want +got):\n%s", diff)
+			}
+		})
+	}
+	// A member the source deleted disappears, and returns when revived.
+	expect(t, 204)(e.do(t, "DELETE", "/Users/"+alice, ""))
+	if got := memberList(t, expect(t, 200)(e.do(t, "GET", "/Groups/"+outer, ""))); len(got) != 0 {
+		t.Errorf("deleted user still shown: %v", got)
+	}
+	expect(t, 201)(e.do(t, "POST", "/Users", userPre+`"userName":"alice@example.com"}`))
+	list := expect(t, 200)(e.do(t, "GET", "/Groups?filter="+url.QueryEscape(`members[value eq "`+alice+`"]`), ""))
+	if diff := cmp.Diff([]string{outer}, ids(t, list)); diff != "" {
+		t.Errorf("filter by revived member (-want +got):\n%s", diff)
+	}
+	if got := memberList(t, resources(t, list)[0]); len(got) != 1 || got[0]["value"] != alice || got[0]["type"] != "User" {
+		t.Errorf("revived member: %v", got)
+	}
+
+	for _, tc := range []struct{ name, method, path, body string }{
+		{"POST", "POST", "/Groups", groupPre + `"displayName":"Bad","members":["` + alice + `"]}`},
+		{"PUT", "PUT", "/Groups/" + outer, groupPre + `"displayName":"Bad","members":["` + alice + `"]}`},
+		{"PATCH", "PATCH", "/Groups/" + outer, patchPre + `[{"op":"add","path":"members","value":["` + alice + `"]}]}`},
+	} {
+		t.Run("bare string member "+tc.name, func(t *testing.T) {
+			body := expect(t, 400)(e.do(t, tc.method, tc.path, tc.body))
+			if body["scimType"] != "invalidValue" || !strings.Contains(body["detail"].(string), "object") {
+				t.Errorf("answer %v, want invalidValue saying members are objects", body)
+			}
+		})
 	}
 }

@@ -39,6 +39,7 @@ type Service interface {
 	ListGroups(ctx context.Context, sourceID string) ([]appliance.Group, error)
 	UpdateGroup(ctx context.Context, sourceID, id string, fn func(*appliance.Group) error) (appliance.Group, error)
 	DeleteGroup(ctx context.Context, sourceID, id string) error
+	ResolveGroupMembers(ctx context.Context, sourceID string, refs []string) (map[string]string, error)
 }
 
 // Recorder counts SCIM requests by operation (users.create, groups.patch,
@@ -253,6 +254,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		if strings.HasPrefix(path, "/Users") {
 			body = fixManager(body)
+		}
+		if strings.HasPrefix(path, "/Groups") && hasBareMember(body) {
+			writeError(sw, http.StatusBadRequest, "invalidValue", bareMemberMsg)
+			return
 		}
 		r2.Body = io.NopCloser(bytes.NewReader(body))
 		r2.ContentLength = int64(len(body))

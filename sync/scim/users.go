@@ -1,6 +1,8 @@
 package scim
 
 import (
+	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -57,7 +59,19 @@ func evalView(su appliance.SourceUser) map[string]any {
 	return a
 }
 
-func version(t time.Time) string { return fmt.Sprintf(`W/"%x"`, t.UnixNano()) }
+// version is a resource's ETag: a digest of what it holds and when it was
+// last written, so a change made within one clock tick still changes it.
+func version(updated time.Time, content any) string {
+	b, _ := json.Marshal(content)
+	h := sha256.New()
+	fmt.Fprintf(h, "%d\x00", updated.UnixNano())
+	h.Write(b)
+	return fmt.Sprintf(`W/"%x"`, h.Sum(nil)[:12])
+}
+
+func userVersion(su appliance.SourceUser) string { return version(su.UpdatedAt, su) }
+
+func groupVersion(g appliance.Group) string { return version(g.UpdatedAt, g) }
 
 func (uh *userHandler) resource(r *http.Request, su appliance.SourceUser) escim.Resource {
 	p := projectionOf(r.URL.Query())
@@ -65,7 +79,7 @@ func (uh *userHandler) resource(r *http.Request, su appliance.SourceUser) escim.
 	res := escim.Resource{
 		ID:         su.ID,
 		Attributes: p.apply(userView(su), userSchemaURN),
-		Meta:       escim.Meta{Created: &created, LastModified: &modified, Version: version(su.UpdatedAt)},
+		Meta:       escim.Meta{Created: &created, LastModified: &modified, Version: userVersion(su)},
 	}
 	if su.ExternalID != "" && p.keepExternalID(userSchemaURN) {
 		res.ExternalID = optional.NewString(su.ExternalID)
