@@ -17,7 +17,8 @@ import (
 // send (docs/sync.md §2): path-less add/replace whose value keys are
 // attribute paths ("name.givenName", `emails[type eq "work"].value`, full
 // URN-prefixed names) or extension objects; value-filtered paths that
-// create the element when nothing matches; member removal by a value list
+// create the element when nothing matches (add, and keys of a path-less
+// value; a replace "path" that matches nothing is noTarget); member removal by a value list
 // that removes only those members; members[value eq "…"] removal.
 
 // Operation is one PATCH operation: Op is add, replace or remove (any case).
@@ -159,7 +160,7 @@ func (si *schemaInfo) applyOne(res map[string]any, op Operation) error {
 		}
 		return si.applyPathless(res, kind, m, "")
 	}
-	return si.applyPath(res, kind, *op.Path, op.Value)
+	return si.applyPath(res, kind, *op.Path, op.Value, true)
 }
 
 // applyPathless applies each key of a path-less value as its own path.
@@ -199,7 +200,7 @@ func (si *schemaInfo) applyPathless(res map[string]any, kind string, m map[strin
 		if err != nil {
 			return patchErr("invalidPath", "cannot parse attribute path %q", truncate(k, 64))
 		}
-		if err := si.applyPath(res, kind, p, v); err != nil {
+		if err := si.applyPath(res, kind, p, v, false); err != nil {
 			return err
 		}
 	}
@@ -272,7 +273,9 @@ func delKey(m map[string]any, name string) {
 	}
 }
 
-func (si *schemaInfo) applyPath(res map[string]any, kind string, p filter.Path, value any) error {
+// applyPath applies one operation at p. explicit is set when p is the
+// operation's "path" (not a key of a path-less value).
+func (si *schemaInfo) applyPath(res map[string]any, kind string, p filter.Path, value any, explicit bool) error {
 	c, name, attr, err := si.target(res, p.AttributePath, kind != "remove")
 	if err != nil {
 		return err
@@ -296,7 +299,7 @@ func (si *schemaInfo) applyPath(res map[string]any, kind string, p filter.Path, 
 		if !attr.MultiValued() {
 			return patchErr("invalidPath", "%s is not multi-valued", name)
 		}
-		return si.applyFiltered(c, kind, name, p.ValueExpression, p.SubAttributeName(), attr, value)
+		return si.applyFiltered(c, kind, name, p.ValueExpression, p.SubAttributeName(), attr, value, explicit)
 	}
 	_, cur := findKey(c, name)
 	if sub != "" {
@@ -394,7 +397,9 @@ func applySub(c map[string]any, kind, name, sub string, attr schema.CoreAttribut
 }
 
 // applyFiltered handles attr[filter] and attr[filter].sub.
-func (si *schemaInfo) applyFiltered(c map[string]any, kind, name string, expr filter.Expression, sub string, attr schema.CoreAttribute, value any) error {
+// A replace whose "path" value filter matches nothing is a noTarget error
+// (RFC 7644 §3.5.2.3); an add creates the element the filter describes.
+func (si *schemaInfo) applyFiltered(c map[string]any, kind, name string, expr filter.Expression, sub string, attr schema.CoreAttribute, value any, explicit bool) error {
 	if sub != "" {
 		sa, ok := subAttribute(attr, sub)
 		if !ok {
@@ -436,9 +441,13 @@ func (si *schemaInfo) applyFiltered(c map[string]any, kind, name string, expr fi
 		}
 		kept = append(kept, m)
 	}
+	if matched == 0 && kind == "replace" && explicit {
+		return patchErr("noTarget", "no value of %s matches the path's filter", name)
+	}
 	if matched == 0 && kind != "remove" {
-		// Entra sends Add/Replace emails[type eq "work"].value for a user
-		// with no work e-mail yet: create the element the filter describes.
+		// Entra sends Add emails[type eq "work"].value (or that key in a
+		// path-less value) for a user with no work e-mail yet: create the
+		// element the filter describes.
 		el := equalities(expr, attr)
 		if sub != "" {
 			el[sub] = value

@@ -162,3 +162,30 @@ func TestGroupMembersInAnyOrder(t *testing.T) {
 		})
 	}
 }
+
+// TestPatchReplaceNoTarget: a replace whose path filter matches no value is
+// 400 noTarget and changes nothing; add still creates the value.
+func TestPatchReplaceNoTarget(t *testing.T) {
+	e := newEnv(t, false)
+	id := expect(t, 201)(e.do(t, "POST", "/Users", userPre+`"userName":"nora@example.com","emails":[{"type":"work","value":"nora@example.com"}]}`))["id"].(string)
+	for _, tc := range []struct{ name, ops string }{
+		{"sub-attribute", `[{"op":"replace","path":"emails[type eq \"home\"].value","value":"n@home.example"}]`},
+		{"whole value", `[{"op":"Replace","path":"emails[type eq \"home\"]","value":{"value":"n@home.example"}}]`},
+		{"after a good op", `[{"op":"replace","path":"displayName","value":"Nora"},{"op":"replace","path":"emails[value eq \"x@y\"].type","value":"home"}]`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body := expect(t, 400)(e.do(t, "PATCH", "/Users/"+id, patchPre+tc.ops+`}`))
+			if body["scimType"] != "noTarget" {
+				t.Errorf("answer %v, want noTarget", body)
+			}
+			got := expect(t, 200)(e.do(t, "GET", "/Users/"+id, ""))
+			if emails, _ := got["emails"].([]any); len(emails) != 1 || got["displayName"] != nil {
+				t.Errorf("user changed by a refused PATCH: %v", got)
+			}
+		})
+	}
+	got := expect(t, 200)(e.do(t, "PATCH", "/Users/"+id, patchPre+`[{"op":"add","path":"emails[type eq \"home\"].value","value":"n@home.example"}]}`))
+	if emails, _ := got["emails"].([]any); len(emails) != 2 {
+		t.Errorf("add with a filter that matches nothing: %v", got["emails"])
+	}
+}
