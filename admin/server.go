@@ -14,6 +14,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"tokend/appliance"
+	"tokend/internal/accesslog"
 )
 
 // HTTPRecorder observes finished requests (Prometheus in production). route
@@ -33,9 +34,10 @@ type Options struct {
 	// user documents (locked, locked_until).
 	Now     func() time.Time
 	Metrics HTTPRecorder
-	// AccessLog logs one line per request: method, route, status, duration,
-	// remote address. Never the query string or headers, which may carry
-	// secrets (bearer tokens, PSKC passwords).
+	// AccessLog logs one line per request in the format every listener
+	// shares (internal/accesslog, rate-limited): method, route, status,
+	// duration, remote address. Never the query string or headers, which
+	// may carry secrets (bearer tokens, PSKC passwords).
 	AccessLog bool
 	// QRCacheSize bounds the device links kept for QR codes (default 1024).
 	QRCacheSize int
@@ -91,7 +93,7 @@ type Server struct {
 	ready   func() error
 	now     func() time.Time
 	metrics HTTPRecorder
-	access  bool
+	access  *accesslog.Log // nil: no access log
 	maxImp  int64
 	engine  *gin.Engine
 	api     *gin.RouterGroup
@@ -114,10 +116,13 @@ func New(svc Service, opts Options) *Server {
 	// Release mode stops gin printing every route at start-up; gin keeps
 	// the mode in an atomic, so this is safe alongside other servers.
 	gin.SetMode(gin.ReleaseMode)
-	s := &Server{svc: svc, log: opts.Logger, ready: opts.Ready, now: opts.Now, metrics: opts.Metrics, access: opts.AccessLog,
+	s := &Server{svc: svc, log: opts.Logger, ready: opts.Ready, now: opts.Now, metrics: opts.Metrics,
 		backupFn: opts.Backup, syncFn: opts.Sync}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
+	}
+	if opts.AccessLog {
+		s.access = accesslog.New(s.log, "admin", 0, 0)
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -270,10 +275,8 @@ func (s *Server) observe(c *gin.Context) {
 	if s.metrics != nil {
 		s.metrics.ObserveHTTP(route, c.Request.Method, status, d)
 	}
-	if s.access {
-		s.log.LogAttrs(c.Request.Context(), slog.LevelInfo, "http request",
-			slog.String("method", c.Request.Method), slog.String("route", route), slog.Int("status", status),
-			slog.Duration("duration", d), slog.String("remote", c.RemoteIP()))
+	if s.access != nil {
+		s.access.Request(c.Request.Context(), c.Request.Method, route, status, d, c.Request.RemoteAddr)
 	}
 }
 
