@@ -126,6 +126,9 @@ func applyGroupAttrs(g *appliance.Group, attrs map[string]any) error {
 
 func (gh *groupHandler) Create(r *http.Request, attrs escim.ResourceAttributes) (escim.Resource, error) {
 	var g appliance.Group
+	if err := gh.h.groups.normalizeMulti(attrs, nil); err != nil {
+		return escim.Resource{}, gh.h.toSCIMError(err, "")
+	}
 	if err := applyGroupAttrs(&g, attrs); err != nil {
 		return escim.Resource{}, gh.h.toSCIMError(err, "")
 	}
@@ -173,7 +176,11 @@ func (gh *groupHandler) GetAll(r *http.Request, params escim.ListRequestParams) 
 
 func (gh *groupHandler) Replace(r *http.Request, id string, attrs escim.ResourceAttributes) (escim.Resource, error) {
 	out, err := gh.h.svc.UpdateGroup(r.Context(), sourceFrom(r), id, func(g *appliance.Group) error {
-		return applyGroupAttrs(g, deepCopyMap(attrs))
+		a := deepCopyMap(attrs)
+		if err := gh.h.groups.normalizeMulti(a, nil); err != nil {
+			return err
+		}
+		return applyGroupAttrs(g, a)
 	})
 	if err != nil {
 		return escim.Resource{}, gh.h.toSCIMError(err, id)

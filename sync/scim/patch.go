@@ -136,7 +136,12 @@ func subAttribute(a schema.CoreAttribute, name string) (schema.CoreAttribute, bo
 // the schema's spelling. It never panics, whatever the operations hold.
 func (si *schemaInfo) ApplyPatch(res map[string]any, ops []Operation) error {
 	for _, op := range ops {
+		before := si.primaries(res)
 		if err := si.applyOne(res, op); err != nil {
+			return err
+		}
+		// Per operation, so a later operation's primary wins.
+		if err := si.normalizeMulti(res, before); err != nil {
 			return err
 		}
 	}

@@ -189,3 +189,95 @@ func TestPatchReplaceNoTarget(t *testing.T) {
 		t.Errorf("add with a filter that matches nothing: %v", got["emails"])
 	}
 }
+
+func primaryValues(t *testing.T, body map[string]any, attr string) (values, primaries []string) {
+	t.Helper()
+	list, _ := body[attr].([]any)
+	for _, el := range list {
+		m := el.(map[string]any)
+		v, _ := m["value"].(string)
+		values = append(values, v)
+		if p, _ := m["primary"].(bool); p {
+			primaries = append(primaries, v)
+		}
+	}
+	return values, primaries
+}
+
+// TestMultiValuedPrimary: one primary per attribute; a new primary demotes
+// the old one; two primaries in one write are 400 invalidValue; duplicate
+// (type, value) pairs are stored once.
+func TestMultiValuedPrimary(t *testing.T) {
+	e := newEnv(t, false)
+	for _, tc := range []struct{ name, method, path, body string }{
+		{"POST two primary emails", "POST", "/Users", userPre + `"userName":"p1@example.com","emails":[{"value":"a@x.example","primary":true},{"value":"b@x.example","primary":true}]}`},
+		{"POST two primary phones", "POST", "/Users", userPre + `"userName":"p2@example.com","phoneNumbers":[{"value":"1","primary":true},{"value":"2","primary":"True"}]}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if body := expect(t, 400)(e.do(t, tc.method, tc.path, tc.body)); body["scimType"] != "invalidValue" {
+				t.Errorf("answer %v", body)
+			}
+		})
+	}
+	created := expect(t, 201)(e.do(t, "POST", "/Users", userPre+`"userName":"pia@example.com","emails":[
+		{"type":"work","value":"pia@work.example","primary":true},{"type":"work","value":"pia@work.example"},
+		{"type":"home","value":"pia@home.example"},{"type":"Home","value":"pia@home.example","primary":false}]}`))
+	id := created["id"].(string)
+	if vals, prim := primaryValues(t, created, "emails"); !cmp.Equal(vals, []string{"pia@work.example", "pia@home.example"}) || !cmp.Equal(prim, []string{"pia@work.example"}) {
+		t.Errorf("create: values %v primaries %v", vals, prim)
+	}
+	steps := []struct {
+		name, ops    string
+		status       int
+		values, prim []string
+		email        string // the appliance's e-mail, the primary one
+	}{
+		{"add a new primary demotes the old", `[{"op":"add","path":"emails","value":[{"type":"other","value":"pia@other.example","primary":true}]}]`, 200,
+			[]string{"pia@work.example", "pia@home.example", "pia@other.example"}, []string{"pia@other.example"}, "pia@other.example"},
+		{"replace filtered primary", `[{"op":"replace","path":"emails[type eq \"home\"].primary","value":true}]`, 200,
+			[]string{"pia@work.example", "pia@home.example", "pia@other.example"}, []string{"pia@home.example"}, "pia@home.example"},
+		{"later operation wins", `[{"op":"replace","path":"emails[type eq \"work\"].primary","value":true},{"op":"replace","path":"emails[type eq \"other\"].primary","value":true}]`, 200,
+			[]string{"pia@work.example", "pia@home.example", "pia@other.example"}, []string{"pia@other.example"}, "pia@other.example"},
+		{"add of a duplicate is dropped", `[{"op":"add","path":"emails","value":[{"type":"WORK","value":"pia@work.example"}]}]`, 200,
+			[]string{"pia@work.example", "pia@home.example", "pia@other.example"}, []string{"pia@other.example"}, "pia@other.example"},
+		{"add with two primaries", `[{"op":"add","path":"emails","value":[{"value":"c@x.example","primary":true},{"value":"d@x.example","primary":true}]}]`, 400,
+			nil, nil, ""},
+		{"path-less replace with two primaries", `[{"op":"replace","value":{"emails":[{"value":"c@x.example","primary":true},{"value":"d@x.example","primary":true}]}}]`, 400,
+			nil, nil, ""},
+		{"replace all", `[{"op":"replace","path":"emails","value":[{"value":"c@x.example","primary":true},{"value":"c@x.example"}]}]`, 200,
+			[]string{"c@x.example"}, []string{"c@x.example"}, "c@x.example"},
+	}
+	last := steps[0].values
+	lastPrim := steps[0].prim
+	for _, s := range steps {
+		t.Run(s.name, func(t *testing.T) {
+			status, body, _ := e.do(t, "PATCH", "/Users/"+id, patchPre+s.ops+`}`)
+			if status != s.status {
+				t.Fatalf("status %d, want %d: %v", status, s.status, body)
+			}
+			if s.status != 200 {
+				if body["scimType"] != "invalidValue" {
+					t.Errorf("answer %v", body)
+				}
+				body = expect(t, 200)(e.do(t, "GET", "/Users/"+id, ""))
+				s.values, s.prim = last, lastPrim
+			} else {
+				last, lastPrim = s.values, s.prim
+				if got := e.user(t, id).Email; got != s.email {
+					t.Errorf("stored e-mail %q, want %q", got, s.email)
+				}
+			}
+			vals, prim := primaryValues(t, body, "emails")
+			if diff := cmp.Diff(s.values, vals); diff != "" {
+				t.Errorf("values (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(s.prim, prim); diff != "" {
+				t.Errorf("primaries (-want +got):\n%s", diff)
+			}
+		})
+	}
+	body := expect(t, 400)(e.do(t, "PUT", "/Users/"+id, userPre+`"userName":"pia@example.com","emails":[{"value":"a@x.example","primary":true},{"value":"b@x.example","primary":true}]}`))
+	if body["scimType"] != "invalidValue" {
+		t.Errorf("PUT two primaries: %v", body)
+	}
+}

@@ -191,6 +191,9 @@ func primaryEmail(attrs map[string]any) string {
 
 func (uh *userHandler) Create(r *http.Request, attrs escim.ResourceAttributes) (escim.Resource, error) {
 	var su appliance.SourceUser
+	if err := uh.h.users.normalizeMulti(attrs, nil); err != nil {
+		return escim.Resource{}, uh.h.toSCIMError(err, "")
+	}
 	if err := applyUserAttrs(&su, map[string]any(attrs), true); err != nil {
 		return escim.Resource{}, uh.h.toSCIMError(err, "")
 	}
@@ -311,7 +314,11 @@ func (uh *userHandler) Replace(r *http.Request, id string, attrs escim.ResourceA
 		if !su.RemovedAt.IsZero() {
 			return fmt.Errorf("user %q was deleted: %w", id, appliance.ErrNotFound)
 		}
-		return applyUserAttrs(su, deepCopyMap(attrs), false)
+		a := deepCopyMap(attrs)
+		if err := uh.h.users.normalizeMulti(a, nil); err != nil {
+			return err
+		}
+		return applyUserAttrs(su, a, false)
 	})
 	if err != nil {
 		return escim.Resource{}, uh.h.toSCIMError(err, id)
