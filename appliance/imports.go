@@ -20,6 +20,10 @@ import (
 const (
 	FormatCSV  = "csv"
 	FormatPSKC = "pskc"
+	// FormatRSA is RSA's token record XML (<TKNBatch>, also the .sdtid
+	// file); FormatSDTID is accepted as its alias.
+	FormatRSA   = "rsa"
+	FormatSDTID = "sdtid"
 
 	OnDuplicateSkip      = "skip"
 	OnDuplicateOverwrite = "overwrite"
@@ -88,6 +92,8 @@ type ImportRequest struct {
 	Body         io.Reader
 	PSKCKey      []byte
 	PSKCPassword string
+	// FilePassword opens a password-protected RSA token file.
+	FilePassword string
 	// MaxSize bounds Body in bytes; 0 means DefaultMaxImportSize.
 	MaxSize int64
 }
@@ -208,8 +214,11 @@ type importRun struct {
 // resumed, and the report says so (ResumedFrom, Message).
 func (s *Service) ImportTokens(ctx context.Context, req ImportRequest) (ImportJob, error) {
 	v := &ValidationError{}
-	if req.Format != FormatCSV && req.Format != FormatPSKC {
-		v.Add("format", "must be csv or pskc")
+	if req.Format == FormatSDTID {
+		req.Format = FormatRSA
+	}
+	if req.Format != FormatCSV && req.Format != FormatPSKC && req.Format != FormatRSA {
+		v.Add("format", "must be csv, pskc or rsa (alias sdtid)")
 	}
 	if req.OnDuplicate == "" {
 		req.OnDuplicate = OnDuplicateSkip
@@ -238,8 +247,11 @@ func (s *Service) ImportTokens(ctx context.Context, req ImportRequest) (ImportJo
 		if _, err := f.Seek(0, io.SeekStart); err != nil {
 			return err
 		}
-		if req.Format == FormatCSV {
+		switch req.Format {
+		case FormatCSV:
 			return tokenfile.DecodeCSV(f, sink)
+		case FormatRSA:
+			return tokenfile.StreamSDTID(f, tokenfile.SDTIDOptions{Password: req.FilePassword, Kind: req.Kind}, sink)
 		}
 		return tokenfile.StreamPSKC(f, tokenfile.PSKCOptions{Key: req.PSKCKey, Password: req.PSKCPassword, Kind: req.Kind}, sink)
 	}
@@ -636,11 +648,14 @@ func isFileError(err error) bool {
 // importedToken turns a decoded row into a token, sealing its seed.
 func (s *Service) importedToken(r tokenfile.Record, req ImportRequest, now time.Time) (Token, error) {
 	t := Token{Serial: r.Serial, Kind: r.Kind, Algorithm: r.Algorithm, Hash: r.Hash, Digits: r.Digits,
-		Interval: r.Interval, Counter: r.Counter, ExpiresAt: r.ExpiresAt.UTC(), State: StateDisabled,
+		Interval: r.Interval, Counter: r.Counter, ExpiresAt: r.ExpiresAt.UTC(), PINMode: r.PINMode, State: StateDisabled,
 		ManagedBy: ManagedLocal, CreatedAt: now, UpdatedAt: now}
 	if req.Kind != "" {
 		t.Kind = req.Kind
 	}
+	// An RSA token that needs a PIN arrives without one (RSA files carry
+	// none): its holder sets one at first use, as after a CT-KIP issue.
+	t.NewPINRequired = t.PINMode != "" && t.PINMode != PINModeNone
 	if t.Algorithm == "" {
 		t.Algorithm = AlgSecurID
 	}
