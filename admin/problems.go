@@ -3,7 +3,9 @@ package admin
 import (
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -40,6 +42,7 @@ const (
 	CodeNotSupported         = "not_supported"
 	CodeSyncBrake            = "sync_brake"
 	CodeSyncFailed           = "sync_failed"
+	CodeBusy                 = "busy"
 	CodeInternal             = "internal"
 )
 
@@ -64,6 +67,7 @@ var problemTitles = map[string]string{
 	CodeNotSupported:         "Not supported",
 	CodeSyncBrake:            "Sync refused by the mass-deactivation brake",
 	CodeSyncFailed:           "Directory sync failed",
+	CodeBusy:                 "Too many password or PIN checks in progress: retry shortly",
 	CodeInternal:             "Internal error",
 }
 
@@ -180,6 +184,8 @@ func problemFor(err error) (p Problem, ok bool) {
 		return NewProblem(http.StatusConflict, CodeConflict, err.Error()), true
 	case errors.Is(err, appliance.ErrInvalidState):
 		return NewProblem(http.StatusConflict, CodeInvalidState, err.Error()), true
+	case errors.Is(err, appliance.ErrBusy):
+		return NewProblem(http.StatusTooManyRequests, CodeBusy, err.Error()), true
 	case errors.As(err, &sfe):
 		// Checked last: a sync error wrapping a sentinel maps as above.
 		return NewProblem(http.StatusBadGateway, CodeSyncFailed, sfe.err.Error()), true
@@ -204,6 +210,9 @@ func (s *Server) WriteError(c *gin.Context, err error) {
 func writeProblem(c *gin.Context, p Problem) {
 	if p.Status == http.StatusUnauthorized {
 		c.Header("WWW-Authenticate", `Bearer realm="tokend"`)
+	}
+	if p.Code == CodeBusy {
+		c.Header("Retry-After", strconv.Itoa(int(appliance.DefaultArgonWait/time.Second)))
 	}
 	c.Header("Cache-Control", "no-store")
 	c.Render(p.Status, problemRender{p})

@@ -95,5 +95,9 @@ func (s *Server) routes() []route {
 		{http.MethodDelete, "/api-tokens/:id", false, superOnly, s.revokeAPIToken},
 
 		{http.MethodGet, "/backup", false, superOnly, s.backup},
+
+		// Console admin accounts: a lockout after failed sign-ins is lifted
+		// by a super admin (or `tokend admin unlock`).
+		{http.MethodPost, "/admins/:name/unlock", false, superOnly, s.unlockAdmin},
 	}
 }

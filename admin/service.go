@@ -49,6 +49,8 @@ type Service interface {
 	ChangePIN(ctx context.Context, serial string, ch appliance.PINChange) (appliance.Token, error)
 	Resync(ctx context.Context, serial, first, second string) (appliance.Token, error)
 	UnlockUser(ctx context.Context, userID string) (appliance.User, error)
+	// UnlockAdmin clears a console admin account's sign-in lockout.
+	UnlockAdmin(ctx context.Context, name string) (appliance.AdminAccount, error)
 	IssueEmergencyAccess(ctx context.Context, userID, kind string, count int, lifetime time.Duration) (appliance.EmergencyAccess, error)
 	RevokeEmergencyAccess(ctx context.Context, userID string) error
 

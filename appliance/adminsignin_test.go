@@ -277,3 +277,76 @@ func TestArgonPoolBoundsConcurrency(t *testing.T) {
 		t.Fatalf("busy refusals counted %d, want %d", got, busy)
 	}
 }
+
+// TestPINChecksShareArgonPool: PIN checks of the authentication API run in
+// the same memory budget as admin passwords. While an admin sign-in holds
+// the whole budget, a passcode with a PIN gets ErrBusy after the short
+// wait, and that attempt is neither decided nor counted as a failure.
+func TestPINChecksShareArgonPool(t *testing.T) {
+	clk := &clock{now: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
+	f := newSignInFixture(t, memstore.New(), testKey(t), clk,
+		appliance.AdminSignInPolicy{ArgonSlots: 1, ArgonWait: time.Millisecond})
+	f.importCSV(t, serials(1, 150000000000))
+	if _, err := f.svc.CreateProfile(f.ctx, appliance.Profile{Name: "p", DeviceType: appliance.DeviceAndroid,
+		DeliveryMethod: appliance.DeliveryCTKIP, PINMode: appliance.PINModeFob}); err != nil {
+		t.Fatal(err)
+	}
+	u := f.user(t, "alice")
+	if _, err := f.svc.AssignTokens(f.ctx, u.ID, []string{"150000000000"}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := f.svc.Distribute(f.ctx, "150000000000", "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.CompleteProvisioning(f.ctx, d.ActivationCode.Reveal(), testSeed); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.ChangePIN(f.ctx, "150000000000", appliance.PINChange{PIN: "1234"}); err != nil {
+		t.Fatal(err)
+	}
+	wrongPIN := "9999" + "12345678" // a wrong PIN before any code: one PIN check
+
+	busy := false
+	for attempt := 0; attempt < 5 && !busy; attempt++ {
+		done := make(chan struct{})
+		go func() { // an admin check takes the whole budget (64 MiB) for a while
+			defer close(done)
+			_, _ = f.svc.AuthenticateAdmin(f.ctx, "nobody", "guess", "")
+		}()
+		for f.svc.ArgonStats().InUseKiB == 0 {
+			select {
+			case <-done:
+			default:
+				time.Sleep(50 * time.Microsecond)
+				continue
+			}
+			break
+		}
+		before, err := f.svc.GetUser(f.ctx, u.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = f.svc.Authenticate(f.ctx, appliance.AuthRequest{UserName: "alice", Passcode: wrongPIN})
+		<-done
+		after, gerr := f.svc.GetUser(f.ctx, u.ID)
+		if gerr != nil {
+			t.Fatal(gerr)
+		}
+		switch {
+		case errors.Is(err, appliance.ErrBusy):
+			busy = true
+			if after.Failures != before.Failures {
+				t.Fatalf("a PIN check refused as busy counted as a failure: %d -> %d", before.Failures, after.Failures)
+			}
+		case err != nil:
+			t.Fatal(err)
+		}
+	}
+	if !busy {
+		t.Fatal("a PIN check never waited for the admin check's memory")
+	}
+	if st := f.svc.ArgonStats(); st.InUseKiB != 0 || st.Refused == 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}

@@ -346,7 +346,7 @@ func (s *Service) decide(st authState, req AuthRequest, now time.Time) (decision
 			if err != nil {
 				return d, err
 			}
-			if d.pinHash, err = hashPIN(pin, s.rand); err != nil {
+			if d.pinHash, err = hashPIN(s.argon, pin, s.rand); err != nil {
 				return d, err
 			}
 			d.pinLength, d.newPIN = len(pin), Secret(pin)
@@ -415,7 +415,7 @@ func (s *Service) decideSession(st authState, req AuthRequest, now time.Time) (d
 			d.newSession = sess
 			return d, nil
 		}
-		hash, err := hashPIN(req.Passcode, s.rand)
+		hash, err := hashPIN(s.argon, req.Passcode, s.rand)
 		if err != nil {
 			return d, err
 		}
@@ -475,7 +475,10 @@ func (s *Service) match(at *authToken, passcode string, now time.Time, window in
 		}
 		return matchNext
 	}
-	step, ok, pinOK := findCode(t, codes, first, c, passcode)
+	step, ok, pinOK, err := findCode(t, codes, first, c, passcode, s.pinMatches)
+	if err != nil {
+		return matchNone, 0, err
+	}
 	if !ok {
 		return matchNone, 0, nil
 	}
@@ -501,7 +504,11 @@ func (s *Service) matchAt(at *authToken, passcode string, step int64) (matchKind
 	if err != nil {
 		return matchNone, 0, err
 	}
-	if _, ok, pinOK := findCode(&at.tok, codes, step, step, passcode); ok && pinOK {
+	_, ok, pinOK, err := findCode(&at.tok, codes, step, step, passcode, s.pinMatches)
+	if err != nil {
+		return matchNone, 0, err
+	}
+	if ok && pinOK {
 		return matchAccept, step, nil
 	}
 	return matchNone, 0, nil
@@ -511,8 +518,10 @@ func (s *Service) matchAt(at *authToken, passcode string, step int64) (matchKind
 const maxPINChecks = 4
 
 // findCode looks for the passcode among candidate codes (steps first…),
-// nearest to the centre first, and checks the PIN the passcode carries.
-func findCode(t *Token, codes []string, first, c int64, passcode string) (step int64, ok, pinOK bool) {
+// nearest to the centre first, and checks the PIN the passcode carries
+// with pinMatches (an error is ErrBusy: the PIN could not be checked).
+func findCode(t *Token, codes []string, first, c int64, passcode string,
+	pinMatches func(encoded, pin string) (bool, error)) (step int64, ok, pinOK bool, err error) {
 	d := t.Digits
 	order := make([]int, 0, len(codes))
 	ci := int(c - first)
@@ -534,7 +543,7 @@ func findCode(t *Token, codes []string, first, c int64, passcode string) (step i
 	switch mode {
 	case PINModeFob:
 		if len(passcode) <= d {
-			return 0, false, false
+			return 0, false, false, nil
 		}
 		pin, code := passcode[:len(passcode)-d], passcode[len(passcode)-d:]
 		found := -1
@@ -543,15 +552,15 @@ func findCode(t *Token, codes []string, first, c int64, passcode string) (step i
 				found = i
 			}
 		}
-		pinOK = pinMatches(t.PINHash, pin) // always evaluated: no timing hint
-		if found < 0 {
-			return 0, false, false
+		pinOK, err = pinMatches(t.PINHash, pin) // always evaluated: no timing hint
+		if err != nil || found < 0 {
+			return 0, false, false, err
 		}
-		return first + int64(found), true, pinOK
+		return first + int64(found), true, pinOK, nil
 	case PINModePINPad:
 		L := t.PINLength
 		if len(passcode) != d || L <= 0 || L > d {
-			return 0, false, false
+			return 0, false, false, nil
 		}
 		checks := 0
 		for _, i := range order {
@@ -563,14 +572,18 @@ func findCode(t *Token, codes []string, first, c int64, passcode string) (step i
 			if checks++; checks > maxPINChecks {
 				break
 			}
-			if pinMatches(t.PINHash, pin) {
-				return first + int64(i), true, true
+			match, err := pinMatches(t.PINHash, pin)
+			if err != nil {
+				return 0, false, false, err
+			}
+			if match {
+				return first + int64(i), true, true, nil
 			}
 		}
-		return 0, false, false
+		return 0, false, false, nil
 	default:
 		if len(passcode) != d {
-			return 0, false, false
+			return 0, false, false, nil
 		}
 		found := -1
 		for _, i := range order {
@@ -579,9 +592,9 @@ func findCode(t *Token, codes []string, first, c int64, passcode string) (step i
 			}
 		}
 		if found < 0 {
-			return 0, false, false
+			return 0, false, false, nil
 		}
-		return first + int64(found), true, true
+		return first + int64(found), true, true, nil
 	}
 }
 

@@ -69,24 +69,26 @@ func (p PINPolicy) check(pin, mode string, digits int) error {
 	return v.Err()
 }
 
-func hashPIN(pin string, rand io.Reader) (string, error) {
+// hashPIN hashes a new PIN within the pool's memory budget.
+func hashPIN(pool *argonPool, pin string, rand io.Reader) (string, error) {
 	salt := make([]byte, 16)
 	if _, err := io.ReadFull(rand, salt); err != nil {
 		return "", fmt.Errorf("pin salt: %w", err)
 	}
-	key := argon2.IDKey([]byte(pin), salt, pinArgonTime, pinArgonMemory, pinArgonThreads, pinArgonKeyLen)
+	// PINs are hashed inside authentication decisions, which carry no
+	// context: the pool's own wait bounds the wait.
+	key, err := pool.idKey(context.Background(), []byte(pin), salt, pinArgonTime, pinArgonMemory, pinArgonThreads, pinArgonKeyLen)
+	if err != nil {
+		return "", err
+	}
 	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, pinArgonMemory, pinArgonTime, pinArgonThreads,
 		base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(key)), nil
 }
 
-// pinMatches checks pin against an encoded argon2id hash in constant time.
-func pinMatches(encoded, pin string) bool {
-	h, ok := parseArgonHash(encoded)
-	if !ok {
-		return false
-	}
-	got := argon2.IDKey([]byte(pin), h.salt, h.time, h.memory, h.threads, uint32(len(h.key)))
-	return subtle.ConstantTimeCompare(got, h.key) == 1
+// pinMatches checks pin against an encoded argon2id hash in constant time,
+// within the Service's memory budget for argon2id.
+func (s *Service) pinMatches(encoded, pin string) (bool, error) {
+	return s.argon.matches(context.Background(), encoded, pin)
 }
 
 // matches is pinMatches run within the pool's memory budget.

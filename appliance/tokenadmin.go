@@ -41,7 +41,7 @@ func (s *Service) ChangePIN(ctx context.Context, serial string, ch PINChange) (T
 		if err := s.policy.PIN.check(ch.PIN.Reveal(), mode, cur.Digits); err != nil {
 			return Token{}, err
 		}
-		if hash, err = hashPIN(ch.PIN.Reveal(), s.rand); err != nil {
+		if hash, err = hashPIN(s.argon, ch.PIN.Reveal(), s.rand); err != nil {
 			return Token{}, err
 		}
 	}

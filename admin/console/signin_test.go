@@ -326,7 +326,7 @@ func TestSignInRateLimitedBeforeHashing(t *testing.T) {
 			if after := f.svc.ArgonStats().Evaluations; after != before {
 				t.Fatalf("%d argon2id evaluations for a throttled attempt", after-before)
 			}
-			if got := rec.get("failure/"+tc.reason); got != 1 {
+			if got := rec.get("failure/" + tc.reason); got != 1 {
 				t.Fatalf("%s counted %d times, want 1", tc.reason, got)
 			}
 			if p := b.post("/console/login", url.Values{"name": {"help"}, "password": {"wrong"}}); p.status != tc.other {
