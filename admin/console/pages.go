@@ -369,7 +369,7 @@ func (c *Console) importPreview(g *gin.Context) {
 		return
 	}
 	req := appliance.ImportRequest{Format: g.PostForm("format"), OnDuplicate: g.PostForm("on_duplicate"),
-		Kind: g.PostForm("kind"), PSKCPassword: g.PostForm("pskc_password")}
+		Kind: g.PostForm("kind"), PSKCPassword: g.PostForm("pskc_password"), FilePassword: g.PostForm("file_password")}
 	if k := strings.TrimSpace(g.PostForm("pskc_key")); k != "" {
 		key, err := hex.DecodeString(k)
 		if err != nil {
