@@ -176,6 +176,9 @@ func (gh *groupHandler) GetAll(r *http.Request, params escim.ListRequestParams) 
 
 func (gh *groupHandler) Replace(r *http.Request, id string, attrs escim.ResourceAttributes) (escim.Resource, error) {
 	out, err := gh.h.svc.UpdateGroup(r.Context(), sourceFrom(r), id, func(g *appliance.Group) error {
+		if err := checkIfMatch(r, groupVersion(*g)); err != nil {
+			return err
+		}
 		a := deepCopyMap(attrs)
 		if err := gh.h.groups.normalizeMulti(a, nil); err != nil {
 			return err
@@ -188,7 +191,18 @@ func (gh *groupHandler) Replace(r *http.Request, id string, attrs escim.Resource
 	return gh.resourceOf(r, out)
 }
 
+// Delete removes the group. An If-Match is checked against the version
+// read just before (not one transaction with the delete).
 func (gh *groupHandler) Delete(r *http.Request, id string) error {
+	if len(r.Header.Values("If-Match")) > 0 {
+		g, err := gh.h.svc.GetGroup(r.Context(), sourceFrom(r), id)
+		if err != nil {
+			return gh.h.toSCIMError(err, id)
+		}
+		if err := checkIfMatch(r, groupVersion(g)); err != nil {
+			return gh.h.toSCIMError(err, id)
+		}
+	}
 	if err := gh.h.svc.DeleteGroup(r.Context(), sourceFrom(r), id); err != nil {
 		return gh.h.toSCIMError(err, id)
 	}
@@ -201,6 +215,9 @@ func (gh *groupHandler) Patch(r *http.Request, id string, ops []escim.PatchOpera
 		converted[i] = Operation{Op: o.Op, Path: o.Path, Value: o.Value}
 	}
 	out, err := gh.h.svc.UpdateGroup(r.Context(), sourceFrom(r), id, func(g *appliance.Group) error {
+		if err := checkIfMatch(r, groupVersion(*g)); err != nil {
+			return err
+		}
 		view := groupView(*g, nil)
 		if g.ExternalID != "" {
 			view["externalId"] = g.ExternalID

@@ -1,6 +1,10 @@
 package scim_test
 
 import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -279,5 +283,114 @@ func TestMultiValuedPrimary(t *testing.T) {
 	body := expect(t, 400)(e.do(t, "PUT", "/Users/"+id, userPre+`"userName":"pia@example.com","emails":[{"value":"a@x.example","primary":true},{"value":"b@x.example","primary":true}]}`))
 	if body["scimType"] != "invalidValue" {
 		t.Errorf("PUT two primaries: %v", body)
+	}
+}
+
+// doH is e.do with request headers.
+func (e *env) doH(t *testing.T, method, path, body string, hdr map[string]string) (int, map[string]any, http.Header) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, e.srv.URL+"/scim/v2"+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+e.token)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/scim+json")
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := e.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var out map[string]any
+	if len(bytes.TrimSpace(raw)) > 0 {
+		if err := json.Unmarshal(raw, &out); err != nil {
+			t.Fatalf("%s %s: body is not JSON: %q", method, path, raw)
+		}
+	}
+	return resp.StatusCode, out, resp.Header
+}
+
+// TestETags: If-Match on PUT, PATCH and DELETE is honoured (412 when it
+// names an old version), If-None-Match on GET answers 304, and the
+// ServiceProviderConfig says so.
+func TestETags(t *testing.T) {
+	e := newEnv(t, false)
+	spc := expect(t, 200)(e.do(t, "GET", "/ServiceProviderConfig", ""))
+	if et, _ := spc["etag"].(map[string]any); et["supported"] != true {
+		t.Errorf("ServiceProviderConfig etag: %v", spc["etag"])
+	}
+	for _, kind := range []struct{ name, path, create, put, patch string }{
+		{"Users", "/Users", userPre + `"userName":"etag@example.com"}`, userPre + `"userName":"etag@example.com","displayName":"PUT"}`,
+			patchPre + `[{"op":"replace","path":"displayName","value":"PATCH"}]}`},
+		{"Groups", "/Groups", groupPre + `"displayName":"etag"}`, groupPre + `"displayName":"PUT"}`,
+			patchPre + `[{"op":"replace","path":"displayName","value":"PATCH"}]}`},
+	} {
+		t.Run(kind.name, func(t *testing.T) {
+			_, created, hdr := e.do(t, "POST", kind.path, kind.create)
+			id := created["id"].(string)
+			loc := kind.path + "/" + id
+			v0 := hdr.Get("ETag")
+			if meta, _ := created["meta"].(map[string]any); v0 == "" || meta["version"] != v0 {
+				t.Fatalf("create: ETag %q, meta %v", v0, created["meta"])
+			}
+			current := func() string {
+				t.Helper()
+				_, body, hdr := e.do(t, "GET", loc, "")
+				if meta, _ := body["meta"].(map[string]any); meta["version"] != hdr.Get("ETag") {
+					t.Fatalf("GET: ETag %q, meta.version %v", hdr.Get("ETag"), meta["version"])
+				}
+				return hdr.Get("ETag")
+			}
+			if got := current(); got != v0 {
+				t.Fatalf("GET ETag %q, create said %q", got, v0)
+			}
+			// Conditional GET.
+			if st, body, _ := e.doH(t, "GET", loc, "", map[string]string{"If-None-Match": v0}); st != 304 || body != nil {
+				t.Errorf("If-None-Match current: %d %v", st, body)
+			}
+			if st, _, _ := e.doH(t, "GET", loc, "", map[string]string{"If-None-Match": `W/"old"`}); st != 200 {
+				t.Errorf("If-None-Match other: %d", st)
+			}
+			// PATCH: current version proceeds, then the old one is refused.
+			st, body, hdr := e.doH(t, "PATCH", loc, kind.patch, map[string]string{"If-Match": v0})
+			if st != 200 || body["displayName"] != "PATCH" {
+				t.Fatalf("PATCH with current If-Match: %d %v", st, body)
+			}
+			v1 := hdr.Get("ETag")
+			if v1 == v0 || v1 != current() {
+				t.Fatalf("after PATCH: ETag %q (was %q), GET says %q", v1, v0, current())
+			}
+			for _, m := range []struct{ method, body string }{{"PATCH", kind.patch}, {"PUT", kind.put}, {"DELETE", ""}} {
+				st, body, _ := e.doH(t, m.method, loc, m.body, map[string]string{"If-Match": v0})
+				if st != 412 {
+					t.Errorf("%s with a stale If-Match: %d %v", m.method, st, body)
+				}
+			}
+			if current() != v1 {
+				t.Fatal("a refused request changed the resource")
+			}
+			// PUT with the current version (weak or strong form), then DELETE.
+			st, body, hdr = e.doH(t, "PUT", loc, kind.put, map[string]string{"If-Match": `"nope", ` + strings.TrimPrefix(v1, "W/")})
+			if st != 200 || body["displayName"] != "PUT" {
+				t.Fatalf("PUT with current If-Match: %d %v", st, body)
+			}
+			v2 := hdr.Get("ETag")
+			if st, _, _ := e.doH(t, "DELETE", loc, "", map[string]string{"If-Match": v1}); st != 412 {
+				t.Errorf("DELETE with a stale If-Match: %d", st)
+			}
+			if st, _, _ := e.doH(t, "DELETE", loc, "", map[string]string{"If-Match": v2}); st != 204 {
+				t.Errorf("DELETE with current If-Match: %d", st)
+			}
+			expect(t, 404)(e.do(t, "GET", loc, ""))
+		})
 	}
 }

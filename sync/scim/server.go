@@ -262,7 +262,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r2.Body = io.NopCloser(bytes.NewReader(body))
 		r2.ContentLength = int64(len(body))
 	}
-	h.lib.ServeHTTP(sw, r2)
+	first, rest, _ := strings.Cut(strings.TrimPrefix(path, "/"), "/")
+	switch {
+	case path == "/ServiceProviderConfig" && r.Method == http.MethodGet:
+		h.serveConfig(sw, r2)
+	case r.Method == http.MethodGet && (first == "Users" || first == "Groups") && rest != "" && rest != ".search" &&
+		len(r.Header.Values("If-None-Match")) > 0:
+		h.serveConditionalGet(sw, r2)
+	default:
+		h.lib.ServeHTTP(sw, r2)
+	}
 }
 
 func bearer(h string) (string, bool) {
@@ -441,6 +450,8 @@ func (h *Handler) toSCIMError(err error, id string) error {
 		return scimerr.ScimError{Status: http.StatusBadRequest, ScimType: scimerr.ScimType(pe.ScimType), Detail: pe.Detail}
 	case errors.As(err, &ve):
 		return scimerr.ScimError{Status: http.StatusBadRequest, ScimType: scimerr.ScimTypeInvalidValue, Detail: ve.Error()}
+	case errors.Is(err, errPreconditionFailed):
+		return scimerr.ScimError{Status: http.StatusPreconditionFailed, Detail: "If-Match does not match the current version"}
 	case errors.Is(err, appliance.ErrNotFound):
 		return scimerr.ScimErrorResourceNotFound(id)
 	case errors.Is(err, appliance.ErrExists):

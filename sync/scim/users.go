@@ -63,15 +63,32 @@ func evalView(su appliance.SourceUser) map[string]any {
 // last written, so a change made within one clock tick still changes it.
 func version(updated time.Time, content any) string {
 	b, _ := json.Marshal(content)
+	// A number reads back from the store as json.Number and may be held
+	// as a float or int just after a write: digest one form.
+	var canon any
+	if json.Unmarshal(b, &canon) == nil {
+		b, _ = json.Marshal(canon)
+	}
 	h := sha256.New()
 	fmt.Fprintf(h, "%d\x00", updated.UnixNano())
 	h.Write(b)
 	return fmt.Sprintf(`W/"%x"`, h.Sum(nil)[:12])
 }
 
-func userVersion(su appliance.SourceUser) string { return version(su.UpdatedAt, su) }
+// userVersion digests what SCIM shows of a user, in a form that is the
+// same whether the user was just written or read back from the store.
+func userVersion(su appliance.SourceUser) string {
+	var attrs map[string]any // the store drops an empty map
+	if len(su.Attributes) > 0 {
+		attrs = su.Attributes
+	}
+	return version(su.UpdatedAt, []any{su.ID, su.UserName, su.DisplayName, su.Email, su.ExternalID, su.Active,
+		su.RemovedAt.UnixNano(), attrs})
+}
 
-func groupVersion(g appliance.Group) string { return version(g.UpdatedAt, g) }
+func groupVersion(g appliance.Group) string {
+	return version(g.UpdatedAt, []any{g.ID, g.DisplayName, g.ExternalID, g.Members})
+}
 
 func (uh *userHandler) resource(r *http.Request, su appliance.SourceUser) escim.Resource {
 	p := projectionOf(r.URL.Query())
@@ -314,6 +331,9 @@ func (uh *userHandler) Replace(r *http.Request, id string, attrs escim.ResourceA
 		if !su.RemovedAt.IsZero() {
 			return fmt.Errorf("user %q was deleted: %w", id, appliance.ErrNotFound)
 		}
+		if err := checkIfMatch(r, userVersion(*su)); err != nil {
+			return err
+		}
 		a := deepCopyMap(attrs)
 		if err := uh.h.users.normalizeMulti(a, nil); err != nil {
 			return err
@@ -329,8 +349,16 @@ func (uh *userHandler) Replace(r *http.Request, id string, attrs escim.ResourceA
 // Delete deactivates the user and starts the grace period: one request
 // never takes tokens away (PurgeExpiredUsers does, later). Afterwards the
 // user answers 404, as Entra ID expects.
+//
+// An If-Match is checked against the version read just before: unlike PUT
+// and PATCH this is not one transaction, and a write landing in between is
+// not detected (deleting is idempotent and never takes tokens away).
 func (uh *userHandler) Delete(r *http.Request, id string) error {
-	if _, err := uh.get(r, id); err != nil {
+	su, err := uh.get(r, id)
+	if err != nil {
+		return uh.h.toSCIMError(err, id)
+	}
+	if err := checkIfMatch(r, userVersion(su)); err != nil {
 		return uh.h.toSCIMError(err, id)
 	}
 	if _, err := uh.h.svc.DeactivateSourceUser(r.Context(), sourceFrom(r), id, true); err != nil {
@@ -347,6 +375,9 @@ func (uh *userHandler) Patch(r *http.Request, id string, ops []escim.PatchOperat
 	out, err := uh.h.svc.UpdateSourceUser(r.Context(), sourceFrom(r), id, func(su *appliance.SourceUser) error {
 		if !su.RemovedAt.IsZero() {
 			return fmt.Errorf("user %q was deleted: %w", id, appliance.ErrNotFound)
+		}
+		if err := checkIfMatch(r, userVersion(*su)); err != nil {
+			return err
 		}
 		view := userView(*su)
 		if su.ExternalID != "" {
