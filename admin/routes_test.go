@@ -64,6 +64,7 @@ var wantRoles = map[string]string{
 	"GET /api/v1/api-tokens":                         "S",
 	"DELETE /api/v1/api-tokens/:id":                  "S",
 	"GET /api/v1/backup":                             "S",
+	"POST /api/v1/admins/:name/unlock":               "S",
 }
 
 var roleLetters = map[string]string{
