@@ -1,0 +1,51 @@
+package console
+
+import (
+	"fmt"
+	"log/slog"
+	"testing"
+	"time"
+)
+
+func TestClientKey(t *testing.T) {
+	tests := []struct {
+		name, remote, want string
+	}{
+		{name: "IPv4", remote: "192.0.2.7:51234", want: "192.0.2.7"},
+		{name: "IPv4-mapped IPv6", remote: "[::ffff:192.0.2.7]:443", want: "192.0.2.7"},
+		{name: "IPv6 by /64", remote: "[2001:db8:1:2:aaaa:bbbb:cccc:dddd]:443", want: "2001:db8:1:2::/64"},
+		{name: "same /64, other host", remote: "[2001:db8:1:2::1]:80", want: "2001:db8:1:2::/64"},
+		{name: "IPv6 with zone", remote: "[fe80::1%eth0]:80", want: "fe80::/64"},
+		{name: "not an address", remote: "pipe", want: "pipe"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := clientKey(tc.remote); got != tc.want {
+				t.Fatalf("clientKey(%q) = %q, want %q", tc.remote, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestLoginLimiterBounded: invented names and addresses cannot grow the
+// tables past MaxTracked, and a client's bucket is shared by its /64.
+func TestLoginLimiterBounded(t *testing.T) {
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	l := newLoginLimiter(LoginLimits{BurstPerClient: 2, RatePerClient: 0.001, BurstPerAccount: 1000, MaxTracked: 50},
+		nil, slog.New(slog.DiscardHandler))
+	for i := range 10_000 {
+		l.allow(fmt.Sprintf("[2001:db8:%x::1]:1", i), fmt.Sprintf("name%d", i), now)
+	}
+	if n := len(l.clients.m); n > 50 {
+		t.Fatalf("%d client buckets, want at most 50", n)
+	}
+	if n := len(l.accounts.m); n > 50 {
+		t.Fatalf("%d account buckets, want at most 50", n)
+	}
+	for i, want := range []bool{true, true, false} { // burst 2, then empty for the whole /64
+		ok, wait := l.allow(fmt.Sprintf("[2001:db8:ffff:1::%x]:1", i+1), "root", now)
+		if ok != want || (!ok && wait <= 0) {
+			t.Fatalf("attempt %d from the same /64: allowed %v (wait %s), want %v", i+1, ok, wait, want)
+		}
+	}
+}
