@@ -92,9 +92,9 @@ func (b *bufferedWriter) flush(w http.ResponseWriter) {
 
 // serveConditionalGet serves a GET of one resource, answering 304 Not
 // Modified when If-None-Match names its current version.
-func (h *Handler) serveConditionalGet(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) serveConditionalGet(lib http.Handler, w http.ResponseWriter, r *http.Request) {
 	bw := newBufferedWriter()
-	h.lib.ServeHTTP(bw, r)
+	lib.ServeHTTP(bw, r)
 	if tag := bw.header.Get("Etag"); bw.status == http.StatusOK && tag != "" &&
 		etagListMatches(strings.Join(r.Header.Values("If-None-Match"), ","), tag) {
 		w.Header().Set("ETag", tag)
@@ -106,9 +106,9 @@ func (h *Handler) serveConditionalGet(w http.ResponseWriter, r *http.Request) {
 
 // serveConfig serves the ServiceProviderConfig with what this endpoint
 // supports beyond the library's fixed answer: ETags and sorting.
-func (h *Handler) serveConfig(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) serveConfig(lib http.Handler, w http.ResponseWriter, r *http.Request) {
 	bw := newBufferedWriter()
-	h.lib.ServeHTTP(bw, r)
+	lib.ServeHTTP(bw, r)
 	var doc map[string]any
 	if bw.status != http.StatusOK || json.Unmarshal(bw.body.Bytes(), &doc) != nil {
 		bw.flush(w)

@@ -156,20 +156,23 @@ func (gh *groupHandler) GetAll(r *http.Request, params escim.ListRequestParams) 
 	if err != nil {
 		return escim.Page{}, gh.h.toSCIMError(err, "")
 	}
-	page := escim.Page{Resources: []escim.Resource{}}
-	skip := max(params.StartIndex, 1) - 1
+	spec, err := sortOf(r.URL.Query())
+	if err != nil {
+		return escim.Page{}, gh.h.toSCIMError(err, "")
+	}
+	matched := make([]appliance.Group, 0, len(groups))
 	for _, g := range groups {
-		if params.FilterValidator != nil && !Match(params.FilterValidator.GetFilter(), evalGroupView(g, resolved)) {
-			continue
+		if params.FilterValidator == nil || Match(params.FilterValidator.GetFilter(), evalGroupView(g, resolved)) {
+			matched = append(matched, g)
 		}
-		page.TotalResults++
-		if skip > 0 {
-			skip--
-			continue
-		}
-		if len(page.Resources) < params.Count {
-			page.Resources = append(page.Resources, gh.resource(r, g, resolved))
-		}
+	}
+	if spec != nil {
+		sortItems(spec, matched, func(g appliance.Group) map[string]any { return evalGroupView(g, resolved) })
+	}
+	from, to := pageSlice(len(matched), params.StartIndex, params.Count)
+	page := escim.Page{TotalResults: len(matched), Resources: make([]escim.Resource, 0, to-from)}
+	for _, g := range matched[from:to] {
+		page.Resources = append(page.Resources, gh.resource(r, g, resolved))
 	}
 	return page, nil
 }

@@ -394,3 +394,104 @@ func TestETags(t *testing.T) {
 		})
 	}
 }
+
+// TestSearchAndRootQueries: POST …/.search works like the GET query it
+// stands for, and GET / and POST /.search query users and groups together.
+func TestSearchAndRootQueries(t *testing.T) {
+	e := newEnv(t, true)
+	users := map[string]string{}
+	for _, n := range []string{"carol", "alice", "bob"} {
+		users[n] = expect(t, 201)(e.do(t, "POST", "/Users", userPre+`"userName":"`+n+`@example.com","displayName":"`+n+`","emails":[{"type":"work","value":"`+n+`@work.example"}]}`))["id"].(string)
+	}
+	grp := expect(t, 201)(e.do(t, "POST", "/Groups", groupPre+`"displayName":"admins","members":[{"value":"`+users["alice"]+`"}]}`))["id"].(string)
+
+	for _, tc := range []struct {
+		name, method, path, body string
+		ids                      []string
+		total                    float64
+	}{
+		{"Users/.search filter", "POST", "/Users/.search", searchPre + `"filter":"userName sw \"a\" or userName sw \"b\"","sortBy":"userName"}`,
+			[]string{users["alice"], users["bob"]}, 2},
+		{"Users/.search sorted descending, paged", "POST", "/Users/.search", searchPre + `"sortBy":"userName","sortOrder":"descending","startIndex":2,"count":1}`,
+			[]string{users["bob"]}, 3},
+		{"GET sorted by emails", "GET", "/Users?sortBy=emails.value", "",
+			[]string{users["alice"], users["bob"], users["carol"]}, 3},
+		{"Users/.search count 0", "POST", "/Users/.search", searchPre + `"count":0}`, []string{}, 3},
+		{"GET count=0", "GET", "/Users?count=0", "", []string{}, 3},
+		{"Groups/.search", "POST", "/Groups/.search", searchPre + `"filter":"displayName eq \"ADMINS\""}`, []string{grp}, 1},
+		{"root GET filter", "GET", "/?filter=" + url.QueryEscape(`userName eq "bob@example.com" or displayName eq "admins"`), "", []string{users["bob"], grp}, 2},
+		{"root GET by resourceType", "GET", "/?filter=" + url.QueryEscape(`meta.resourceType eq "Group"`), "", []string{grp}, 1},
+		{"root .search sorted", "POST", "/.search", searchPre + `"filter":"displayName pr","sortBy":"displayName","count":10}`,
+			[]string{grp, users["alice"], users["bob"], users["carol"]}, 4},
+		{"root GET all", "GET", "/", "", nil, 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body := expect(t, 200)(e.do(t, tc.method, tc.path, tc.body))
+			if body["totalResults"] != tc.total {
+				t.Errorf("totalResults %v, want %v", body["totalResults"], tc.total)
+			}
+			if s, _ := body["schemas"].([]any); len(s) != 1 || s[0] != "urn:ietf:params:scim:api:messages:2.0:ListResponse" {
+				t.Errorf("schemas %v", body["schemas"])
+			}
+			if tc.ids != nil {
+				if diff := cmp.Diff(tc.ids, ids(t, body)); diff != "" {
+					t.Errorf("ids (-want +got):\n%s", diff)
+				}
+			}
+			if strings.HasPrefix(tc.path, "/?") || tc.path == "/" || tc.path == "/.search" {
+				for _, r := range resources(t, body) {
+					meta, _ := r["meta"].(map[string]any)
+					typ, _ := meta["resourceType"].(string)
+					loc, _ := meta["location"].(string)
+					if (typ != "User" && typ != "Group") || loc != e.srv.URL+"/scim/v2/"+typ+"s/"+r["id"].(string) || r["schemas"] == nil {
+						t.Errorf("root resource without its type, location or schemas: %v", r)
+					}
+				}
+			}
+		})
+	}
+	// The projection and excludedAttributes of a SearchRequest apply.
+	body := expect(t, 200)(e.do(t, "POST", "/Users/.search", searchPre+`"filter":"userName eq \"bob@example.com\"","attributes":["userName"]}`))
+	if r := resources(t, body); len(r) != 1 || r[0]["userName"] != "bob@example.com" || r[0]["emails"] != nil || r[0]["displayName"] != nil {
+		t.Errorf("attributes: %v", body)
+	}
+	body = expect(t, 200)(e.do(t, "POST", "/Users/.search", searchPre+`"filter":"userName eq \"bob@example.com\"","excludedAttributes":["emails"]}`))
+	if r := resources(t, body); len(r) != 1 || r[0]["emails"] != nil || r[0]["displayName"] != "bob" {
+		t.Errorf("excludedAttributes: %v", body)
+	}
+	for _, tc := range []struct{ name, path, body string }{
+		{"bad filter", "/Users/.search", searchPre + `"filter":"userName eq"}`},
+		{"wrong schema", "/Users/.search", `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"]}`},
+		{"not JSON", "/.search", `filter=x`},
+		{"count not a number", "/Groups/.search", searchPre + `"count":"ten"}`},
+		{"bad sortOrder", "/Users/.search", searchPre + `"sortBy":"userName","sortOrder":"up"}`},
+		{"root bad filter", "/.search", searchPre + `"filter":"(("}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			expect(t, 400)(e.do(t, "POST", tc.path, tc.body))
+		})
+	}
+	expect(t, 400)(e.do(t, "GET", "/?filter=%28%28", ""))
+}
+
+// TestLocationsAbsolute: Location and meta.location are absolute URLs, and
+// PATCH answers 200 with the full resource.
+func TestLocationsAbsolute(t *testing.T) {
+	e := newEnv(t, true)
+	st, body, hdr := e.do(t, "POST", "/Users", userPre+`"userName":"loc@example.com"}`)
+	if st != 201 {
+		t.Fatalf("status %d", st)
+	}
+	want := e.srv.URL + "/scim/v2/Users/" + body["id"].(string)
+	if meta, _ := body["meta"].(map[string]any); hdr.Get("Location") != want || meta["location"] != want {
+		t.Errorf("Location %q, meta.location %v, want %q", hdr.Get("Location"), body["meta"], want)
+	}
+	got := expect(t, 200)(e.do(t, "PATCH", "/Users/"+body["id"].(string), patchPre+`[{"op":"replace","path":"displayName","value":"Loc"}]}`))
+	if got["userName"] != "loc@example.com" || got["displayName"] != "Loc" || got["id"] != body["id"] {
+		t.Errorf("PATCH answer: %v", got)
+	}
+	st, g, hdr := e.do(t, "POST", "/Groups", groupPre+`"displayName":"loc"}`)
+	if want := e.srv.URL + "/scim/v2/Groups/" + g["id"].(string); st != 201 || hdr.Get("Location") != want {
+		t.Errorf("group Location %q, want %q", hdr.Get("Location"), want)
+	}
+}

@@ -82,7 +82,11 @@ var allowStrings sync.Once
 // the prefix stripped; it authenticates every request itself.
 type Handler struct {
 	svc     Service
-	lib     escim.Server
+	lib     escim.Server // with the configured BaseURL
+	args    *escim.ServerArgs
+	libOpts []escim.ServerOption
+	libMu   sync.Mutex
+	libs    map[string]escim.Server // by request-derived base, when none is configured
 	log     *slog.Logger
 	rec     Recorder
 	maxBody int64
@@ -93,8 +97,16 @@ type Handler struct {
 
 type ctxKey struct{}
 
+type baseKey struct{}
+
 func sourceFrom(r *http.Request) string {
 	s, _ := r.Context().Value(ctxKey{}).(string)
+	return s
+}
+
+// baseFrom is the absolute SCIM base URL of the request.
+func baseFrom(r *http.Request) string {
+	s, _ := r.Context().Value(baseKey{}).(string)
 	return s
 }
 
@@ -142,17 +154,61 @@ func New(svc Service, opts Options) (*Handler, error) {
 			Handler:     &groupHandler{h: h},
 		},
 	}
-	var libOpts []escim.ServerOption
-	libOpts = append(libOpts, escim.WithLogger(libLogger{h.log}))
-	if h.base != "" {
-		libOpts = append(libOpts, escim.WithBaseURL(h.base))
-	}
-	lib, err := escim.NewServer(&escim.ServerArgs{ServiceProviderConfig: &cfg, ResourceTypes: types}, libOpts...)
+	h.args = &escim.ServerArgs{ServiceProviderConfig: &cfg, ResourceTypes: types}
+	h.libOpts = []escim.ServerOption{escim.WithLogger(libLogger{h.log}), escim.WithRootQueryHandler(&rootHandler{h: h})}
+	lib, err := escim.NewServer(h.args, append(h.libOpts, escim.WithBaseURL(h.base))...)
 	if err != nil {
 		return nil, fmt.Errorf("scim: %w", err)
 	}
 	h.lib = lib
+	h.libs = map[string]escim.Server{}
 	return h, nil
+}
+
+// maxLibs bounds the servers kept per request-derived base URL (the Host
+// header is the client's to choose).
+const maxLibs = 8
+
+// libFor returns the library server whose Location and meta.location
+// start with base.
+func (h *Handler) libFor(base string) escim.Server {
+	if h.base != "" {
+		return h.lib
+	}
+	h.libMu.Lock()
+	defer h.libMu.Unlock()
+	if l, ok := h.libs[base]; ok {
+		return l
+	}
+	l, err := escim.NewServer(h.args, append(h.libOpts, escim.WithBaseURL(base))...)
+	if err != nil { // cannot happen: New built one from the same arguments
+		h.log.Error("scim: building server", "err", err)
+		return h.lib
+	}
+	if len(h.libs) < maxLibs {
+		h.libs[base] = l
+	}
+	return l
+}
+
+// requestBase derives the absolute SCIM base URL from the request when
+// none is configured: scheme, Host, and the prefix the mount stripped, so
+// Location and meta.location are absolute URLs (RFC 7644 §3.1).
+func (h *Handler) requestBase(r *http.Request) string {
+	if h.base != "" {
+		return h.base
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	prefix := ""
+	if u, err := url.ParseRequestURI(r.RequestURI); err == nil {
+		if p := strings.TrimRight(u.Path, "/"); strings.HasSuffix(p, strings.TrimRight(r.URL.Path, "/")) {
+			prefix = strings.TrimSuffix(p, strings.TrimRight(r.URL.Path, "/"))
+		}
+	}
+	return scheme + "://" + r.Host + strings.TrimRight(prefix, "/")
 }
 
 // withExternalID adds the common externalId attribute, as the library does
@@ -230,7 +286,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(sw, http.StatusInternalServerError, "", "internal error")
 		return
 	}
+	base := h.requestBase(r)
+	lib := h.libFor(base)
 	ctx := context.WithValue(r.Context(), ctxKey{}, src)
+	ctx = context.WithValue(ctx, baseKey{}, base)
 	ctx = appliance.WithActor(ctx, appliance.Actor{ID: "scim:" + src, Name: "scim:" + src})
 
 	r2 := r.WithContext(ctx)
@@ -261,16 +320,25 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		r2.Body = io.NopCloser(bytes.NewReader(body))
 		r2.ContentLength = int64(len(body))
+		if r.Method == http.MethodPost && (path == "/.search" || path == "/Users/.search" || path == "/Groups/.search") {
+			get, err := searchAsGet(r2, path, body)
+			var pe *PatchError
+			if errors.As(err, &pe) {
+				writeError(sw, http.StatusBadRequest, pe.ScimType, pe.Detail)
+				return
+			}
+			r2 = get
+		}
 	}
 	first, rest, _ := strings.Cut(strings.TrimPrefix(path, "/"), "/")
 	switch {
 	case path == "/ServiceProviderConfig" && r.Method == http.MethodGet:
-		h.serveConfig(sw, r2)
+		h.serveConfig(lib, sw, r2)
 	case r.Method == http.MethodGet && (first == "Users" || first == "Groups") && rest != "" && rest != ".search" &&
 		len(r.Header.Values("If-None-Match")) > 0:
-		h.serveConditionalGet(sw, r2)
+		h.serveConditionalGet(lib, sw, r2)
 	default:
-		h.lib.ServeHTTP(sw, r2)
+		lib.ServeHTTP(sw, r2)
 	}
 }
 
@@ -345,6 +413,10 @@ func classify(method, path string) string {
 		kind = "groups"
 	case "Schemas", "ResourceTypes", "ServiceProviderConfig":
 		return "discovery"
+	case "":
+		return "root.list"
+	case ".search":
+		return "root.search"
 	default:
 		return "other"
 	}

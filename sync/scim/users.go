@@ -246,13 +246,32 @@ func (uh *userHandler) GetAll(r *http.Request, params escim.ListRequestParams) (
 	if params.FilterValidator != nil {
 		expr = params.FilterValidator.GetFilter()
 	}
+	spec, err := sortOf(r.URL.Query())
+	if err != nil {
+		return escim.Page{}, uh.h.toSCIMError(err, "")
+	}
 	page := escim.Page{Resources: []escim.Resource{}}
 	skip := max(params.StartIndex, 1) - 1
+	var matched []appliance.SourceUser // when sorting: every match, then one page
+	finish := func() escim.Page {
+		if spec != nil {
+			sortItems(spec, matched, evalView)
+			from, to := pageSlice(len(matched), params.StartIndex, params.Count)
+			for _, su := range matched[from:to] {
+				page.Resources = append(page.Resources, uh.resource(r, su))
+			}
+		}
+		return page
+	}
 	add := func(su appliance.SourceUser) {
 		if !su.RemovedAt.IsZero() || (expr != nil && !Match(expr, evalView(su))) {
 			return
 		}
 		page.TotalResults++
+		if spec != nil {
+			matched = append(matched, su)
+			return
+		}
 		if skip > 0 {
 			skip--
 			return
@@ -288,7 +307,7 @@ func (uh *userHandler) GetAll(r *http.Request, params escim.ListRequestParams) (
 				add(su)
 			}
 		}
-		return page, nil
+		return finish(), nil
 	}
 	after := ""
 	for {
@@ -300,7 +319,7 @@ func (uh *userHandler) GetAll(r *http.Request, params escim.ListRequestParams) (
 			add(su)
 		}
 		if next == "" {
-			return page, nil
+			return finish(), nil
 		}
 		after = next
 	}
