@@ -495,3 +495,55 @@ func TestLocationsAbsolute(t *testing.T) {
 		t.Errorf("group Location %q, want %q", hdr.Get("Location"), want)
 	}
 }
+
+// TestAttributesWithValueFilter: attributes=emails[type eq "work"] returns
+// the matching values, never an error; excludedAttributes drops them.
+func TestAttributesWithValueFilter(t *testing.T) {
+	e := newEnv(t, false)
+	id := expect(t, 201)(e.do(t, "POST", "/Users", userPre+`"userName":"vf@example.com","displayName":"VF",
+		"emails":[{"type":"work","value":"vf@work.example","primary":true},{"type":"home","value":"vf@home.example"}],
+		"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User":{"department":"Ops"}}`))["id"].(string)
+	q := url.QueryEscape
+	for _, tc := range []struct {
+		name, query string
+		want        map[string]any // attributes besides id, schemas, meta
+	}{
+		{"work e-mails", "attributes=" + q(`emails[type eq "work"]`),
+			map[string]any{"emails": []any{map[string]any{"type": "work", "value": "vf@work.example", "primary": true}}}},
+		{"work e-mail value and userName", "attributes=" + q(`emails[type eq "work"].value,userName`),
+			map[string]any{"userName": "vf@example.com", "emails": []any{map[string]any{"value": "vf@work.example"}}}},
+		{"two filters on one attribute", "attributes=" + q(`emails[type eq "work"].value,emails[type eq "home"].value`),
+			map[string]any{"emails": []any{map[string]any{"value": "vf@work.example"}, map[string]any{"value": "vf@home.example"}}}},
+		{"core URN prefix", "attributes=" + q(`urn:ietf:params:scim:schemas:core:2.0:User:emails[primary eq true].value`),
+			map[string]any{"emails": []any{map[string]any{"value": "vf@work.example"}}}},
+		{"no match", "attributes=" + q(`emails[type eq "other"],displayName`), map[string]any{"displayName": "VF"}},
+		{"unparsable", "attributes=" + q(`emails[type eq,displayName`), map[string]any{"displayName": "VF"}},
+		{"excluded", "attributes=" + q(`emails,userName`) + "&excludedAttributes=" + q(`emails[type eq "home"]`),
+			map[string]any{"userName": "vf@example.com", "emails": []any{map[string]any{"type": "work", "value": "vf@work.example", "primary": true}}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, path := range []string{"/Users/" + id + "?" + tc.query, "/Users?filter=" + q(`userName eq "vf@example.com"`) + "&" + tc.query} {
+				body := expect(t, 200)(e.do(t, "GET", path, ""))
+				if list, ok := body["Resources"].([]any); ok {
+					if len(list) != 1 {
+						t.Fatalf("%s: %v", path, body)
+					}
+					body = list[0].(map[string]any)
+				}
+				for _, k := range []string{"id", "schemas", "meta"} {
+					if body[k] == nil {
+						t.Errorf("%s: no %s", path, k)
+					}
+					delete(body, k)
+				}
+				if diff := cmp.Diff(tc.want, body); diff != "" {
+					t.Errorf("%s (-want +got):\n%s", path, diff)
+				}
+			}
+		})
+	}
+	body := expect(t, 200)(e.do(t, "POST", "/Users/.search", searchPre+`"attributes":["emails[type eq \"home\"].value"]}`))
+	if r := resources(t, body); len(r) != 1 || !cmp.Equal(r[0]["emails"], []any{map[string]any{"value": "vf@home.example"}}) {
+		t.Errorf(".search attributes with a value filter: %v", body)
+	}
+}

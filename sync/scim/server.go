@@ -17,6 +17,7 @@ import (
 	scimerr "github.com/elimity-com/scim/errors"
 	"github.com/elimity-com/scim/optional"
 	"github.com/elimity-com/scim/schema"
+	"github.com/scim2/filter-parser/v2"
 
 	"tokend/appliance"
 )
@@ -581,6 +582,10 @@ func (p projection) apply(attrs map[string]any, core string) map[string]any {
 	out := make(map[string]any, len(attrs))
 	if len(p.include) > 0 {
 		for _, name := range p.include {
+			if strings.Contains(name, "[") {
+				selectFiltered(attrs, out, name, true)
+				continue
+			}
 			a, sub := split(name)
 			k, v := findKey(attrs, a)
 			if k == "" {
@@ -607,6 +612,10 @@ func (p projection) apply(attrs map[string]any, core string) map[string]any {
 		}
 	}
 	for _, name := range p.exclude {
+		if strings.Contains(name, "[") {
+			selectFiltered(out, out, name, false)
+			continue
+		}
 		a, sub := split(name)
 		k, v := findKey(out, a)
 		if k == "" {
@@ -627,4 +636,95 @@ func (p projection) apply(attrs map[string]any, core string) map[string]any {
 		}
 	}
 	return out
+}
+
+// selectFiltered applies one attributes / excludedAttributes entry with a
+// value filter, such as emails[type eq "work"] or emails[type eq
+// "work"].value: included, the matching values (or their sub-attribute)
+// are added to dst; excluded, they are dropped from dst. An entry that
+// does not parse or names nothing selects nothing; it is never an error.
+func selectFiltered(src, dst map[string]any, name string, include bool) {
+	fp, err := filter.ParsePath([]byte(strings.TrimSpace(name)))
+	if err != nil || fp.ValueExpression == nil {
+		return
+	}
+	from, into := container(src, fp.AttributePath), dst
+	if from == nil {
+		return
+	}
+	if uri := fp.AttributePath.URI(); uri != "" && !isCoreURN(uri) {
+		ek, _ := findKey(src, uri)
+		m, ok := dst[ek].(map[string]any)
+		if !ok {
+			if !include {
+				return
+			}
+			m = map[string]any{}
+		}
+		c := make(map[string]any, len(m))
+		for k, v := range m {
+			c[k] = v
+		}
+		into = c
+		defer func() {
+			if len(c) > 0 {
+				dst[ek] = c
+			}
+		}()
+	}
+	k, v := findKey(from, fp.AttributePath.AttributeName)
+	list, ok := v.([]any)
+	if k == "" || !ok {
+		return
+	}
+	sub := fp.SubAttributeName()
+	if !include {
+		kept := make([]any, 0, len(list))
+		for _, el := range list {
+			m, isMap := el.(map[string]any)
+			switch {
+			case !isMap || !Match(fp.ValueExpression, m):
+				kept = append(kept, el)
+			case sub != "":
+				c := make(map[string]any, len(m))
+				for mk, mv := range m {
+					if !strings.EqualFold(mk, sub) {
+						c[mk] = mv
+					}
+				}
+				kept = append(kept, c)
+			}
+		}
+		if len(kept) == 0 {
+			delete(into, k)
+		} else {
+			into[k] = kept
+		}
+		return
+	}
+	cur, _ := into[k].([]any)
+	have := map[string]bool{}
+	for _, el := range cur {
+		have[elementKey(el)] = true
+	}
+	for _, el := range list {
+		m, isMap := el.(map[string]any)
+		if !isMap || !Match(fp.ValueExpression, m) {
+			continue
+		}
+		if sub != "" {
+			sk, sv := findKey(m, sub)
+			if sk == "" {
+				continue
+			}
+			el = map[string]any{sk: sv}
+		}
+		if !have[elementKey(el)] {
+			have[elementKey(el)] = true
+			cur = append(cur, el)
+		}
+	}
+	if len(cur) > 0 {
+		into[k] = cur
+	}
 }
