@@ -161,13 +161,25 @@ func (gh *groupHandler) GetAll(r *http.Request, params escim.ListRequestParams) 
 		return escim.Page{}, gh.h.toSCIMError(err, "")
 	}
 	matched := make([]appliance.Group, 0, len(groups))
+	var entries []sortEntry
 	for _, g := range groups {
-		if params.FilterValidator == nil || Match(params.FilterValidator.GetFilter(), evalGroupView(g, resolved)) {
+		v := evalGroupView(g, resolved)
+		if params.FilterValidator == nil || Match(params.FilterValidator.GetFilter(), v) {
 			matched = append(matched, g)
+			if spec != nil {
+				entries = append(entries, spec.entry(v, g.ID, true))
+			}
 		}
 	}
-	if spec != nil {
-		sortItems(spec, matched, func(g appliance.Group) map[string]any { return evalGroupView(g, resolved) })
+	if spec != nil { // groups are in memory already: reorder them
+		spec.sortEntries(entries)
+		byID := make(map[string]appliance.Group, len(matched))
+		for _, g := range matched {
+			byID[g.ID] = g
+		}
+		for i, en := range entries {
+			matched[i] = byID[en.id]
+		}
 	}
 	from, to := pageSlice(len(matched), params.StartIndex, params.Count)
 	page := escim.Page{TotalResults: len(matched), Resources: make([]escim.Resource, 0, to-from)}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"math"
 	"net/url"
 	"slices"
 	"strconv"
@@ -14,6 +15,8 @@ import (
 	escim "github.com/elimity-com/scim"
 	scimerr "github.com/elimity-com/scim/errors"
 	"github.com/scim2/filter-parser/v2"
+
+	"tokend/appliance"
 )
 
 // Queries by POST (RFC 7644 §3.4.3) and against the root (§3.4.2.1), and
@@ -188,22 +191,24 @@ func (s *sortSpec) compareKeys(a, b any) int {
 	return strings.Compare(sa, sb)
 }
 
-// sortViews orders items by their views; resources without a value sort
-// last in ascending order (first in descending), ties keep their order.
-func sortItems[T any](s *sortSpec, items []T, view func(T) map[string]any) {
-	type keyed struct {
-		key any
-		ok  bool
-	}
-	keys := make(map[int]keyed, len(items))
-	idx := make([]int, len(items))
-	for i, it := range items {
-		k, ok := s.sortKey(view(it))
-		keys[i] = keyed{k, ok}
-		idx[i] = i
-	}
-	slices.SortStableFunc(idx, func(i, j int) int {
-		a, b := keys[i], keys[j]
+// sortEntry is what a sorted query keeps per match: its sort value and
+// how to find it again, not the record, so memory stays small per match.
+type sortEntry struct {
+	key   any
+	ok    bool // the resource has a value to sort by
+	id    string
+	group bool
+}
+
+func (s *sortSpec) entry(view map[string]any, id string, group bool) sortEntry {
+	k, ok := s.sortKey(view)
+	return sortEntry{key: k, ok: ok, id: id, group: group}
+}
+
+// sortEntries orders entries; resources without a value sort last in
+// ascending order (first in descending); ties keep their order.
+func (s *sortSpec) sortEntries(entries []sortEntry) {
+	slices.SortStableFunc(entries, func(a, b sortEntry) int {
 		c := 0
 		switch {
 		case !a.ok && !b.ok:
@@ -219,11 +224,6 @@ func sortItems[T any](s *sortSpec, items []T, view func(T) map[string]any) {
 		}
 		return c
 	})
-	sorted := make([]T, len(items))
-	for n, i := range idx {
-		sorted[n] = items[i]
-	}
-	copy(items, sorted)
 }
 
 // pageSlice cuts one page (1-based startIndex) out of n results.
@@ -233,13 +233,10 @@ func pageSlice(n, startIndex, count int) (int, int) {
 }
 
 // rootHandler answers queries against the server root: the source's users
-// (not deleted) and groups, filtered, sorted and paged together.
+// (not deleted) and groups, filtered, sorted and paged together. Unsorted,
+// it streams (only the page is rendered); sorted, it keeps one sortEntry
+// per match and loads the page's users again.
 type rootHandler struct{ h *Handler }
-
-type rootItem struct {
-	view   map[string]any
-	render func() escim.Resource
-}
 
 func (rh *rootHandler) GetAll(r *http.Request, params escim.ListRequestParams) (escim.Page, error) {
 	var expr filter.Expression
@@ -257,7 +254,19 @@ func (rh *rootHandler) GetAll(r *http.Request, params escim.ListRequestParams) (
 	ctx, src := r.Context(), sourceFrom(r)
 	uh, gh := &userHandler{h: rh.h}, &groupHandler{h: rh.h}
 	base := baseFrom(r)
-	var items []rootItem
+	renderUser := func(su appliance.SourceUser) escim.Resource {
+		return withType(uh.resource(r, su), "User", userSchemaURN, base+"/Users/"+su.ID, enterpriseSchemaURN)
+	}
+	page := escim.Page{Resources: []escim.Resource{}}
+	from, to := pageSlice(math.MaxInt, params.StartIndex, params.Count)
+	var entries []sortEntry
+	// take counts a match and renders it when it falls on the page.
+	take := func(render func() escim.Resource) {
+		if page.TotalResults >= from && page.TotalResults < to {
+			page.Resources = append(page.Resources, render())
+		}
+		page.TotalResults++
+	}
 	after := ""
 	for {
 		users, next, err := rh.h.svc.ScanSourceUsers(ctx, src, after, scanPage)
@@ -269,12 +278,13 @@ func (rh *rootHandler) GetAll(r *http.Request, params escim.ListRequestParams) (
 				continue
 			}
 			v := evalView(su)
-			if expr != nil && !Match(expr, v) {
-				continue
+			switch {
+			case expr != nil && !Match(expr, v):
+			case spec != nil:
+				entries = append(entries, spec.entry(v, su.ID, false))
+			default:
+				take(func() escim.Resource { return renderUser(su) })
 			}
-			items = append(items, rootItem{view: v, render: func() escim.Resource {
-				return withType(uh.resource(r, su), "User", userSchemaURN, base+"/Users/"+su.ID, enterpriseSchemaURN)
-			}})
 		}
 		if next == "" {
 			break
@@ -289,22 +299,40 @@ func (rh *rootHandler) GetAll(r *http.Request, params escim.ListRequestParams) (
 	if err != nil {
 		return escim.Page{}, rh.h.toSCIMError(err, "")
 	}
+	byID := make(map[string]appliance.Group, len(groups))
+	renderGroup := func(g appliance.Group) escim.Resource {
+		return withType(gh.resource(r, g, resolved), "Group", groupSchemaURN, base+"/Groups/"+g.ID)
+	}
 	for _, g := range groups {
 		v := evalGroupView(g, resolved)
-		if expr != nil && !Match(expr, v) {
+		switch {
+		case expr != nil && !Match(expr, v):
+		case spec != nil:
+			byID[g.ID] = g
+			entries = append(entries, spec.entry(v, g.ID, true))
+		default:
+			take(func() escim.Resource { return renderGroup(g) })
+		}
+	}
+	if spec == nil {
+		return page, nil
+	}
+	spec.sortEntries(entries)
+	page.TotalResults = len(entries)
+	from, to = pageSlice(len(entries), params.StartIndex, params.Count)
+	for _, en := range entries[from:to] {
+		if en.group {
+			page.Resources = append(page.Resources, renderGroup(byID[en.id]))
 			continue
 		}
-		items = append(items, rootItem{view: v, render: func() escim.Resource {
-			return withType(gh.resource(r, g, resolved), "Group", groupSchemaURN, base+"/Groups/"+g.ID)
-		}})
-	}
-	if spec != nil {
-		sortItems(spec, items, func(it rootItem) map[string]any { return it.view })
-	}
-	from, to := pageSlice(len(items), params.StartIndex, params.Count)
-	page := escim.Page{TotalResults: len(items), Resources: make([]escim.Resource, 0, to-from)}
-	for _, it := range items[from:to] {
-		page.Resources = append(page.Resources, it.render())
+		su, err := uh.get(r, en.id)
+		if errors.Is(err, appliance.ErrNotFound) { // deleted since the scan
+			continue
+		}
+		if err != nil {
+			return escim.Page{}, rh.h.toSCIMError(err, "")
+		}
+		page.Resources = append(page.Resources, renderUser(su))
 	}
 	return page, nil
 }

@@ -252,26 +252,38 @@ func (uh *userHandler) GetAll(r *http.Request, params escim.ListRequestParams) (
 	}
 	page := escim.Page{Resources: []escim.Resource{}}
 	skip := max(params.StartIndex, 1) - 1
-	var matched []appliance.SourceUser // when sorting: every match, then one page
-	finish := func() escim.Page {
-		if spec != nil {
-			sortItems(spec, matched, evalView)
-			from, to := pageSlice(len(matched), params.StartIndex, params.Count)
-			for _, su := range matched[from:to] {
-				page.Resources = append(page.Resources, uh.resource(r, su))
-			}
+	// Sorted: one small entry per match, then the page's users loaded again.
+	var matched []sortEntry
+	finish := func() (escim.Page, error) {
+		if spec == nil {
+			return page, nil
 		}
-		return page
+		spec.sortEntries(matched)
+		from, to := pageSlice(len(matched), params.StartIndex, params.Count)
+		for _, en := range matched[from:to] {
+			su, err := uh.get(r, en.id)
+			if errors.Is(err, appliance.ErrNotFound) { // deleted since the scan
+				continue
+			}
+			if err != nil {
+				return escim.Page{}, uh.h.toSCIMError(err, "")
+			}
+			page.Resources = append(page.Resources, uh.resource(r, su))
+		}
+		return page, nil
 	}
 	add := func(su appliance.SourceUser) {
+		if su.RemovedAt.IsZero() && spec != nil {
+			if v := evalView(su); expr == nil || Match(expr, v) {
+				page.TotalResults++
+				matched = append(matched, spec.entry(v, su.ID, false))
+			}
+			return
+		}
 		if !su.RemovedAt.IsZero() || (expr != nil && !Match(expr, evalView(su))) {
 			return
 		}
 		page.TotalResults++
-		if spec != nil {
-			matched = append(matched, su)
-			return
-		}
 		if skip > 0 {
 			skip--
 			return
@@ -307,7 +319,7 @@ func (uh *userHandler) GetAll(r *http.Request, params escim.ListRequestParams) (
 				add(su)
 			}
 		}
-		return finish(), nil
+		return finish()
 	}
 	after := ""
 	for {
@@ -319,7 +331,7 @@ func (uh *userHandler) GetAll(r *http.Request, params escim.ListRequestParams) (
 			add(su)
 		}
 		if next == "" {
-			return finish(), nil
+			return finish()
 		}
 		after = next
 	}
