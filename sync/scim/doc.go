@@ -9,7 +9,10 @@
 // (docs/sync.md §1.6): bearer authentication with a SCIM 401, panic
 // recovery, case-insensitive endpoint names and trailing slashes, Entra's
 // string manager, the filter evaluator, the PATCH applier, projection of
-// attributes/excludedAttributes, and never echoing a password.
+// attributes/excludedAttributes (with value filters), sorting, POST
+// .search and root queries (search.go), ETag preconditions (etag.go), one
+// primary per multi-valued attribute (multivalued.go), absolute locations
+// derived from the request, and never echoing a password.
 //
 // Deleting a user over SCIM deactivates it and starts the source's grace
 // period: its tokens stay assigned, and only appliance.PurgeExpiredUsers
