@@ -215,6 +215,7 @@ type ProfileDTO struct {
 	Digits            int        `json:"digits"`
 	Interval          int        `json:"interval"`
 	PINMode           string     `json:"pin_mode"`
+	CTFBinding        string     `json:"ctf_binding,omitempty"`
 	ActivationCodeTTL string     `json:"activation_code_ttl"`
 	DisplayName       string     `json:"display_name"`
 	HelpText          string     `json:"help_text"`
@@ -229,6 +230,7 @@ type profileRequest struct {
 	Digits            int    `json:"digits"`
 	Interval          int    `json:"interval"`
 	PINMode           string `json:"pin_mode"`
+	CTFBinding        string `json:"ctf_binding"`
 	ActivationCodeTTL string `json:"activation_code_ttl"`
 	DisplayName       string `json:"display_name"`
 	HelpText          string `json:"help_text"`
@@ -236,7 +238,7 @@ type profileRequest struct {
 
 func (r profileRequest) profile() (appliance.Profile, error) {
 	p := appliance.Profile{Name: r.Name, DeviceType: r.DeviceType, DeliveryMethod: r.DeliveryMethod, Digits: r.Digits,
-		Interval: r.Interval, PINMode: r.PINMode, DisplayName: r.DisplayName, HelpText: r.HelpText}
+		Interval: r.Interval, PINMode: r.PINMode, CTFBinding: r.CTFBinding, DisplayName: r.DisplayName, HelpText: r.HelpText}
 	if r.ActivationCodeTTL != "" {
 		d, err := time.ParseDuration(r.ActivationCodeTTL)
 		if err != nil {
@@ -249,7 +251,7 @@ func (r profileRequest) profile() (appliance.Profile, error) {
 
 func profileDTO(p appliance.Profile) ProfileDTO {
 	return ProfileDTO{Name: p.Name, DeviceType: p.DeviceType, DeliveryMethod: p.DeliveryMethod, Digits: p.Digits,
-		Interval: p.Interval, PINMode: p.PINMode, ActivationCodeTTL: p.ActivationCodeTTL.String(),
+		Interval: p.Interval, PINMode: p.PINMode, CTFBinding: p.CTFBinding, ActivationCodeTTL: p.ActivationCodeTTL.String(),
 		DisplayName: p.DisplayName, HelpText: p.HelpText, CreatedAt: optTime(p.CreatedAt), UpdatedAt: optTime(p.UpdatedAt)}
 }
 
@@ -257,6 +259,9 @@ func profileDTO(p appliance.Profile) ProfileDTO {
 
 type distributeRequest struct {
 	Profile string `json:"profile"`
+	// Password and DeviceID: for file and ctf profiles (seeddelivery.go).
+	Password appliance.Secret `json:"password"`
+	DeviceID string           `json:"device_id"`
 }
 
 // DistributionDTO is shown once: it carries the activation code.

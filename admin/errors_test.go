@@ -94,7 +94,7 @@ func TestErrorCodes(t *testing.T) {
 		{name: "import file rejected", req: req{method: "POST", path: "/api/v1/tokens/import?format=csv", role: sa, ctype: "text/csv", body: strings.NewReader("colour\nred\n")},
 			status: 422, code: CodeImportFileRejected},
 		{name: "import with a bad format", req: req{method: "POST", path: "/api/v1/tokens/import?format=xls", role: sa, ctype: "text/csv", body: csvBody()},
-			status: 400, code: CodeInvalidRequest, fields: []FieldProblem{{"format", "must be csv or pskc"}}},
+			status: 400, code: CodeInvalidRequest, fields: []FieldProblem{{"format", "must be csv, pskc or rsa (alias sdtid)"}}},
 		{name: "import with a bad dry_run", req: req{method: "POST", path: "/api/v1/tokens/import?format=csv&dry_run=maybe", role: sa, ctype: "text/csv", body: csvBody()},
 			status: 400, code: CodeInvalidRequest, fields: []FieldProblem{{"dry_run", "must be true or false"}}},
 		{name: "PSKC key not 16 bytes", req: req{method: "POST", path: "/api/v1/tokens/import?format=pskc", role: sa, ctype: "application/xml", body: strings.NewReader("<x/>"), header: map[string]string{"X-PSKC-Key": "0011"}},

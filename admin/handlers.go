@@ -233,6 +233,9 @@ func (s *Server) distribute(c *gin.Context) {
 		s.WriteError(c, err)
 		return
 	}
+	if s.deliverSeed(c, serial, req) {
+		return
+	}
 	d, err := s.svc.Distribute(ctx(c), serial, req.Profile)
 	if err != nil {
 		s.WriteError(c, err)
@@ -273,6 +276,10 @@ func (s *Server) qrCode(c *gin.Context) {
 	// whether a code is outstanding.
 	if err := s.svc.GuardAdminFactor(ctx(c), serial, "token.distribution.qr"); err != nil {
 		s.WriteError(c, err)
+		return
+	}
+	if link, ok := s.qr.takeOnce(serial, s.now()); ok {
+		s.drawOnce(c, serial, link)
 		return
 	}
 	link, ok := s.qr.get(serial, s.now())

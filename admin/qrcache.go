@@ -24,6 +24,7 @@ type qrCache struct {
 type qrEntry struct {
 	link    string
 	expires time.Time
+	once    bool // drawn once, then dropped (a CTF link carries the seed)
 }
 
 func newQRCache(max int, ttl time.Duration) *qrCache {

@@ -60,6 +60,7 @@ func (s *Server) routes() []route {
 		{http.MethodPost, "/tokens/:serial/distribution", false, operators, s.distribute},
 		{http.MethodDelete, "/tokens/:serial/distribution", false, operators, s.voidDistribution},
 		{http.MethodGet, "/tokens/:serial/distribution/qr.png", false, operators, s.qrCode},
+		{http.MethodGet, "/tokens/:serial/distribution/token.sdtid", false, operators, s.downloadTokenFile},
 		{http.MethodPost, "/tokens/:serial/pin", false, operators, s.changePIN},
 		{http.MethodPost, "/tokens/:serial/resync", false, operators, s.resync},
 

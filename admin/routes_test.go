@@ -65,6 +65,9 @@ var wantRoles = map[string]string{
 	"DELETE /api/v1/api-tokens/:id":                  "S",
 	"GET /api/v1/backup":                             "S",
 	"POST /api/v1/admins/:name/unlock":               "S",
+
+	// RSA token files (seeddelivery.go).
+	"GET /api/v1/tokens/:serial/distribution/token.sdtid": "SH",
 }
 
 var roleLetters = map[string]string{

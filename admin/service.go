@@ -35,6 +35,10 @@ type Service interface {
 
 	Distribute(ctx context.Context, serial, profile string) (appliance.Distribution, error)
 	VoidDistribution(ctx context.Context, serial string) error
+	// DeliverSeed and TakeTokenFile: a new seed by token file or CTF
+	// string (profiles with delivery_method file or ctf).
+	DeliverSeed(ctx context.Context, serial string, req appliance.SeedDeliveryRequest) (appliance.SeedDelivery, error)
+	TakeTokenFile(ctx context.Context, serial string) ([]byte, error)
 	// GuardAdminFactor refuses anyone but a super admin the QR code of a
 	// token that is an admin's console second factor.
 	GuardAdminFactor(ctx context.Context, serial, action string) error

@@ -142,6 +142,7 @@ type Profile struct {
 	Digits            int           `json:"digits"`
 	Interval          int           `json:"interval"`
 	PINMode           string        `json:"pin_mode"`
+	CTFBinding        string        `json:"ctf_binding,omitempty"` // delivery ctf only: none | password | device_id
 	ActivationCodeTTL time.Duration `json:"activation_code_ttl"`
 	DisplayName       string        `json:"display_name"`
 	HelpText          string        `json:"help_text"`

@@ -47,6 +47,7 @@ func (s *Service) validateProfile(p *Profile) error {
 	default:
 		v.Add("pin_mode", "must be none, pinpad or fob")
 	}
+	validateCTFBinding(p, v)
 	if p.ActivationCodeTTL == 0 {
 		p.ActivationCodeTTL = s.codeTTL
 	}

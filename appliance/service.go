@@ -64,6 +64,9 @@ type Service struct {
 	agents  agentState // agents.go
 	// spoolDir is Config.SpoolDir (imports.go).
 	spoolDir string
+	// handouts holds generated token files until their one download
+	// (seeddelivery.go).
+	handouts handouts
 }
 
 // New builds a Service. Call Init before serving.

@@ -193,3 +193,214 @@ func TestRSATokenFileImportEndToEnd(t *testing.T) {
 		}
 	}
 }
+
+type seedDelivery struct {
+	DeliveryMethod string `json:"delivery_method"`
+	FileURL        string `json:"file_url"`
+	FilePassword   string `json:"file_password"`
+	ExpiresAt      string `json:"expires_at"`
+	CTF            string `json:"ctf"`
+	DeviceURL      string `json:"device_url"`
+	QRCodeURL      string `json:"qr_code_url"`
+}
+
+// get does one authenticated GET and returns status, content type and body.
+func (in *instance) get(t *testing.T, path string) (int, string, []byte) {
+	t.Helper()
+	req, err := http.NewRequest("GET", in.admin+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+in.token)
+	resp, err := in.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header.Get("Content-Type"), b
+}
+
+// authenticate sends user's passcode to POST /authenticate and returns the
+// result.
+func (in *instance) authenticate(t *testing.T, user, passcode string) string {
+	t.Helper()
+	var auth struct {
+		Result string `json:"result"`
+	}
+	in.json(t, "POST", "/api/v1/authenticate", map[string]string{"user_name": user, "passcode": passcode}, http.StatusOK, &auth)
+	return auth.Result
+}
+
+// TestSeedDeliveryByFileAndCTFEndToEnd distributes software tokens by
+// token file and by CTF string over HTTPS, has Debian's stoken read back
+// every form (file with a generated and a chosen password; CTF as Android
+// and iOS links and bare, unbound, password- and device-bound), and has
+// tokend accept the tokencodes stoken prints. The file downloads once, the
+// QR code draws once, and a re-issue kills the previous seed.
+func TestSeedDeliveryByFileAndCTFEndToEnd(t *testing.T) {
+	stoken.Require(t)
+	in := startTokend(t, t.TempDir())
+	work := t.TempDir()
+	var job struct {
+		Imported int `json:"imported"`
+	}
+	in.call(t, "POST", "/api/v1/tokens/import?format=csv", "text/csv", strings.NewReader(
+		"serial\n000300000001\n000300000002\n000300000003\n000300000004\n000300000005\n000300000006\n"), http.StatusCreated, &job)
+	if job.Imported != 6 {
+		t.Fatalf("imported %d", job.Imported)
+	}
+	for _, p := range []map[string]any{
+		{"name": "file", "device_type": "generic", "delivery_method": "file", "pin_mode": "none", "digits": 8, "interval": 60},
+		{"name": "ctf-android", "device_type": "android", "delivery_method": "ctf", "ctf_binding": "none", "pin_mode": "none"},
+		{"name": "ctf-ios-pw", "device_type": "ios", "delivery_method": "ctf", "pin_mode": "none", "digits": 6, "interval": 30},
+		{"name": "ctf-dev", "device_type": "generic", "delivery_method": "ctf", "ctf_binding": "device_id", "pin_mode": "none"},
+	} {
+		in.json(t, "POST", "/api/v1/profiles", p, http.StatusCreated, nil)
+	}
+	var prof struct {
+		CTFBinding string `json:"ctf_binding"`
+	}
+	in.call(t, "GET", "/api/v1/profiles/ctf-ios-pw", "", nil, http.StatusOK, &prof)
+	if prof.CTFBinding != "password" {
+		t.Fatalf("ctf profile without a binding defaults to %q, want password", prof.CTFBinding)
+	}
+	for u, serials := range map[string][]string{"dave": {"000300000001", "000300000002", "000300000003"}, "erin": {"000300000004", "000300000005", "000300000006"}} {
+		var user struct {
+			ID string `json:"id"`
+		}
+		in.json(t, "POST", "/api/v1/users", map[string]string{"user_name": u}, http.StatusCreated, &user)
+		in.json(t, "POST", "/api/v1/users/"+user.ID+"/tokens", map[string]any{"serials": serials}, http.StatusOK, nil)
+	}
+	// stokenCode runs stoken on a file or token string with its binding.
+	stokenCode := func(t *testing.T, source, password, devid string, extra ...string) string {
+		t.Helper()
+		args := append([]string{"tokencode", "--force", "--batch", source, "--pin=0000"}, extra...)
+		if password != "" {
+			args = append(args, "--password="+password)
+		}
+		if devid != "" {
+			args = append(args, "--devid="+devid)
+		}
+		out, err := stoken.Run(work, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	var secrets []string
+
+	t.Run("file, generated password", func(t *testing.T) {
+		var d seedDelivery
+		in.json(t, "POST", "/api/v1/tokens/000300000001/distribution", map[string]string{"profile": "file"}, http.StatusCreated, &d)
+		if d.DeliveryMethod != "file" || d.FileURL != "/api/v1/tokens/000300000001/distribution/token.sdtid" || d.FilePassword == "" || d.ExpiresAt == "" {
+			t.Fatalf("delivery %+v", d)
+		}
+		secrets = append(secrets, d.FilePassword)
+		status, ctype, doc := in.get(t, d.FileURL)
+		if status != http.StatusOK || ctype != "application/xml" || !bytes.Contains(doc, []byte("<TKNBatch>")) {
+			t.Fatalf("download: %d %s %s", status, ctype, doc)
+		}
+		if status, _, body := in.get(t, d.FileURL); status != http.StatusNotFound {
+			t.Fatalf("second download: %d %s", status, body)
+		}
+		path := filepath.Join(work, "dave1.sdtid")
+		if err := os.WriteFile(path, doc, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		code := stokenCode(t, "--file="+path, d.FilePassword, "")
+		if len(code) != 8 {
+			t.Fatalf("stoken code %q", code)
+		}
+		if r := in.authenticate(t, "dave", code); r != "accept" {
+			t.Fatalf("stoken's code from the file: %s", r)
+		}
+		// Without the password stoken cannot open the file.
+		if out, err := stoken.Run(work, "tokencode", "--batch", "--force", "--file="+path, "--pin=0000", "--password=nope"); err == nil {
+			t.Fatalf("stoken opened the file with a wrong password: %s", out)
+		}
+
+		// A re-issue generates a new seed: the old file's codes stop.
+		var d2 seedDelivery
+		in.json(t, "POST", "/api/v1/tokens/000300000001/distribution", map[string]string{"profile": "file", "password": "chosen-pw-1"}, http.StatusCreated, &d2)
+		if d2.FilePassword != "" {
+			t.Fatalf("a chosen password is echoed: %+v", d2)
+		}
+		secrets = append(secrets, "chosen-pw-1")
+		if r := in.authenticate(t, "dave", stokenCode(t, "--file="+path, d.FilePassword, "", "--next")); r == "accept" {
+			t.Fatal("the replaced seed still authenticates")
+		}
+		_, _, doc2 := in.get(t, d2.FileURL)
+		path2 := filepath.Join(work, "dave1b.sdtid")
+		if err := os.WriteFile(path2, doc2, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if r := in.authenticate(t, "dave", stokenCode(t, "--file="+path2, "chosen-pw-1", "", "--next")); r != "accept" {
+			t.Fatalf("the new file's code: %s", r)
+		}
+	})
+
+	for _, tc := range []struct {
+		name, serial, user, profile, password, devid, prefix string
+		digits                                               int
+	}{
+		{name: "ctf android unbound", serial: "000300000002", user: "dave", profile: "ctf-android", prefix: "http://127.0.0.1/securid/ctf?ctfData=", digits: 8},
+		{name: "ctf ios password", serial: "000300000004", user: "erin", profile: "ctf-ios-pw", password: "Tr0ub4dor&3", prefix: "com.rsa.securid.iphone://ctf?ctfData=", digits: 6},
+		{name: "ctf numeric device-bound", serial: "000300000005", user: "erin", profile: "ctf-dev", devid: "0123456789abcdef0123456789abcdef", prefix: "2000300000005", digits: 8},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var d seedDelivery
+			in.json(t, "POST", "/api/v1/tokens/"+tc.serial+"/distribution", map[string]string{"profile": tc.profile,
+				"password": tc.password, "device_id": tc.devid}, http.StatusCreated, &d)
+			if len(d.CTF) != 81 || !strings.HasPrefix(d.DeviceURL, tc.prefix) || !strings.HasSuffix(d.DeviceURL, d.CTF) || d.QRCodeURL == "" {
+				t.Fatalf("delivery %+v", d)
+			}
+			secrets = append(secrets, d.CTF)
+			code := stokenCode(t, "--token="+d.DeviceURL, tc.password, tc.devid)
+			if len(code) != tc.digits {
+				t.Fatalf("stoken code %q", code)
+			}
+			if r := in.authenticate(t, tc.user, code); r != "accept" {
+				t.Fatalf("stoken's code from the CTF link: %s", r)
+			}
+			if status, ctype, _ := in.get(t, d.QRCodeURL); status != http.StatusOK || ctype != "image/png" {
+				t.Fatalf("QR code: %d %s", status, ctype)
+			}
+			if status, _, _ := in.get(t, d.QRCodeURL); status != http.StatusNotFound {
+				t.Fatalf("second QR code: %d", status)
+			}
+		})
+	}
+
+	// A bound profile refuses a distribution without its binding.
+	var problem struct {
+		Code string `json:"code"`
+	}
+	in.json(t, "POST", "/api/v1/tokens/000300000006/distribution", map[string]string{"profile": "ctf-dev"}, http.StatusBadRequest, &problem)
+	if problem.Code != "invalid_request" {
+		t.Fatalf("unbound distribution of a bound profile: %+v", problem)
+	}
+
+	logs := in.logs.String()
+	for _, s := range secrets {
+		if strings.Contains(logs, s) {
+			t.Fatalf("the logs show a delivered secret")
+		}
+	}
+	var audit struct {
+		Items []struct {
+			Action string `json:"action"`
+			Detail string `json:"detail"`
+		} `json:"items"`
+	}
+	in.call(t, "GET", "/api/v1/audit?limit=200", "", nil, http.StatusOK, &audit)
+	var seen []string
+	for _, a := range audit.Items {
+		if a.Action == "token.distribute" || a.Action == "token.distribution.download" {
+			seen = append(seen, a.Action+" "+a.Detail)
+		}
+	}
+	if !strings.Contains(strings.Join(seen, "\n"), "delivery=file new seed") || !strings.Contains(strings.Join(seen, "\n"), "token.distribution.download") {
+		t.Fatalf("audit: %q", seen)
+	}
+}

@@ -1,0 +1,304 @@
+package appliance
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"tokend/appliance/tokenfile"
+)
+
+// CTF bindings of a profile with delivery method ctf: what protects the
+// seed inside the string. With none, the string (and its link and QR code)
+// is the seed in clear.
+const (
+	CTFBindingNone     = "none"
+	CTFBindingPassword = "password"
+	CTFBindingDeviceID = "device_id"
+)
+
+// HandoutTTL bounds how long a generated token file waits for its one
+// download (less if the profile's activation code lifetime is shorter).
+const HandoutTTL = 15 * time.Minute
+
+// maxHandouts bounds the token files held in memory at once.
+const maxHandouts = 1024
+
+// validateCTFBinding defaults and checks a profile's ctf_binding: password
+// for ctf profiles unless set (an unbound string is the seed in clear, so
+// that must be asked for), nothing for the other methods.
+func validateCTFBinding(p *Profile, v *ValidationError) {
+	if p.DeliveryMethod != DeliveryCTF {
+		if p.CTFBinding != "" {
+			v.Add("ctf_binding", "only for delivery_method ctf")
+		}
+		return
+	}
+	if p.CTFBinding == "" {
+		p.CTFBinding = CTFBindingPassword
+	}
+	switch p.CTFBinding {
+	case CTFBindingNone, CTFBindingPassword, CTFBindingDeviceID:
+	default:
+		v.Add("ctf_binding", "must be none, password or device_id")
+	}
+}
+
+// SeedDeliveryRequest asks for a token's new seed by file or CTF.
+type SeedDeliveryRequest struct {
+	Profile string
+	// Password protects the token file (generated when empty) or binds
+	// the CTF string (ctf_binding password).
+	Password Secret
+	// DeviceID binds the CTF string (ctf_binding device_id): the id the
+	// RSA app shows.
+	DeviceID string
+}
+
+// SeedDelivery is a new seed on its way to a device. Every secret in it is
+// shown once: tokend keeps only the sealed seed.
+type SeedDelivery struct {
+	Serial, Profile, Method string
+	// ExpiresAt: the token file's download deadline (file).
+	ExpiresAt time.Time
+	// FilePassword is the generated file password (file, when the request
+	// gave none).
+	FilePassword Secret
+	// CTF is the 81-digit string, DeviceURL the link for the profile's
+	// device type (the string itself for device types without one).
+	CTF, DeviceURL Secret
+}
+
+// DeliverSeed generates a new seed for an assigned, enabled software token
+// and delivers it the way the profile says: as an .sdtid file (kept in
+// memory for one download, TakeTokenFile) or as a CTF string. The previous
+// seed stops working and any outstanding activation code is voided, in the
+// same transaction, audited as token.distribute.
+func (s *Service) DeliverSeed(ctx context.Context, serial string, req SeedDeliveryRequest) (SeedDelivery, error) {
+	v := &ValidationError{}
+	if !tokenfile.ValidSerial(serial) {
+		v.Add("serial", "must be 12 digits")
+	}
+	if req.Profile == "" {
+		v.Add("profile", "required")
+	}
+	if len(req.Password) > 40 {
+		v.Add("password", "at most 40 characters")
+	}
+	if len(req.DeviceID) > 64 {
+		v.Add("device_id", "at most 64 characters")
+	}
+	if err := v.Err(); err != nil {
+		return SeedDelivery{}, err
+	}
+	seed := make([]byte, 16)
+	defer clear(seed)
+	if _, err := io.ReadFull(s.rand, seed); err != nil {
+		return SeedDelivery{}, fmt.Errorf("new seed: %w", err)
+	}
+	nonce, err := s.sealer.Nonce()
+	if err != nil {
+		return SeedDelivery{}, err
+	}
+	var (
+		p      *Profile
+		tok    Token
+		sealed Sealed
+	)
+	actor := ActorFrom(ctx)
+	err = s.changeGuarded(ctx, AuditEvent{Action: "token.distribute", Serial: serial, Target: req.Profile}, func(tx Tx, now time.Time, ev *AuditEvent) error {
+		t, err := getToken(tx, serial)
+		if err != nil {
+			return err
+		}
+		ev.UserID = t.UserID
+		if err := guardAdminFactor(tx, actor, ev, serial); err != nil {
+			return err
+		}
+		if p, err = getProfile(tx, req.Profile); err != nil {
+			return err
+		}
+		switch {
+		case t.UserID == "":
+			return fmt.Errorf("token %s is not assigned to a user: %w", serial, ErrInvalidState)
+		case t.Kind != KindSoftware:
+			return fmt.Errorf("token %s is a %s token; only software tokens are distributed: %w", serial, t.Kind, ErrInvalidState)
+		case t.State != StateEnabled:
+			return fmt.Errorf("token %s is disabled: %w", serial, ErrInvalidState)
+		case p.DeliveryMethod != DeliveryFile && p.DeliveryMethod != DeliveryCTF:
+			return fmt.Errorf("profile %s delivers by %s, not by file or ctf: %w", req.Profile, p.DeliveryMethod, ErrInvalidState)
+		case p.DeliveryMethod == DeliveryCTF && p.CTFBinding == CTFBindingPassword && req.Password == "":
+			return &ValidationError{Problems: []FieldError{{"password", "required: the profile binds the CTF string to a password"}}}
+		case p.DeliveryMethod == DeliveryCTF && p.CTFBinding == CTFBindingDeviceID && req.DeviceID == "":
+			return &ValidationError{Problems: []FieldError{{"device_id", "required: the profile binds the CTF string to a device"}}}
+		}
+		old := *t
+		if err := voidCode(tx, t); err != nil {
+			return err
+		}
+		sealed = Sealed(s.sealer.SealNonce(nonce, seed, seedAAD(serial)))
+		t.Seed, t.Provisioned, t.ProvisionedAt, t.UpdatedAt = sealed, true, now, now
+		t.Algorithm, t.Hash, t.Digits, t.Interval, t.PINMode = AlgSecurID, "", p.Digits, p.Interval, p.PINMode
+		t.Profile = p.Name
+		resetVerifierState(t)
+		if err := putToken(tx, t, &old); err != nil {
+			return err
+		}
+		// The audit says a new seed went out and how, never the seed.
+		ev.Detail = "delivery=" + p.DeliveryMethod + " new seed; the previous seed no longer works"
+		tok = *t
+		return nil
+	})
+	if err != nil {
+		return SeedDelivery{}, err
+	}
+	out := SeedDelivery{Serial: serial, Profile: p.Name, Method: p.DeliveryMethod}
+	switch p.DeliveryMethod {
+	case DeliveryFile:
+		pw := req.Password
+		if pw == "" {
+			gen, err := s.filePassword()
+			if err != nil {
+				return SeedDelivery{}, err
+			}
+			pw, out.FilePassword = gen, gen
+		}
+		var doc bytes.Buffer
+		w, err := tokenfile.NewSDTIDWriter(&doc, tokenfile.SDTIDHeader{Password: pw.Reveal(), Digits: tok.Digits,
+			Interval: tok.Interval, Expires: tok.ExpiresAt, PINMode: tok.PINMode, Birth: s.now(), Rand: s.rand})
+		if err == nil {
+			err = w.Add(tokenfile.SDTIDToken{Serial: serial, Seed: seed})
+		}
+		if err == nil {
+			err = w.Close()
+		}
+		if err != nil {
+			return SeedDelivery{}, fmt.Errorf("token file: %w", err)
+		}
+		ttl := min(HandoutTTL, p.ActivationCodeTTL)
+		out.ExpiresAt = s.now().Add(ttl).UTC()
+		s.handouts.put(serial, doc.Bytes(), sealed, out.ExpiresAt, s.now())
+	case DeliveryCTF:
+		o := tokenfile.CTFOptions{Smartphone: p.DeviceType == DeviceAndroid || p.DeviceType == DeviceIOS}
+		switch p.CTFBinding {
+		case CTFBindingPassword:
+			o.Password = req.Password.Reveal()
+		case CTFBindingDeviceID:
+			o.DeviceID = req.DeviceID
+		}
+		ctf, err := tokenfile.EncodeCTF(tokenfile.CTFToken{Serial: serial, Seed: seed, Digits: tok.Digits,
+			Interval: tok.Interval, PINMode: tok.PINMode, ExpiresAt: tok.ExpiresAt}, o)
+		if err != nil {
+			return SeedDelivery{}, fmt.Errorf("CTF string: %w", err)
+		}
+		out.CTF, out.DeviceURL = Secret(ctf), Secret(ctf)
+		android, ios := tokenfile.CTFLinks(ctf)
+		switch p.DeviceType {
+		case DeviceAndroid:
+			out.DeviceURL = Secret(android)
+		case DeviceIOS:
+			out.DeviceURL = Secret(ios)
+		}
+	}
+	return out, nil
+}
+
+// filePassword draws a 16-character password from an alphabet without
+// look-alikes (about 80 bits).
+func (s *Service) filePassword() (Secret, error) {
+	const alphabet = "abcdefghjkmnpqrstuvwxyzABCDEFGHJKMNPQRSTUVWXYZ23456789"
+	b := make([]byte, 16)
+	r := make([]byte, 1)
+	for i := 0; i < len(b); {
+		if _, err := io.ReadFull(s.rand, r); err != nil {
+			return "", fmt.Errorf("file password: %w", err)
+		}
+		if int(r[0]) >= 256/len(alphabet)*len(alphabet) {
+			continue // reject the biased tail
+		}
+		b[i] = alphabet[int(r[0])%len(alphabet)]
+		i++
+	}
+	return Secret(b), nil
+}
+
+// TakeTokenFile hands out the token file DeliverSeed generated, once: it is
+// gone from memory afterwards. It is refused (ErrNotFound) when there is
+// none, it expired or was taken, or the token changed since (re-issued,
+// unassigned, disabled). The download is audited.
+func (s *Service) TakeTokenFile(ctx context.Context, serial string) ([]byte, error) {
+	h, ok := s.handouts.take(serial, s.now())
+	var doc []byte
+	err := s.changeGuarded(ctx, AuditEvent{Action: "token.distribution.download", Serial: serial}, func(tx Tx, _ time.Time, ev *AuditEvent) error {
+		t, err := getToken(tx, serial)
+		if err != nil {
+			return err
+		}
+		ev.UserID = t.UserID
+		if err := guardAdminFactor(tx, ActorFrom(ctx), ev, serial); err != nil {
+			return err
+		}
+		if !ok || t.UserID == "" || t.State != StateEnabled || subtle.ConstantTimeCompare(t.Seed, h.sealed) != 1 {
+			return fmt.Errorf("token %s has no token file waiting: it is handed out once, within %s of its distribution: %w",
+				serial, HandoutTTL, ErrNotFound)
+		}
+		doc = h.doc
+		return nil
+	})
+	if err != nil {
+		clear(h.doc)
+		return nil, err
+	}
+	return doc, nil
+}
+
+// handouts keeps generated token files in memory (never in the store)
+// until their one download or expiry.
+type handouts struct {
+	mu sync.Mutex
+	m  map[string]handout
+}
+
+type handout struct {
+	doc     []byte
+	sealed  Sealed // the seed the file carries, to notice a re-issue
+	expires time.Time
+}
+
+func (h *handouts) put(serial string, doc []byte, sealed Sealed, expires, now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.m == nil {
+		h.m = make(map[string]handout)
+	}
+	if old, ok := h.m[serial]; ok {
+		clear(old.doc)
+		delete(h.m, serial)
+	}
+	for k, e := range h.m {
+		if !now.Before(e.expires) || len(h.m) >= maxHandouts {
+			clear(e.doc)
+			delete(h.m, k)
+		}
+	}
+	h.m[serial] = handout{doc: doc, sealed: sealed, expires: expires}
+}
+
+func (h *handouts) take(serial string, now time.Time) (handout, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	e, ok := h.m[serial]
+	if !ok {
+		return handout{}, false
+	}
+	delete(h.m, serial)
+	if !now.Before(e.expires) {
+		clear(e.doc)
+		return handout{}, false
+	}
+	return e, true
+}
