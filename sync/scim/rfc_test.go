@@ -6,7 +6,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -545,5 +547,51 @@ func TestAttributesWithValueFilter(t *testing.T) {
 	body := expect(t, 200)(e.do(t, "POST", "/Users/.search", searchPre+`"attributes":["emails[type eq \"home\"].value"]}`))
 	if r := resources(t, body); len(r) != 1 || !cmp.Equal(r[0]["emails"], []any{map[string]any{"value": "vf@home.example"}}) {
 		t.Errorf(".search attributes with a value filter: %v", body)
+	}
+}
+
+// TestIfMatchConcurrent: many clients PATCH with the same If-Match at once;
+// the check is part of the updating transaction, so exactly one wins and
+// every other gets 412 (no lost update).
+func TestIfMatchConcurrent(t *testing.T) {
+	e := newEnv(t, false)
+	for _, kind := range []struct{ path, create string }{
+		{"/Users", userPre + `"userName":"race@example.com"}`},
+		{"/Groups", groupPre + `"displayName":"race"}`},
+	} {
+		t.Run(kind.path, func(t *testing.T) {
+			_, created, hdr := e.do(t, "POST", kind.path, kind.create)
+			loc, v0 := kind.path+"/"+created["id"].(string), hdr.Get("ETag")
+			const clients = 32
+			// Open the connections first, then release every PATCH at once,
+			// so their reads overlap.
+			e.srv.Client().Transport.(*http.Transport).MaxIdleConnsPerHost = clients
+			var warm sync.WaitGroup
+			for range clients {
+				warm.Go(func() { e.do(t, "GET", loc, "") })
+			}
+			warm.Wait()
+			statuses := make(chan int, clients)
+			start := make(chan struct{})
+			var wg sync.WaitGroup
+			for i := range clients {
+				wg.Go(func() {
+					<-start
+					st, _, _ := e.doH(t, "PATCH", loc, patchPre+`[{"op":"replace","path":"displayName","value":"writer `+strconv.Itoa(i)+`"}]}`,
+						map[string]string{"If-Match": v0})
+					statuses <- st
+				})
+			}
+			close(start)
+			wg.Wait()
+			close(statuses)
+			count := map[int]int{}
+			for st := range statuses {
+				count[st]++
+			}
+			if diff := cmp.Diff(map[int]int{200: 1, 412: clients - 1}, count); diff != "" {
+				t.Errorf("statuses (-want +got):\n%s", diff)
+			}
+		})
 	}
 }
