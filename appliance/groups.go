@@ -172,9 +172,22 @@ func (s *Service) UpdateGroup(ctx context.Context, sourceID, id string, fn func(
 
 // DeleteGroup removes a group (its members are not touched).
 func (s *Service) DeleteGroup(ctx context.Context, sourceID, id string) error {
+	return s.DeleteGroupIf(ctx, sourceID, id, nil)
+}
+
+// DeleteGroupIf is DeleteGroup that first calls check (when not nil) with
+// the stored group inside the same transaction and deletes nothing if it
+// fails (SCIM If-Match). check must be pure; it may run more than once.
+func (s *Service) DeleteGroupIf(ctx context.Context, sourceID, id string, check func(Group) error) error {
 	return s.change(ctx, AuditEvent{Action: "scim.group.delete", Target: id}, func(tx Tx, _ time.Time, _ *AuditEvent) error {
-		if _, err := getGroup(tx, sourceID, id); err != nil {
+		g, err := getGroup(tx, sourceID, id)
+		if err != nil {
 			return err
+		}
+		if check != nil {
+			if err := check(*g); err != nil {
+				return err
+			}
 		}
 		return tx.Delete(groupKey(sourceID, id))
 	})

@@ -353,6 +353,15 @@ func (s *Service) UpdateSourceUser(ctx context.Context, sourceID, id string, fn 
 // DELETE) the grace period starts; after it, PurgeExpiredUsers takes the
 // tokens away. Deactivating an inactive user only records a removal.
 func (s *Service) DeactivateSourceUser(ctx context.Context, sourceID, id string, removed bool) (SourceUser, error) {
+	return s.DeactivateSourceUserIf(ctx, sourceID, id, removed, nil)
+}
+
+// DeactivateSourceUserIf is DeactivateSourceUser that first calls check
+// (when not nil) with the stored user inside the same transaction and
+// changes nothing if it fails: a precondition (SCIM If-Match) no
+// concurrent write can slip past. check must be pure; it may run more than
+// once.
+func (s *Service) DeactivateSourceUserIf(ctx context.Context, sourceID, id string, removed bool, check func(SourceUser) error) (SourceUser, error) {
 	action := "scim.user.deactivate"
 	if removed {
 		action = "scim.user.delete"
@@ -362,6 +371,11 @@ func (s *Service) DeactivateSourceUser(ctx context.Context, sourceID, id string,
 		u, rec, err := getSourceUser(tx, sourceID, id)
 		if err != nil {
 			return err
+		}
+		if check != nil {
+			if err := check(SourceUser{User: *u, Attributes: rec.Attributes, RemovedAt: rec.RemovedAt}); err != nil {
+				return err
+			}
 		}
 		ev.Target = u.UserName
 		old := *u

@@ -10,9 +10,9 @@ import (
 
 // ETags (RFC 7644 §3.14). Every resource carries a weak ETag (meta.version
 // and the ETag header). PUT, PATCH and DELETE with an If-Match that names
-// no current version answer 412; the check for PUT and PATCH runs inside
-// the updating transaction, so a concurrent write cannot slip between the
-// check and the change. GET with an If-None-Match naming the current
+// no current version answer 412; the check runs inside the changing
+// transaction, so a concurrent write cannot slip between the check and
+// the change. GET with an If-None-Match naming the current
 // version answers 304.
 
 // errPreconditionFailed is an If-Match that does not match.

@@ -206,19 +206,12 @@ func (gh *groupHandler) Replace(r *http.Request, id string, attrs escim.Resource
 	return gh.resourceOf(r, out)
 }
 
-// Delete removes the group. An If-Match is checked against the version
-// read just before (not one transaction with the delete).
+// Delete removes the group; an If-Match is checked in the same transaction.
 func (gh *groupHandler) Delete(r *http.Request, id string) error {
-	if len(r.Header.Values("If-Match")) > 0 {
-		g, err := gh.h.svc.GetGroup(r.Context(), sourceFrom(r), id)
-		if err != nil {
-			return gh.h.toSCIMError(err, id)
-		}
-		if err := checkIfMatch(r, groupVersion(g)); err != nil {
-			return gh.h.toSCIMError(err, id)
-		}
-	}
-	if err := gh.h.svc.DeleteGroup(r.Context(), sourceFrom(r), id); err != nil {
+	err := gh.h.svc.DeleteGroupIf(r.Context(), sourceFrom(r), id, func(g appliance.Group) error {
+		return checkIfMatch(r, groupVersion(g))
+	})
+	if err != nil {
 		return gh.h.toSCIMError(err, id)
 	}
 	return nil

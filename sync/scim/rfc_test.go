@@ -592,6 +592,39 @@ func TestIfMatchConcurrent(t *testing.T) {
 			if diff := cmp.Diff(map[int]int{200: 1, 412: clients - 1}, count); diff != "" {
 				t.Errorf("statuses (-want +got):\n%s", diff)
 			}
+
+			// DELETE racing PATCH on one version: one of them wins.
+			_, created, hdr = e.do(t, "POST", kind.path, strings.Replace(kind.create, "race", "race2", 1))
+			loc, v0 = kind.path+"/"+created["id"].(string), hdr.Get("ETag")
+			results := make(chan int, clients)
+			start = make(chan struct{})
+			for i := range clients {
+				wg.Go(func() {
+					<-start
+					method, body := "DELETE", ""
+					if i%2 == 0 {
+						method, body = "PATCH", patchPre+`[{"op":"replace","path":"displayName","value":"w`+strconv.Itoa(i)+`"}]}`
+					}
+					st, _, _ := e.doH(t, method, loc, body, map[string]string{"If-Match": v0})
+					results <- st
+				})
+			}
+			close(start)
+			wg.Wait()
+			close(results)
+			won := 0
+			for st := range results {
+				switch st {
+				case 200, 204:
+					won++
+				case 404, 412:
+				default:
+					t.Errorf("status %d", st)
+				}
+			}
+			if won != 1 {
+				t.Errorf("%d requests with one If-Match succeeded, want 1", won)
+			}
 		})
 	}
 }

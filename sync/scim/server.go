@@ -33,13 +33,13 @@ type Service interface {
 	FindSourceUsersByExternalID(ctx context.Context, sourceID, externalID string) ([]appliance.SourceUser, error)
 	ScanSourceUsers(ctx context.Context, sourceID, after string, limit int) ([]appliance.SourceUser, string, error)
 	UpdateSourceUser(ctx context.Context, sourceID, id string, fn func(*appliance.SourceUser) error) (appliance.SourceUser, error)
-	DeactivateSourceUser(ctx context.Context, sourceID, id string, removed bool) (appliance.SourceUser, error)
+	DeactivateSourceUserIf(ctx context.Context, sourceID, id string, removed bool, check func(appliance.SourceUser) error) (appliance.SourceUser, error)
 
 	CreateGroup(ctx context.Context, sourceID string, in appliance.Group) (appliance.Group, error)
 	GetGroup(ctx context.Context, sourceID, id string) (appliance.Group, error)
 	ListGroups(ctx context.Context, sourceID string) ([]appliance.Group, error)
 	UpdateGroup(ctx context.Context, sourceID, id string, fn func(*appliance.Group) error) (appliance.Group, error)
-	DeleteGroup(ctx context.Context, sourceID, id string) error
+	DeleteGroupIf(ctx context.Context, sourceID, id string, check func(appliance.Group) error) error
 	ResolveGroupMembers(ctx context.Context, sourceID string, refs []string) (map[string]string, error)
 }
 

@@ -379,20 +379,16 @@ func (uh *userHandler) Replace(r *http.Request, id string, attrs escim.ResourceA
 
 // Delete deactivates the user and starts the grace period: one request
 // never takes tokens away (PurgeExpiredUsers does, later). Afterwards the
-// user answers 404, as Entra ID expects.
-//
-// An If-Match is checked against the version read just before: unlike PUT
-// and PATCH this is not one transaction, and a write landing in between is
-// not detected (deleting is idempotent and never takes tokens away).
+// user answers 404, as Entra ID expects. An If-Match is checked in the
+// same transaction.
 func (uh *userHandler) Delete(r *http.Request, id string) error {
-	su, err := uh.get(r, id)
+	_, err := uh.h.svc.DeactivateSourceUserIf(r.Context(), sourceFrom(r), id, true, func(su appliance.SourceUser) error {
+		if !su.RemovedAt.IsZero() {
+			return fmt.Errorf("user %q was deleted: %w", id, appliance.ErrNotFound)
+		}
+		return checkIfMatch(r, userVersion(su))
+	})
 	if err != nil {
-		return uh.h.toSCIMError(err, id)
-	}
-	if err := checkIfMatch(r, userVersion(su)); err != nil {
-		return uh.h.toSCIMError(err, id)
-	}
-	if _, err := uh.h.svc.DeactivateSourceUser(r.Context(), sourceFrom(r), id, true); err != nil {
 		return uh.h.toSCIMError(err, id)
 	}
 	return nil
