@@ -216,6 +216,7 @@ type ProfileDTO struct {
 	Interval          int        `json:"interval"`
 	PINMode           string     `json:"pin_mode"`
 	CTFBinding        string     `json:"ctf_binding,omitempty"`
+	Hash              string     `json:"hash,omitempty"`
 	ActivationCodeTTL string     `json:"activation_code_ttl"`
 	DisplayName       string     `json:"display_name"`
 	HelpText          string     `json:"help_text"`
@@ -231,6 +232,7 @@ type profileRequest struct {
 	Interval          int    `json:"interval"`
 	PINMode           string `json:"pin_mode"`
 	CTFBinding        string `json:"ctf_binding"`
+	Hash              string `json:"hash"`
 	ActivationCodeTTL string `json:"activation_code_ttl"`
 	DisplayName       string `json:"display_name"`
 	HelpText          string `json:"help_text"`
@@ -238,7 +240,7 @@ type profileRequest struct {
 
 func (r profileRequest) profile() (appliance.Profile, error) {
 	p := appliance.Profile{Name: r.Name, DeviceType: r.DeviceType, DeliveryMethod: r.DeliveryMethod, Digits: r.Digits,
-		Interval: r.Interval, PINMode: r.PINMode, CTFBinding: r.CTFBinding, DisplayName: r.DisplayName, HelpText: r.HelpText}
+		Interval: r.Interval, PINMode: r.PINMode, CTFBinding: r.CTFBinding, Hash: r.Hash, DisplayName: r.DisplayName, HelpText: r.HelpText}
 	if r.ActivationCodeTTL != "" {
 		d, err := time.ParseDuration(r.ActivationCodeTTL)
 		if err != nil {
@@ -251,7 +253,7 @@ func (r profileRequest) profile() (appliance.Profile, error) {
 
 func profileDTO(p appliance.Profile) ProfileDTO {
 	return ProfileDTO{Name: p.Name, DeviceType: p.DeviceType, DeliveryMethod: p.DeliveryMethod, Digits: p.Digits,
-		Interval: p.Interval, PINMode: p.PINMode, CTFBinding: p.CTFBinding, ActivationCodeTTL: p.ActivationCodeTTL.String(),
+		Interval: p.Interval, PINMode: p.PINMode, CTFBinding: p.CTFBinding, Hash: p.Hash, ActivationCodeTTL: p.ActivationCodeTTL.String(),
 		DisplayName: p.DisplayName, HelpText: p.HelpText, CreatedAt: optTime(p.CreatedAt), UpdatedAt: optTime(p.UpdatedAt)}
 }
 

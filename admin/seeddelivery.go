@@ -24,17 +24,20 @@ type SeedDeliveryDTO struct {
 	CTF       string `json:"ctf,omitempty"`
 	DeviceURL string `json:"device_url,omitempty"`
 	QRCodeURL string `json:"qr_code_url,omitempty"`
+	// otpauth: the otpauth://totp/ URI for authenticator apps (and the
+	// QR code of it, drawn once).
+	OTPAuthURL string `json:"otpauth_url,omitempty"`
 }
 
 // ctfQRTTL bounds how long the QR code of a CTF link can be drawn.
 const ctfQRTTL = 15 * time.Minute
 
-// deliverSeed answers a distribution whose profile delivers by file or
-// ctf, and reports whether it did. CT-KIP profiles (and unknown ones, whose
+// deliverSeed answers a distribution whose profile delivers by file, ctf
+// or otpauth, and reports whether it did. CT-KIP profiles (and unknown ones, whose
 // error Distribute reports) are left to the caller.
 func (s *Server) deliverSeed(c *gin.Context, serial string, req distributeRequest) bool {
 	p, err := s.svc.GetProfile(ctx(c), req.Profile)
-	if err != nil || (p.DeliveryMethod != appliance.DeliveryFile && p.DeliveryMethod != appliance.DeliveryCTF) {
+	if err != nil || p.DeliveryMethod == appliance.DeliveryCTKIP {
 		return false
 	}
 	d, err := s.svc.DeliverSeed(ctx(c), serial, appliance.SeedDeliveryRequest{Profile: req.Profile,
@@ -53,6 +56,10 @@ func (s *Server) deliverSeed(c *gin.Context, serial string, req distributeReques
 		out.CTF, out.DeviceURL = d.CTF.Reveal(), d.DeviceURL.Reveal()
 		out.QRCodeURL = APIPrefix + "/tokens/" + serial + "/distribution/qr.png"
 		s.qr.putOnce(serial, d.DeviceURL.Reveal(), s.now().Add(ctfQRTTL), s.now())
+	case appliance.DeliveryOTPAuth:
+		out.OTPAuthURL = d.OTPAuthURL.Reveal()
+		out.QRCodeURL = APIPrefix + "/tokens/" + serial + "/distribution/qr.png"
+		s.qr.putOnce(serial, d.OTPAuthURL.Reveal(), s.now().Add(ctfQRTTL), s.now())
 	}
 	c.Header("Cache-Control", "no-store")
 	render(c, http.StatusCreated, out)
@@ -91,7 +98,7 @@ func (s *Server) drawOnce(c *gin.Context, serial, link string) {
 	}
 	if t.UserID == "" {
 		writeProblem(c, NewProblem(http.StatusNotFound, CodeQRUnavailable,
-			"the QR code of this token's CTF link is no longer available; distribute the token again"))
+			"the QR code of this token's link is drawn once and is no longer available; distribute the token again"))
 		return
 	}
 	png, err := qrPNG(link)

@@ -143,6 +143,7 @@ type Profile struct {
 	Interval          int           `json:"interval"`
 	PINMode           string        `json:"pin_mode"`
 	CTFBinding        string        `json:"ctf_binding,omitempty"` // delivery ctf only: none | password | device_id
+	Hash              string        `json:"hash,omitempty"`        // delivery otpauth only: sha1 | sha256 | sha512
 	ActivationCodeTTL time.Duration `json:"activation_code_ttl"`
 	DisplayName       string        `json:"display_name"`
 	HelpText          string        `json:"help_text"`

@@ -18,15 +18,16 @@ func (s *Service) validateProfile(p *Profile) error {
 		v.Add("name", "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
 	}
 	switch p.DeviceType {
-	case DeviceAndroid, DeviceIOS, DeviceWindows, DeviceMacOS, DeviceGeneric:
+	case DeviceAndroid, DeviceIOS, DeviceWindows, DeviceMacOS, DeviceGeneric, DeviceTOTPApp:
 	default:
-		v.Add("device_type", "must be android, ios, windows, macos or generic")
+		v.Add("device_type", "must be android, ios, windows, macos, generic or totp-app")
 	}
 	switch p.DeliveryMethod {
-	case DeliveryCTKIP, DeliveryFile, DeliveryCTF:
+	case DeliveryCTKIP, DeliveryFile, DeliveryCTF, DeliveryOTPAuth:
 	default:
-		v.Add("delivery_method", "must be ctkip, file or ctf")
+		v.Add("delivery_method", "must be ctkip, file, ctf or otpauth")
 	}
+	validateOTPAuth(p, v)
 	if p.Digits == 0 {
 		p.Digits = 8
 	}

@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/subtle"
+	"encoding/base32"
 	"fmt"
 	"io"
+	"net/url"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,6 +24,64 @@ const (
 	CTFBindingPassword = "password"
 	CTFBindingDeviceID = "device_id"
 )
+
+// OATH delivery to authenticator apps: a TOTP token whose secret goes out
+// as an otpauth:// URI (Google's Key Uri Format) and its QR code.
+const (
+	DeliveryOTPAuth = "otpauth"
+	DeviceTOTPApp   = "totp-app"
+	// OTPAuthIssuer names tokend in authenticator apps when the profile
+	// has no display name.
+	OTPAuthIssuer = "tokend"
+)
+
+// validateOTPAuth applies RFC 6238's defaults (SHA-1, 6 digits, 30 s, and
+// no PIN) to otpauth profiles and keeps the TOTP settings out of the
+// others. It runs before the general defaults (8 digits, 60 s, PINPad).
+func validateOTPAuth(p *Profile, v *ValidationError) {
+	otpauth, app := p.DeliveryMethod == DeliveryOTPAuth, p.DeviceType == DeviceTOTPApp
+	switch {
+	case otpauth != app:
+		v.Add("device_type", "totp-app goes with delivery_method otpauth, and only with it")
+	case !otpauth:
+		if p.Hash != "" {
+			v.Add("hash", "only for delivery_method otpauth")
+		}
+		return
+	}
+	if p.Digits == 0 {
+		p.Digits = 6
+	}
+	if p.Interval == 0 {
+		p.Interval = 30
+	}
+	if p.Hash == "" {
+		p.Hash = "sha1"
+	}
+	if p.PINMode == "" {
+		p.PINMode = PINModeNone
+	}
+	switch p.Hash {
+	case "sha1", "sha256", "sha512":
+	default:
+		v.Add("hash", "must be sha1, sha256 or sha512")
+	}
+	if p.PINMode == PINModePINPad {
+		v.Add("pin_mode", "an authenticator app has no PIN pad: none or fob")
+	}
+}
+
+// otpauthSecretLen is the key length RFC 4226 recommends per hash: the
+// hash's output size.
+func otpauthSecretLen(hash string) int {
+	switch hash {
+	case "sha256":
+		return 32
+	case "sha512":
+		return 64
+	}
+	return 20
+}
 
 // HandoutTTL bounds how long a generated token file waits for its one
 // download (less if the profile's activation code lifetime is shorter).
@@ -71,6 +133,8 @@ type SeedDelivery struct {
 	// CTF is the 81-digit string, DeviceURL the link for the profile's
 	// device type (the string itself for device types without one).
 	CTF, DeviceURL Secret
+	// OTPAuthURL is the otpauth://totp/ URI (otpauth).
+	OTPAuthURL Secret
 }
 
 // DeliverSeed generates a new seed for an assigned, enabled software token
@@ -95,19 +159,23 @@ func (s *Service) DeliverSeed(ctx context.Context, serial string, req SeedDelive
 	if err := v.Err(); err != nil {
 		return SeedDelivery{}, err
 	}
-	seed := make([]byte, 16)
-	defer clear(seed)
-	if _, err := io.ReadFull(s.rand, seed); err != nil {
+	// Drawn before the transaction, which must be re-runnable; an OATH
+	// profile uses a prefix of up to 64 bytes.
+	seedBuf := make([]byte, 64)
+	defer clear(seedBuf)
+	if _, err := io.ReadFull(s.rand, seedBuf); err != nil {
 		return SeedDelivery{}, fmt.Errorf("new seed: %w", err)
 	}
+	seed := seedBuf[:16]
 	nonce, err := s.sealer.Nonce()
 	if err != nil {
 		return SeedDelivery{}, err
 	}
 	var (
-		p      *Profile
-		tok    Token
-		sealed Sealed
+		p        *Profile
+		tok      Token
+		sealed   Sealed
+		userName string
 	)
 	actor := ActorFrom(ctx)
 	err = s.changeGuarded(ctx, AuditEvent{Action: "token.distribute", Serial: serial, Target: req.Profile}, func(tx Tx, now time.Time, ev *AuditEvent) error {
@@ -129,8 +197,8 @@ func (s *Service) DeliverSeed(ctx context.Context, serial string, req SeedDelive
 			return fmt.Errorf("token %s is a %s token; only software tokens are distributed: %w", serial, t.Kind, ErrInvalidState)
 		case t.State != StateEnabled:
 			return fmt.Errorf("token %s is disabled: %w", serial, ErrInvalidState)
-		case p.DeliveryMethod != DeliveryFile && p.DeliveryMethod != DeliveryCTF:
-			return fmt.Errorf("profile %s delivers by %s, not by file or ctf: %w", req.Profile, p.DeliveryMethod, ErrInvalidState)
+		case p.DeliveryMethod != DeliveryFile && p.DeliveryMethod != DeliveryCTF && p.DeliveryMethod != DeliveryOTPAuth:
+			return fmt.Errorf("profile %s delivers by %s, not by file, ctf or otpauth: %w", req.Profile, p.DeliveryMethod, ErrInvalidState)
 		case p.DeliveryMethod == DeliveryCTF && p.CTFBinding == CTFBindingPassword && req.Password == "":
 			return &ValidationError{Problems: []FieldError{{"password", "required: the profile binds the CTF string to a password"}}}
 		case p.DeliveryMethod == DeliveryCTF && p.CTFBinding == CTFBindingDeviceID && req.DeviceID == "":
@@ -140,9 +208,20 @@ func (s *Service) DeliverSeed(ctx context.Context, serial string, req SeedDelive
 		if err := voidCode(tx, t); err != nil {
 			return err
 		}
+		seed = seedBuf[:16]
+		t.Algorithm, t.Hash = AlgSecurID, ""
+		if p.DeliveryMethod == DeliveryOTPAuth {
+			seed = seedBuf[:otpauthSecretLen(p.Hash)]
+			t.Algorithm, t.Hash = AlgTOTP, p.Hash
+			u, err := getUser(tx, t.UserID)
+			if err != nil {
+				return err
+			}
+			userName = u.UserName
+		}
 		sealed = Sealed(s.sealer.SealNonce(nonce, seed, seedAAD(serial)))
 		t.Seed, t.Provisioned, t.ProvisionedAt, t.UpdatedAt = sealed, true, now, now
-		t.Algorithm, t.Hash, t.Digits, t.Interval, t.PINMode = AlgSecurID, "", p.Digits, p.Interval, p.PINMode
+		t.Digits, t.Interval, t.PINMode, t.Counter = p.Digits, p.Interval, p.PINMode, 0
 		t.Profile = p.Name
 		resetVerifierState(t)
 		if err := putToken(tx, t, &old); err != nil {
@@ -203,8 +282,27 @@ func (s *Service) DeliverSeed(ctx context.Context, serial string, req SeedDelive
 		case DeviceIOS:
 			out.DeviceURL = Secret(ios)
 		}
+	case DeliveryOTPAuth:
+		issuer := p.DisplayName
+		if issuer == "" {
+			issuer = OTPAuthIssuer
+		}
+		out.OTPAuthURL = Secret(otpauthURL(issuer, userName, seed, tok.Hash, tok.Digits, tok.Interval))
 	}
 	return out, nil
+}
+
+// otpauthURL builds a Key Uri Format URI: otpauth://totp/ISSUER:ACCOUNT
+// with the base32 secret (unpadded), issuer, algorithm, digits and period.
+func otpauthURL(issuer, account string, secret []byte, hash string, digits, period int) string {
+	q := url.Values{}
+	q.Set("secret", base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(secret))
+	q.Set("issuer", issuer)
+	q.Set("algorithm", strings.ToUpper(hash))
+	q.Set("digits", strconv.Itoa(digits))
+	q.Set("period", strconv.Itoa(period))
+	u := url.URL{Scheme: "otpauth", Host: "totp", Path: "/" + issuer + ":" + account, RawQuery: q.Encode()}
+	return u.String()
 }
 
 // filePassword draws a 16-character password from an alphabet without

@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	pqotp "github.com/pquerna/otp"
+	"github.com/pquerna/otp/totp"
+
 	"tokend/appliance/tokenfile"
 	"tokend/internal/stoken"
 )
@@ -402,5 +405,95 @@ func TestSeedDeliveryByFileAndCTFEndToEnd(t *testing.T) {
 	}
 	if !strings.Contains(strings.Join(seen, "\n"), "delivery=file new seed") || !strings.Contains(strings.Join(seen, "\n"), "token.distribution.download") {
 		t.Fatalf("audit: %q", seen)
+	}
+}
+
+// TestOTPAuthDeliveryEndToEnd issues TOTP tokens to authenticator apps over
+// HTTPS: the otpauth:// URI is parsed and its codes computed by an
+// independent implementation (github.com/pquerna/otp), and tokend accepts
+// them; RFC 6238 defaults apply unless the profile says otherwise.
+func TestOTPAuthDeliveryEndToEnd(t *testing.T) {
+	in := startTokend(t, t.TempDir())
+	in.call(t, "POST", "/api/v1/tokens/import?format=csv", "text/csv", strings.NewReader("serial\n000400000001\n000400000002\n"), http.StatusCreated, nil)
+	var def struct {
+		Digits   int    `json:"digits"`
+		Interval int    `json:"interval"`
+		Hash     string `json:"hash"`
+		PINMode  string `json:"pin_mode"`
+	}
+	in.json(t, "POST", "/api/v1/profiles", map[string]any{"name": "app", "device_type": "totp-app", "delivery_method": "otpauth"}, http.StatusCreated, &def)
+	if def.Digits != 6 || def.Interval != 30 || def.Hash != "sha1" || def.PINMode != "none" {
+		t.Fatalf("otpauth profile defaults %+v, want RFC 6238's", def)
+	}
+	in.json(t, "POST", "/api/v1/profiles", map[string]any{"name": "app-256", "device_type": "totp-app", "delivery_method": "otpauth",
+		"hash": "sha256", "digits": 8, "interval": 60, "display_name": "Example Corp"}, http.StatusCreated, nil)
+	in.json(t, "POST", "/api/v1/profiles", map[string]any{"name": "bad", "device_type": "totp-app", "delivery_method": "ctkip"}, http.StatusBadRequest, nil)
+	var user struct {
+		ID string `json:"id"`
+	}
+	in.json(t, "POST", "/api/v1/users", map[string]string{"user_name": "frank"}, http.StatusCreated, &user)
+	in.json(t, "POST", "/api/v1/users/"+user.ID+"/tokens", map[string]any{"serials": []string{"000400000001", "000400000002"}}, http.StatusOK, nil)
+
+	for _, tc := range []struct {
+		serial, profile, issuer string
+		alg                     pqotp.Algorithm
+		digits                  pqotp.Digits
+		period                  uint64
+	}{
+		{serial: "000400000001", profile: "app", issuer: "tokend", alg: pqotp.AlgorithmSHA1, digits: pqotp.DigitsSix, period: 30},
+		{serial: "000400000002", profile: "app-256", issuer: "Example Corp", alg: pqotp.AlgorithmSHA256, digits: pqotp.DigitsEight, period: 60},
+	} {
+		t.Run(tc.profile, func(t *testing.T) {
+			var d seedDelivery
+			var raw struct {
+				OTPAuthURL string `json:"otpauth_url"`
+				QRCodeURL  string `json:"qr_code_url"`
+			}
+			b, _ := json.Marshal(map[string]string{"profile": tc.profile})
+			req, _ := http.NewRequest("POST", in.admin+"/api/v1/tokens/"+tc.serial+"/distribution", bytes.NewReader(b))
+			req.Header.Set("Authorization", "Bearer "+in.token)
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := in.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusCreated || resp.Header.Get("Cache-Control") != "no-store" {
+				t.Fatalf("distribution: %d %q %s", resp.StatusCode, resp.Header.Get("Cache-Control"), body)
+			}
+			if err := json.Unmarshal(body, &raw); err != nil {
+				t.Fatal(err)
+			}
+			_ = json.Unmarshal(body, &d)
+			key, err := pqotp.NewKeyFromURL(raw.OTPAuthURL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if key.Type() != "totp" || key.Issuer() != tc.issuer || key.AccountName() != "frank" || key.Algorithm() != tc.alg ||
+				key.Digits() != tc.digits || key.Period() != tc.period || d.DeliveryMethod != "otpauth" {
+				t.Fatalf("otpauth URI %s", raw.OTPAuthURL)
+			}
+			code, err := totp.GenerateCodeCustom(key.Secret(), time.Now(), totp.ValidateOpts{Period: uint(key.Period()),
+				Digits: key.Digits(), Algorithm: key.Algorithm()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r := in.authenticate(t, "frank", code); r != "accept" {
+				t.Fatalf("the app's code: %s", r)
+			}
+			if r := in.authenticate(t, "frank", code); r == "accept" {
+				t.Fatal("a TOTP code was accepted twice")
+			}
+			if status, ctype, _ := in.get(t, raw.QRCodeURL); status != http.StatusOK || ctype != "image/png" {
+				t.Fatalf("QR code: %d %s", status, ctype)
+			}
+			if status, _, _ := in.get(t, raw.QRCodeURL); status != http.StatusNotFound {
+				t.Fatalf("second QR code: %d", status)
+			}
+			if strings.Contains(in.logs.String(), key.Secret()) {
+				t.Fatal("the logs show the TOTP secret")
+			}
+		})
 	}
 }
