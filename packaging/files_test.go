@@ -80,7 +80,8 @@ func TestDefaultConfigKeys(t *testing.T) {
 	known := map[string]map[string]bool{
 		"": {"data_dir": true, "master_key_file": true, "admin_listen": true, "ctkip_listen": true,
 			"ctkip_public_url": true, "tls_cert": true, "tls_key": true, "log": true, "metrics": true,
-			"ctkip": true, "shutdown_timeout": true, "activation_code_ttl": true, "auth": true},
+			"ctkip": true, "shutdown_timeout": true, "activation_code_ttl": true, "auth": true,
+			"console": true, "radius": true, "rest_authn": true, "identity_sources": true},
 		"auth": {"max_failures": true, "lockout_duration": true, "small_window": true, "large_window": true,
 			"session_ttl": true, "pin_min_length": true, "pin_max_length": true, "pin_alphanumeric": true, "pin_system_generated": true,
 			"emergency_max_lifetime": true},
@@ -88,6 +89,12 @@ func TestDefaultConfigKeys(t *testing.T) {
 		"metrics": {"auth": true},
 		"ctkip": {"rsa_bits": true, "session_ttl": true, "rate_per_client": true, "burst_per_client": true,
 			"rate_total": true, "burst_total": true, "max_pending_per_client": true, "max_hellos_per_code": true},
+		"console": {"max_failures": true, "lockout_duration": true, "rate_per_client": true, "burst_per_client": true,
+			"rate_per_account": true, "burst_per_account": true, "argon2_slots": true},
+		"radius": {"listen": true, "rate_per_agent": true, "burst_per_agent": true, "max_in_flight": true,
+			"duplicate_window": true},
+		"rest_authn":       {"listen": true},
+		"identity_sources": {"credentials_dir": true},
 	}
 	keyRE := regexp.MustCompile(`^#?( *)([a-z_]+):(.*)$`)
 	parent := ""
