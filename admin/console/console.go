@@ -39,6 +39,8 @@ type Service interface {
 	UpdateProfile(ctx context.Context, name string, p appliance.Profile) (appliance.Profile, error)
 
 	Distribute(ctx context.Context, serial, profile string) (appliance.Distribution, error)
+	DeliverSeed(ctx context.Context, serial string, req appliance.SeedDeliveryRequest) (appliance.SeedDelivery, error)
+	TakeTokenFile(ctx context.Context, serial string) ([]byte, error)
 
 	ListAudit(ctx context.Context, q appliance.AuditQuery) (appliance.AuditPage, error)
 
@@ -143,7 +145,7 @@ func New(svc Service, opts Options) *Console {
 }
 
 var pageNames = []string{"login", "home", "users", "user", "assign", "distribute", "distribution",
-	"tokens", "import", "import_report", "profiles", "profile_form", "sources", "audit", "error", "agents"}
+	"tokens", "import", "import_report", "profiles", "profile_form", "sources", "audit", "error", "agents", "seeddelivery"}
 
 func parsePages() map[string]*template.Template {
 	funcs := template.FuncMap{

@@ -231,13 +231,7 @@ func (c *Console) distributePage(g *gin.Context, status int) {
 		c.fail(g, err)
 		return
 	}
-	var ctkip []appliance.Profile
-	for _, p := range all {
-		if p.DeliveryMethod == appliance.DeliveryCTKIP {
-			ctkip = append(ctkip, p)
-		}
-	}
-	c.render(g, status, "distribute", "Select token profile", distributeData{User: u.User, Token: *tok, Profiles: ctkip,
+	c.render(g, status, "distribute", "Select token profile", distributeData{User: u.User, Token: *tok, Profiles: all,
 		Reissue: tok.Provisioned || len(tok.CodeHash) > 0})
 }
 
@@ -266,6 +260,9 @@ func (c *Console) distribute(g *gin.Context) {
 	if profile == "" {
 		g.Set("console.error", "Select a token profile.")
 		c.distributePage(g, http.StatusBadRequest)
+		return
+	}
+	if c.deliverSeed(g, u.User, serial, profile) {
 		return
 	}
 	d, err := c.svc.Distribute(g.Request.Context(), serial, profile)
@@ -431,13 +428,18 @@ type profileFormData struct {
 	Devices  []string
 	Methods  []string
 	PINModes []string
+	Bindings []string // ctf_binding choices
+	Hashes   []string // otpauth hash choices
 }
 
 func (c *Console) profileFormPage(g *gin.Context, status int, isNew bool, p appliance.Profile, ttlHours int) {
 	c.render(g, status, "profile_form", "Token profile", profileFormData{New: isNew, P: p, TTLHours: ttlHours,
-		Devices:  []string{appliance.DeviceAndroid, appliance.DeviceIOS, appliance.DeviceWindows, appliance.DeviceMacOS, appliance.DeviceGeneric},
-		Methods:  []string{appliance.DeliveryCTKIP, appliance.DeliveryFile, appliance.DeliveryCTF},
-		PINModes: []string{appliance.PINModePINPad, appliance.PINModeFob, appliance.PINModeNone}})
+		Devices: []string{appliance.DeviceAndroid, appliance.DeviceIOS, appliance.DeviceWindows, appliance.DeviceMacOS, appliance.DeviceGeneric,
+			appliance.DeviceTOTPApp},
+		Methods:  []string{appliance.DeliveryCTKIP, appliance.DeliveryFile, appliance.DeliveryCTF, appliance.DeliveryOTPAuth},
+		PINModes: []string{appliance.PINModePINPad, appliance.PINModeFob, appliance.PINModeNone},
+		Bindings: []string{appliance.CTFBindingPassword, appliance.CTFBindingDeviceID, appliance.CTFBindingNone},
+		Hashes:   []string{"sha1", "sha256", "sha512"}})
 }
 
 func (c *Console) profileForm(g *gin.Context) {
@@ -469,6 +471,14 @@ func (c *Console) profileSave(g *gin.Context) {
 	p := appliance.Profile{Name: name, DisplayName: g.PostForm("display_name"), DeviceType: g.PostForm("device_type"),
 		DeliveryMethod: g.PostForm("delivery_method"), Digits: digits, Interval: interval, PINMode: g.PostForm("pin_mode"),
 		ActivationCodeTTL: time.Duration(hours) * time.Hour, HelpText: g.PostForm("help_text")}
+	// The form shows both selects whatever the method; each counts for its
+	// own method only.
+	if p.DeliveryMethod == appliance.DeliveryCTF {
+		p.CTFBinding = g.PostForm("ctf_binding")
+	}
+	if p.DeliveryMethod == appliance.DeliveryOTPAuth {
+		p.Hash = g.PostForm("hash")
+	}
 	if isNew {
 		_, err = c.svc.CreateProfile(g.Request.Context(), p)
 	} else {

@@ -1,0 +1,86 @@
+package console
+
+import (
+	"encoding/base64"
+	"html/template"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+	qrcode "github.com/skip2/go-qrcode"
+
+	"tokend/appliance"
+)
+
+// seedDeliveryData is the page of a distribution by token file, CTF link or
+// otpauth URI. It is rendered once: nothing on it is stored.
+type seedDeliveryData struct {
+	User appliance.User
+	D    appliance.SeedDelivery
+	// File is the .sdtid as a data: URL download; FilePassword the
+	// generated password, if one was generated.
+	File         template.URL
+	FilePassword string
+	// Link is the CTF device link or the otpauth URI; Href the same as a
+	// clickable URL for the schemes we build; Unbound that the link is
+	// the seed in clear.
+	Link    string
+	Href    template.URL
+	QR      template.URL
+	Unbound bool
+}
+
+// deliverSeed distributes by file, ctf or otpauth when the profile says
+// so, and reports whether it did.
+func (c *Console) deliverSeed(g *gin.Context, u appliance.User, serial, profile string) bool {
+	ctx := g.Request.Context()
+	p, err := c.svc.GetProfile(ctx, profile)
+	if err != nil || p.DeliveryMethod == appliance.DeliveryCTKIP {
+		return false
+	}
+	d, err := c.svc.DeliverSeed(ctx, serial, appliance.SeedDeliveryRequest{Profile: profile,
+		Password: appliance.Secret(g.PostForm("password")), DeviceID: g.PostForm("device_id")})
+	if err != nil {
+		status, msg := explain(err)
+		if status == http.StatusInternalServerError {
+			c.fail(g, err)
+			return true
+		}
+		g.Set("console.error", msg)
+		c.distributePage(g, status)
+		return true
+	}
+	out := seedDeliveryData{User: u, D: d}
+	switch d.Method {
+	case appliance.DeliveryFile:
+		// The file is handed out here, in this page, and is gone from
+		// tokend afterwards.
+		doc, err := c.svc.TakeTokenFile(ctx, serial)
+		if err != nil {
+			c.fail(g, err)
+			return true
+		}
+		out.File = template.URL("data:application/xml;base64," + base64.StdEncoding.EncodeToString(doc))
+		clear(doc)
+		out.FilePassword = d.FilePassword.Reveal()
+	case appliance.DeliveryCTF:
+		out.Link = d.DeviceURL.Reveal()
+		out.Unbound = p.CTFBinding == appliance.CTFBindingNone
+	case appliance.DeliveryOTPAuth:
+		out.Link = d.OTPAuthURL.Reveal()
+	}
+	if out.Link != "" {
+		png, err := qrcode.Encode(out.Link, qrcode.Medium, 256)
+		if err != nil {
+			c.fail(g, err)
+			return true
+		}
+		out.QR = template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(png))
+		for _, scheme := range []string{"http://127.0.0.1/securid/ctf?", "com.rsa.securid.iphone://ctf?", "otpauth://totp/"} {
+			if len(out.Link) > len(scheme) && out.Link[:len(scheme)] == scheme {
+				out.Href = template.URL(out.Link)
+			}
+		}
+	}
+	c.render(g, http.StatusOK, "seeddelivery", "Token distribution", out)
+	return true
+}
