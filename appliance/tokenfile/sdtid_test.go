@@ -207,12 +207,36 @@ func TestSDTIDRowRejections(t *testing.T) {
 func TestSDTIDStoken(t *testing.T) {
 	stoken.Require(t)
 	at := time.Unix(1767225600, 0)
-	for _, password := range []string{"", "pw-123"} {
-		t.Run(fmt.Sprintf("password=%t", password != ""), func(t *testing.T) {
+	// A token's own attributes override the header's Def* values.
+	const overrides = `<?xml version="1.0"?>
+<TKNBatch>
+  <TKNHeader><DefDigits>8</DefDigits><DefInterval>60</DefInterval><DefAddPIN>1</DefAddPIN></TKNHeader>
+  <TKN><Digits>6</Digits><Interval>30</Interval><AddPIN>0</AddPIN></TKN>
+  <TKNTrailer></TKNTrailer>
+</TKNBatch>
+`
+	for _, tc := range []struct {
+		name, password, template string
+		digits, interval         int
+		pinMode                  string
+	}{
+		{name: "plain", digits: 8, interval: 60, pinMode: PINModePINPad},
+		{name: "password", password: "pw-123", digits: 8, interval: 60, pinMode: PINModePINPad},
+		{name: "token attributes", template: overrides, digits: 6, interval: 30, pinMode: PINModeFob},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			password := tc.password
 			dir := t.TempDir()
 			args := []string{"issue"}
 			if password != "" {
 				args = append(args, "--new-password="+password)
+			}
+			if tc.template != "" {
+				tpl := filepath.Join(dir, "template.xml")
+				if err := os.WriteFile(tpl, []byte(tc.template), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				args = append(args, "--template="+tpl)
 			}
 			issued, err := stoken.Run(dir, args...)
 			if err != nil {
@@ -226,6 +250,9 @@ func TestSDTIDStoken(t *testing.T) {
 				t.Fatalf("rejections %v", res.Rejections)
 			}
 			r := res.Records[0]
+			if r.Digits != tc.digits || r.Interval != tc.interval || r.PINMode != tc.pinMode {
+				t.Fatalf("record %+v, want %d digits, %d s, PIN mode %s", r, tc.digits, tc.interval, tc.pinMode)
+			}
 			var ours bytes.Buffer
 			w, err := NewSDTIDWriter(&ours, SDTIDHeader{Password: password, Digits: r.Digits, Interval: r.Interval,
 				PINMode: r.PINMode, Expires: r.ExpiresAt, Birth: at, Rand: rand.Reader})
