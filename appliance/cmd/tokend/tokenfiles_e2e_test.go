@@ -497,3 +497,46 @@ func TestOTPAuthDeliveryEndToEnd(t *testing.T) {
 		})
 	}
 }
+
+// TestRSATokenFileRADIUS: a token imported from stoken's .sdtid (PINPad,
+// PIN set by the help desk) logs its holder in through the RADIUS door with
+// Debian's radclient and the passcode stoken computes.
+func TestRSATokenFileRADIUS(t *testing.T) {
+	stoken.Require(t)
+	radclientBin := requireTool(t, "radclient", "freeradius-utils")
+	in := startTokend(t, t.TempDir(), "--radius-listen", "127.0.0.1:0")
+	work := t.TempDir()
+	file, err := stoken.Run(work, "issue")
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial := string(snRE.FindSubmatch(file)[1])
+	if status, body := in.importRSA(t, "format=rsa", "", file); status != http.StatusCreated {
+		t.Fatalf("import: %d %s", status, body)
+	}
+	var user struct {
+		ID string `json:"id"`
+	}
+	in.json(t, "POST", "/api/v1/users", map[string]string{"user_name": "hank"}, http.StatusCreated, &user)
+	in.json(t, "POST", "/api/v1/users/"+user.ID+"/tokens", map[string]any{"serials": []string{serial}}, http.StatusOK, nil)
+	const pin = "8642"
+	in.json(t, "POST", "/api/v1/tokens/"+serial+"/pin", map[string]string{"pin": pin}, http.StatusOK, nil)
+	var agent struct {
+		Secret string `json:"secret"`
+	}
+	in.json(t, "POST", "/api/v1/agents", map[string]string{"name": "vpn", "kind": "radius", "address": "127.0.0.1"}, http.StatusCreated, &agent)
+	radAddr := waitListening(t, in, "radius", 10*time.Second)
+	path := filepath.Join(work, "hank.sdtid")
+	if err := os.WriteFile(path, file, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := stoken.Run(work, "tokencode", "--force", "--file="+path, "--pin="+pin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := radclient(t, radclientBin, radAddr, agent.Secret,
+		fmt.Sprintf("User-Name=hank,User-Password=%s,Message-Authenticator=0x00", strings.TrimSpace(string(out))))
+	if !strings.Contains(res, "Received Access-Accept") {
+		t.Fatalf("radclient:\n%s", res)
+	}
+}
