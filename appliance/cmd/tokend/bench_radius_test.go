@@ -108,7 +108,7 @@ func BenchmarkRADIUS(b *testing.B) {
 				b.Fatalf("build: %v\n%s", err, out)
 			}
 			cmd := exec.Command(bin, "serve", "--data-dir", dir, "--admin-listen", "127.0.0.1:0", "--ctkip-listen", "127.0.0.1:0",
-				"--radius-listen", "127.0.0.1:0", "--log-format", "json")
+				"--radius-listen", "127.0.0.1:0", "--log-format", "json", "--config", unlimitedAgentConfig(b))
 			stderr, err := cmd.StderrPipe()
 			if err != nil {
 				b.Fatal(err)
@@ -244,7 +244,7 @@ func BenchmarkRADIUSInProcess(b *testing.B) {
 			dir := filepath.Join(b.TempDir(), "data")
 			provisionOffline(b, dir, tokens, true)
 			addRADIUSAgentOffline(b, dir)
-			in := startTokend(b, dir, "--radius-listen", "127.0.0.1:0")
+			in := startTokend(b, dir, "--radius-listen", "127.0.0.1:0", "--config", unlimitedAgentConfig(b))
 			addr := ""
 			for _, line := range bytes.Split([]byte(in.logs.String()), []byte("\n")) {
 				var m map[string]any
@@ -263,4 +263,17 @@ func BenchmarkRADIUSInProcess(b *testing.B) {
 			b.ReportMetric(float64(res.p99.Microseconds())/1000, "p99-ms")
 		})
 	}
+}
+
+// unlimitedAgentConfig lifts the per-agent rate limit (200/s by default,
+// which a load generator posing as one agent exceeds at once: the excess
+// is dropped, as a real agent's would be) and the in-flight bound.
+func unlimitedAgentConfig(b *testing.B) string {
+	b.Helper()
+	path := filepath.Join(b.TempDir(), "tokend.yaml")
+	yaml := "radius:\n  rate_per_agent: 1000000\n  burst_per_agent: 1000000\n  max_in_flight: 4096\n"
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	return path
 }
