@@ -37,7 +37,7 @@ type importReport struct {
 
 // importRSA posts a token file over HTTPS with format and an optional
 // X-Token-File-Password, and returns the status and body.
-func (in *instance) importRSA(t *testing.T, query, password string, file []byte) (int, []byte) {
+func (in *instance) importRSA(t testing.TB, query, password string, file []byte) (int, []byte) {
 	t.Helper()
 	req, err := http.NewRequest("POST", in.admin+"/api/v1/tokens/import?"+query, bytes.NewReader(file))
 	if err != nil {
