@@ -25,7 +25,10 @@ func TestClientPrefix(t *testing.T) {
 		{"IPv6 with port", "[2001:db8:1:2:aaaa::1]:443", "2001:db8:1:2::/64"},
 		{"IPv6 same /64", "[2001:db8:1:2:ffff:ffff:ffff:ffff]:1", "2001:db8:1:2::/64"},
 		{"IPv6 next /64", "[2001:db8:1:3::1]:1", "2001:db8:1:3::/64"},
+		{"IPv6 full address", "[2001:db8:1:2:aaaa:bbbb:cccc:dddd]:443", "2001:db8:1:2::/64"},
+		{"IPv6 same /64, other host", "[2001:db8:1:2::1]:80", "2001:db8:1:2::/64"},
 		{"IPv6 with zone", "[fe80::1%eth0]:1", "fe80::/64"},
+		{"IPv6 with zone, other port", "[fe80::1%eth0]:80", "fe80::/64"},
 		{"IPv4-mapped IPv6", "[::ffff:192.0.2.7]:1", "192.0.2.7"},
 		{"not an address", "pipe", "pipe"},
 	}

@@ -3,14 +3,14 @@ package console
 import (
 	"log/slog"
 	"math"
-	"net"
-	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"tokend/ctkip"
 )
 
 // LoginLimits throttles sign-in attempts before any password is hashed:
@@ -129,7 +129,7 @@ func newLoginLimiter(l LoginLimits, rec SignInRecorder, log *slog.Logger) *login
 // bucket. The account is charged only when the client may try, so one
 // address cannot fill the account table with invented names.
 func (l *loginLimiter) allow(remoteAddr, name string, now time.Time) (bool, time.Duration) {
-	if ok, wait := l.clients.take(clientKey(remoteAddr), now); !ok {
+	if ok, wait := l.clients.take(ctkip.ClientPrefix(remoteAddr), now); !ok {
 		l.refuse(reasonLimitedClient, now)
 		return false, wait
 	}
@@ -161,25 +161,6 @@ func (l *loginLimiter) refuse(reason string, now time.Time) {
 	l.loggedAt = now
 	l.mu.Unlock()
 	l.log.Warn("console sign-ins throttled", slog.Group("refusals", attrs...))
-}
-
-// clientKey is the address a bucket belongs to: the IPv4 address, or the
-// /64 of an IPv6 address.
-func clientKey(remoteAddr string) string {
-	host := remoteAddr
-	if h, _, err := net.SplitHostPort(remoteAddr); err == nil {
-		host = h
-	}
-	a, err := netip.ParseAddr(host)
-	if err != nil {
-		return host
-	}
-	a = a.Unmap()
-	if a.Is4() {
-		return a.String()
-	}
-	p, _ := a.WithZone("").Prefix(64)
-	return p.String()
 }
 
 // accountKey folds a name as the Service does and bounds its length.

@@ -7,26 +7,6 @@ import (
 	"time"
 )
 
-func TestClientKey(t *testing.T) {
-	tests := []struct {
-		name, remote, want string
-	}{
-		{name: "IPv4", remote: "192.0.2.7:51234", want: "192.0.2.7"},
-		{name: "IPv4-mapped IPv6", remote: "[::ffff:192.0.2.7]:443", want: "192.0.2.7"},
-		{name: "IPv6 by /64", remote: "[2001:db8:1:2:aaaa:bbbb:cccc:dddd]:443", want: "2001:db8:1:2::/64"},
-		{name: "same /64, other host", remote: "[2001:db8:1:2::1]:80", want: "2001:db8:1:2::/64"},
-		{name: "IPv6 with zone", remote: "[fe80::1%eth0]:80", want: "fe80::/64"},
-		{name: "not an address", remote: "pipe", want: "pipe"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := clientKey(tc.remote); got != tc.want {
-				t.Fatalf("clientKey(%q) = %q, want %q", tc.remote, got, tc.want)
-			}
-		})
-	}
-}
-
 // TestLoginLimiterBounded: invented names and addresses cannot grow the
 // tables past MaxTracked, and a client's bucket is shared by its /64.
 func TestLoginLimiterBounded(t *testing.T) {
