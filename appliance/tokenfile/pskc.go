@@ -64,10 +64,8 @@ func DecodePSKC(r io.Reader, opts PSKCOptions, s Sink) error {
 	if max <= 0 {
 		max = DefaultMaxPSKCSize
 	}
-	switch opts.Kind {
-	case "", KindHardware, KindSoftware:
-	default:
-		return fmt.Errorf("tokenfile: PSKCOptions.Kind %q is not software or hardware", opts.Kind)
+	if err := checkKind("PSKCOptions", opts.Kind); err != nil {
+		return err
 	}
 	rs, ok := r.(io.ReadSeeker)
 	if !ok {
@@ -106,10 +104,8 @@ func DecodePSKC(r io.Reader, opts PSKCOptions, s Sink) error {
 // row or none runs it once with an empty Sink first, over the same bytes.
 // opts.MaxSize is not applied; bound r instead.
 func StreamPSKC(r io.Reader, opts PSKCOptions, s Sink) error {
-	switch opts.Kind {
-	case "", KindHardware, KindSoftware:
-	default:
-		return fmt.Errorf("tokenfile: PSKCOptions.Kind %q is not software or hardware", opts.Kind)
+	if err := checkKind("PSKCOptions", opts.Kind); err != nil {
+		return err
 	}
 	return streamPSKC(r, opts, s)
 }
@@ -187,23 +183,8 @@ func streamPSKC(r io.Reader, opts PSKCOptions, s Sink) error {
 			}
 		}
 	}
-	// Only comments, processing instructions and white space may follow.
-	for {
-		t, err := d.Token()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return xmlErr(err)
-		}
-		switch t := t.(type) {
-		case xml.StartElement:
-			return fmt.Errorf("%w: content after the root element", ErrMalformed)
-		case xml.CharData:
-			if len(bytes.TrimSpace(t)) != 0 {
-				return fmt.Errorf("%w: content after the root element", ErrMalformed)
-			}
-		}
+	if err := xmlEnd(d); err != nil {
+		return err
 	}
 	if n == 0 {
 		return fmt.Errorf("%w: no KeyPackage", ErrMalformed)
@@ -219,22 +200,7 @@ func pskcRow(cc *pskcCrypto, kp *xKeyPackage, n int, kind string, seen map[strin
 		rec.Seed.Zero()
 		return err
 	}
-	if reason == "" {
-		if first, dup := seen[rec.Serial]; dup {
-			rec.Seed.Zero()
-			rec, reason = Record{Row: n}, fmt.Sprintf("duplicate serial %s, first in KeyPackage %d", rec.Serial, first)
-		} else {
-			seen[rec.Serial] = n
-		}
-	}
-	if reason != "" {
-		return s.reject(n, reason)
-	}
-	if s.Record == nil {
-		rec.Seed.Zero()
-		return nil
-	}
-	return s.Record(rec)
+	return s.emit(rec, reason, n, seen, "KeyPackage")
 }
 
 // pskcRoot reads up to the root element and checks it is an RFC 6030

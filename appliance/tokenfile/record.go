@@ -135,6 +135,39 @@ func (s Sink) reject(row int, reason string) error {
 	return s.Reject(Rejection{Row: row, Reason: reason})
 }
 
+// emit passes one decoded row of an XML file to s: a rejection when reason
+// is set or the serial came before in the file (unit names where, as in
+// "first in KeyPackage 3"), else the record. A seed s does not take is
+// wiped.
+func (s Sink) emit(rec Record, reason string, n int, seen map[string]int, unit string) error {
+	if reason == "" {
+		if first, dup := seen[rec.Serial]; dup {
+			reason = fmt.Sprintf("duplicate serial %s, first in %s %d", rec.Serial, unit, first)
+		} else {
+			seen[rec.Serial] = n
+		}
+	}
+	if reason != "" {
+		rec.Seed.Zero()
+		return s.reject(n, reason)
+	}
+	if s.Record == nil {
+		rec.Seed.Zero()
+		return nil
+	}
+	return s.Record(rec)
+}
+
+// checkKind refuses a Kind option (of the options type named opts) that is
+// neither software nor hardware.
+func checkKind(opts, kind string) error {
+	switch kind {
+	case "", KindHardware, KindSoftware:
+		return nil
+	}
+	return fmt.Errorf("tokenfile: %s.Kind %q is not software or hardware", opts, kind)
+}
+
 // collector gathers records in fixed-size chunks and copies them once at the
 // end: growing one slice of 100,000 Records by append allocates about five
 // times the final size, since large slices grow by a quarter at a time.

@@ -83,10 +83,8 @@ func ParseSDTID(r io.Reader, opts SDTIDOptions) (*Result, error) {
 // StreamPSKC, a whole-file error may come after rows were passed on: run it
 // once with an empty Sink first to see every row or none.
 func StreamSDTID(r io.Reader, opts SDTIDOptions, s Sink) error {
-	switch opts.Kind {
-	case "", KindHardware, KindSoftware:
-	default:
-		return fmt.Errorf("tokenfile: SDTIDOptions.Kind %q is not software or hardware", opts.Kind)
+	if err := checkKind("SDTIDOptions", opts.Kind); err != nil {
+		return err
 	}
 	d := xml.NewTokenDecoder(noDTD{xml.NewDecoder(r)})
 	if err := sdtidRoot(d); err != nil {
@@ -147,7 +145,7 @@ func StreamSDTID(r io.Reader, opts SDTIDOptions, s Sink) error {
 			}
 		}
 	}
-	if err := sdtidEnd(d); err != nil {
+	if err := xmlEnd(d); err != nil {
 		return err
 	}
 	if hdr == nil {
@@ -177,9 +175,9 @@ func sdtidRoot(d *xml.Decoder) error {
 	}
 }
 
-// sdtidEnd allows only comments, processing instructions and white space
+// xmlEnd allows only comments, processing instructions and white space
 // after the root.
-func sdtidEnd(d *xml.Decoder) error {
+func xmlEnd(d *xml.Decoder) error {
 	for {
 		t, err := d.Token()
 		if err == io.EOF {
@@ -562,22 +560,7 @@ func (k *sdtidKeys) row(hdr, tkn *xnode, n int, opts SDTIDOptions, seen map[stri
 			rec.Seed = ecbLabel(encKey, sn, "Seed", enc)
 		}
 	}
-	if reason == "" {
-		if first, dup := seen[rec.Serial]; dup {
-			rec.Seed.Zero()
-			reason = fmt.Sprintf("duplicate serial %s, first in TKN %d", rec.Serial, first)
-		} else {
-			seen[rec.Serial] = n
-		}
-	}
-	if reason != "" {
-		return s.reject(n, reason)
-	}
-	if s.Record == nil {
-		rec.Seed.Zero()
-		return nil
-	}
-	return s.Record(rec)
+	return s.emit(rec, reason, n, seen, "TKN")
 }
 
 func (k *sdtidKeys) tokenMAC(tkn *xnode, sn string) bool {
