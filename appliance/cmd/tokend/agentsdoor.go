@@ -16,6 +16,7 @@ import (
 	"tokend/agents/rsarest"
 	"tokend/appliance"
 	"tokend/appliance/metrics"
+	"tokend/internal/accesslog"
 )
 
 // The agents' doors are adapters onto the one Service.
@@ -209,10 +210,12 @@ func (d *agentDoors) shutdown() error {
 	return err
 }
 
-// restObserved adds per-route metrics and an access log line to the REST
-// door. Routes are the three API paths or "unmatched", so labels stay
-// bounded.
+// restObserved adds per-route metrics and an access log line (the shared,
+// rate-limited format: a flood of unauthenticated requests on this public
+// door cannot flood the log) to the REST door. Routes are the three API
+// paths or "unmatched", so labels stay bounded.
 func restObserved(h http.Handler, rec metrics.HTTPRecorder, log *slog.Logger) http.Handler {
+	access := accesslog.New(log, "rest_authn", 0, 0)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
@@ -223,8 +226,6 @@ func restObserved(h http.Handler, rec metrics.HTTPRecorder, log *slog.Logger) ht
 		}
 		d := time.Since(start)
 		rec.ObserveHTTP(route, r.Method, sw.status, d)
-		log.LogAttrs(r.Context(), slog.LevelInfo, "http", slog.String("listener", "rest_authn"), slog.String("method", r.Method),
-			slog.String("route", route), slog.Int("status", sw.status),
-			slog.Float64("duration_ms", float64(d.Microseconds())/1000), slog.String("remote", r.RemoteAddr))
+		access.Request(r.Context(), r.Method, route, sw.status, d, r.RemoteAddr)
 	})
 }
