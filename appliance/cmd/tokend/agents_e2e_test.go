@@ -25,7 +25,7 @@ const pamRadiusModule = "/lib/x86_64-linux-gnu/security/pam_radius_auth.so"
 
 // waitListening waits for the "listening" log line of a server and returns
 // its address.
-func waitListening(t *testing.T, in *instance, server string, within time.Duration) string {
+func waitListening(t testing.TB, in *instance, server string, within time.Duration) string {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {

@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -22,7 +19,6 @@ import (
 	tradius "tokend/agents/radius"
 	"tokend/appliance"
 	"tokend/appliance/internal/boltstore"
-	"tokend/appliance/otp"
 	"tokend/appliance/seal"
 )
 
@@ -54,6 +50,18 @@ func addRADIUSAgentOffline(b *testing.B, dir string) {
 		Address: "127.0.0.1", Secret: benchRADIUSSecret}); err != nil {
 		b.Fatal(err)
 	}
+}
+
+// radiusBenchData prepares a data dir with the bench users' provisioned
+// tokens (b.N/3 + inflight of them: each accepts three codes) and the
+// RADIUS agent.
+func radiusBenchData(b *testing.B, inflight int) (dir string, tokens int) {
+	b.Helper()
+	tokens = b.N/3 + inflight
+	dir = filepath.Join(b.TempDir(), "data")
+	provisionOffline(b, dir, tokens, true)
+	addRADIUSAgentOffline(b, dir)
+	return dir, tokens
 }
 
 // commitBound measures the store's durable commit rate with the given
@@ -99,43 +107,10 @@ func commitBound(b *testing.B, writers, n int) float64 {
 func BenchmarkRADIUS(b *testing.B) {
 	for _, inflight := range []int{1, 16, 64} {
 		b.Run(fmt.Sprintf("inflight=%d", inflight), func(b *testing.B) {
-			tokens := b.N/3 + inflight
-			dir := filepath.Join(b.TempDir(), "data")
-			provisionOffline(b, dir, tokens, true)
-			addRADIUSAgentOffline(b, dir)
-			bin := filepath.Join(b.TempDir(), "tokend")
-			if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-				b.Fatalf("build: %v\n%s", err, out)
-			}
-			cmd := exec.Command(bin, "serve", "--data-dir", dir, "--admin-listen", "127.0.0.1:0", "--ctkip-listen", "127.0.0.1:0",
-				"--radius-listen", "127.0.0.1:0", "--log-format", "json", "--config", unlimitedAgentConfig(b))
-			stderr, err := cmd.StderrPipe()
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() {
-				cmd.Process.Signal(os.Interrupt)
-				cmd.Wait()
-			})
-			addr := make(chan string, 1)
-			go func() {
-				sc := bufio.NewScanner(stderr)
-				for sc.Scan() {
-					var m map[string]any
-					if json.Unmarshal(sc.Bytes(), &m) == nil && m["msg"] == "listening" && m["server"] == "radius" {
-						addr <- fmt.Sprint(m["addr"])
-					}
-				}
-			}()
-			var radAddr string
-			select {
-			case radAddr = <-addr:
-			case <-time.After(60 * time.Second):
-				b.Fatal("tokend did not bind its RADIUS listener")
-			}
+			dir, tokens := radiusBenchData(b, inflight)
+			argv := []string{buildTokend(b), "serve", "--data-dir", dir, "--admin-listen", "127.0.0.1:0", "--ctkip-listen", "127.0.0.1:0",
+				"--radius-listen", "127.0.0.1:0", "--log-format", "json", "--config", unlimitedAgentConfig(b)}
+			cmd, radAddr := startTokendProcess(b, argv, "did not bind its RADIUS listener", radiusListening)
 
 			// The bound, at the same concurrency, just before the run.
 			b.StopTimer()
@@ -158,78 +133,44 @@ func BenchmarkRADIUS(b *testing.B) {
 	}
 }
 
-type radiusLoadResult struct {
-	n             int64
-	rate          float64
-	acceptedShare float64
-	p99           time.Duration
-	cpu           time.Duration // this process's CPU during the run
+// radiusListening reads the RADIUS listener's address from its log line.
+func radiusListening(m map[string]any) (string, bool) {
+	if m["msg"] == "listening" && m["server"] == "radius" {
+		return fmt.Sprint(m["addr"]), true
+	}
+	return "", false
 }
 
 // radiusLoad sends b.N Access-Requests (each with a Message-Authenticator,
 // each a fresh accepted code of the bench users) to addr from inflight
 // workers, one UDP socket and one request in flight each.
-func radiusLoad(b *testing.B, addr string, inflight, tokens int) radiusLoadResult {
-	var accepted, other, done, nextTok atomic.Int64
-	var lat latencies
-	start, cpu0 := time.Now(), cpuTime()
-	var wg sync.WaitGroup
-	for range inflight {
-		wg.Go(func() {
-			conn, err := net.Dial("udp", addr)
+func radiusLoad(b *testing.B, addr string, inflight, tokens int) verifyResult {
+	return verifyLoad(b, inflight, tokens, func() (func(user, code string) (bool, error), func(), error) {
+		conn, err := net.Dial("udp", addr)
+		if err != nil {
+			return nil, nil, err
+		}
+		buf := make([]byte, radius.MaxPacketLength)
+		verify := func(user, code string) (bool, error) {
+			p := radius.New(radius.CodeAccessRequest, []byte(benchRADIUSSecret))
+			_ = rfc2865.UserName_SetString(p, user)
+			_ = rfc2865.UserPassword_SetString(p, code)
+			if err := tradius.AddMessageAuthenticator(p); err != nil {
+				return false, err
+			}
+			wire, _ := p.Encode()
+			if _, err := conn.Write(wire); err != nil {
+				return false, err
+			}
+			conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			n, err := conn.Read(buf)
 			if err != nil {
-				b.Error(err)
-				return
+				return false, fmt.Errorf("no answer: %w", err)
 			}
-			defer conn.Close()
-			buf := make([]byte, radius.MaxPacketLength)
-			for done.Load() < int64(b.N) {
-				i := nextTok.Add(1) - 1
-				if i >= int64(tokens) {
-					return
-				}
-				serial := fmt.Sprintf("%012d", 800_000_000_000+i)
-				gen, _ := otp.NewSecurID(benchSeed(i), serial, 8, 60)
-				step := gen.Step(time.Now())
-				for _, s := range []int64{step - 1, step, step + 1} {
-					if done.Add(1) > int64(b.N) {
-						return
-					}
-					code, _ := gen.CodeAt(s)
-					p := radius.New(radius.CodeAccessRequest, []byte(benchRADIUSSecret))
-					_ = rfc2865.UserName_SetString(p, fmt.Sprintf("auth%07d", i))
-					_ = rfc2865.UserPassword_SetString(p, code)
-					if err := tradius.AddMessageAuthenticator(p); err != nil {
-						b.Error(err)
-						return
-					}
-					wire, _ := p.Encode()
-					t0 := time.Now()
-					if _, err := conn.Write(wire); err != nil {
-						b.Error(err)
-						return
-					}
-					conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-					n, err := conn.Read(buf)
-					if err != nil {
-						b.Errorf("no answer: %v", err)
-						return
-					}
-					lat.add(time.Since(t0))
-					if n > 0 && radius.Code(buf[0]) == radius.CodeAccessAccept {
-						accepted.Add(1)
-					} else {
-						other.Add(1)
-					}
-				}
-			}
-		})
-	}
-	wg.Wait()
-	el := time.Since(start).Seconds()
-	n := accepted.Load() + other.Load()
-	return radiusLoadResult{n: n, rate: float64(n) / el, acceptedShare: float64(accepted.Load()) / float64(max(1, n)),
-		p99: lat.p(0.99), cpu: cpuTime() - cpu0}
+			return n > 0 && radius.Code(buf[0]) == radius.CodeAccessAccept, nil
+		}
+		return verify, func() { conn.Close() }, nil
+	})
 }
 
 // BenchmarkRADIUSInProcess is BenchmarkRADIUS with tokend in this process,
@@ -240,21 +181,9 @@ func radiusLoad(b *testing.B, addr string, inflight, tokens int) radiusLoadResul
 func BenchmarkRADIUSInProcess(b *testing.B) {
 	for _, inflight := range []int{1, 16, 64} {
 		b.Run(fmt.Sprintf("inflight=%d", inflight), func(b *testing.B) {
-			tokens := b.N/3 + inflight
-			dir := filepath.Join(b.TempDir(), "data")
-			provisionOffline(b, dir, tokens, true)
-			addRADIUSAgentOffline(b, dir)
+			dir, tokens := radiusBenchData(b, inflight)
 			in := startTokend(b, dir, "--radius-listen", "127.0.0.1:0", "--config", unlimitedAgentConfig(b))
-			addr := ""
-			for _, line := range bytes.Split([]byte(in.logs.String()), []byte("\n")) {
-				var m map[string]any
-				if json.Unmarshal(line, &m) == nil && m["msg"] == "listening" && m["server"] == "radius" {
-					addr = fmt.Sprint(m["addr"])
-				}
-			}
-			if addr == "" {
-				b.Fatal("no RADIUS listener")
-			}
+			addr := waitListening(b, in, "radius", 5*time.Second)
 			b.ResetTimer()
 			res := radiusLoad(b, addr, inflight, tokens)
 			b.ReportMetric(res.rate, "verifications/s")

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -32,42 +30,15 @@ func BenchmarkProvisionServerCPU(b *testing.B) {
 	if err != nil {
 		b.Skip("taskset (util-linux) not found")
 	}
-	bin := filepath.Join(b.TempDir(), "tokend")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		b.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildTokend(b)
 	dir := filepath.Join(b.TempDir(), "data")
 	codes := provisionOffline(b, dir, b.N, false)
 
-	cmd := exec.Command(taskset, "-c", "0", bin, "serve", "--data-dir", dir, "--admin-listen", "127.0.0.1:0",
-		"--ctkip-listen", "127.0.0.1:0", "--log-format", "json", "--config", oneAddressConfig(b))
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt)
-		cmd.Wait()
+	argv := []string{taskset, "-c", "0", bin, "serve", "--data-dir", dir, "--admin-listen", "127.0.0.1:0",
+		"--ctkip-listen", "127.0.0.1:0", "--log-format", "json", "--config", oneAddressConfig(b)}
+	cmd, ctURL := startTokendProcess(b, argv, "did not start", func(m map[string]any) (string, bool) {
+		return fmt.Sprint(m["ctkip_url"]), m["msg"] == "tokend ready"
 	})
-	url := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			var m map[string]any
-			if json.Unmarshal(sc.Bytes(), &m) == nil && m["msg"] == "tokend ready" {
-				url <- fmt.Sprint(m["ctkip_url"])
-			}
-		}
-	}()
-	var ctURL string
-	select {
-	case ctURL = <-url:
-	case <-time.After(60 * time.Second):
-		b.Fatal("tokend did not start")
-	}
 	client := ctkipClient(&instance{client: newTrustingClient(b, filepath.Join(dir, "tls.crt"))})
 
 	// The exchanges run in blocks, each after a block of the bound (bare

@@ -1,15 +1,19 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha1"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -22,6 +26,7 @@ import (
 
 	"tokend/appliance"
 	"tokend/appliance/internal/boltstore"
+	"tokend/appliance/otp"
 )
 
 // The benchmarks here measure the appliance end to end: a real tokend
@@ -366,4 +371,133 @@ func BenchmarkHTTPSCeiling(b *testing.B) {
 			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/request")
 		})
 	}
+}
+
+// buildTokend builds the tokend binary for benchmarks that run it as its
+// own process.
+func buildTokend(b *testing.B) string {
+	b.Helper()
+	bin := filepath.Join(b.TempDir(), "tokend")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		b.Fatalf("build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// startTokendProcess starts argv (a tokend serve command line, possibly
+// behind taskset) as its own process, interrupted at cleanup, and returns it
+// with the first value found reads from one of its JSON log lines. It fails
+// the benchmark if no line yields one within 60s; what names the wait.
+func startTokendProcess(b *testing.B, argv []string, what string, found func(line map[string]any) (string, bool)) (*exec.Cmd, string) {
+	b.Helper()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+	})
+	ch := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			var m map[string]any
+			if json.Unmarshal(sc.Bytes(), &m) != nil {
+				continue
+			}
+			if v, ok := found(m); ok {
+				select {
+				case ch <- v:
+				default:
+				}
+			}
+		}
+	}()
+	select {
+	case v := <-ch:
+		return cmd, v
+	case <-time.After(60 * time.Second):
+		b.Fatalf("tokend: %s", what)
+		return nil, ""
+	}
+}
+
+// benchPasscodes returns bench user i's name and the codes of its token at
+// the steps before, at and after now: three codes it accepts once each.
+func benchPasscodes(i int64) (string, [3]string) {
+	serial := fmt.Sprintf("%012d", 800_000_000_000+i)
+	gen, _ := otp.NewSecurID(benchSeed(i), serial, 8, 60)
+	step := gen.Step(time.Now())
+	var codes [3]string
+	for k := range codes {
+		codes[k], _ = gen.CodeAt(step - 1 + int64(k))
+	}
+	return fmt.Sprintf("auth%07d", i), codes
+}
+
+// verifyResult is what verifyLoad measured.
+type verifyResult struct {
+	n             int64
+	rate          float64 // verifications/s
+	acceptedShare float64
+	p99           time.Duration
+	cpu           time.Duration // this process's CPU during the run
+	wall          time.Duration // the run's elapsed time
+}
+
+// verifyLoad makes b.N verifications, each a fresh accepted code of the
+// bench users (three per token, tokens of them), from workers goroutines
+// with one verification in flight each. newWorker gives a worker its verify
+// function (accepted reports an accept; an error stops the worker) and what
+// to close when it is done. Latency is measured around each verify call.
+func verifyLoad(b *testing.B, workers, tokens int,
+	newWorker func() (verify func(user, code string) (accepted bool, err error), done func(), err error)) verifyResult {
+	var accepted, other, done, nextTok atomic.Int64
+	var lat latencies
+	start, cpu0 := time.Now(), cpuTime()
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			verify, closeWorker, err := newWorker()
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			defer closeWorker()
+			for done.Load() < int64(b.N) {
+				i := nextTok.Add(1) - 1
+				if i >= int64(tokens) {
+					return
+				}
+				user, codes := benchPasscodes(i)
+				for _, code := range codes {
+					if done.Add(1) > int64(b.N) {
+						return
+					}
+					t0 := time.Now()
+					ok, err := verify(user, code)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					lat.add(time.Since(t0))
+					if ok {
+						accepted.Add(1)
+					} else {
+						other.Add(1)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	wall := time.Since(start)
+	n := accepted.Load() + other.Load()
+	return verifyResult{n: n, rate: float64(n) / wall.Seconds(), acceptedShare: float64(accepted.Load()) / float64(max(1, n)),
+		p99: lat.p(0.99), cpu: cpuTime() - cpu0, wall: wall}
 }
