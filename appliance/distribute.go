@@ -65,26 +65,11 @@ func (s *Service) Distribute(ctx context.Context, serial, profile string) (Distr
 	var out Distribution
 	actor := ActorFrom(ctx)
 	err = s.changeGuarded(ctx, AuditEvent{Action: "token.distribute", Serial: serial, Target: profile}, func(tx Tx, now time.Time, ev *AuditEvent) error {
-		t, err := getToken(tx, serial)
+		t, p, err := distributionTarget(tx, actor, ev, serial, profile)
 		if err != nil {
 			return err
 		}
-		ev.UserID = t.UserID
-		if err := guardAdminFactor(tx, actor, ev, serial); err != nil {
-			return err
-		}
-		p, err := getProfile(tx, profile)
-		if err != nil {
-			return err
-		}
-		switch {
-		case t.UserID == "":
-			return fmt.Errorf("token %s is not assigned to a user: %w", serial, ErrInvalidState)
-		case t.Kind != KindSoftware:
-			return fmt.Errorf("token %s is a %s token; only software tokens are distributed: %w", serial, t.Kind, ErrInvalidState)
-		case t.State != StateEnabled:
-			return fmt.Errorf("token %s is disabled: %w", serial, ErrInvalidState)
-		case p.DeliveryMethod != DeliveryCTKIP:
+		if p.DeliveryMethod != DeliveryCTKIP {
 			return fmt.Errorf("profile %s delivers by %s; only ctkip is supported: %w", profile, p.DeliveryMethod, ErrInvalidState)
 		}
 		old := *t
@@ -108,6 +93,34 @@ func (s *Service) Distribute(ctx context.Context, serial, profile string) (Distr
 		return nil
 	})
 	return out, err
+}
+
+// distributionTarget reads the token and the profile of a distribution, by
+// whatever method, and checks what every method needs: the actor may
+// change the token (guardAdminFactor), and it is an assigned, enabled
+// software token. ev gets the token's user.
+func distributionTarget(tx Tx, actor Actor, ev *AuditEvent, serial, profile string) (*Token, *Profile, error) {
+	t, err := getToken(tx, serial)
+	if err != nil {
+		return nil, nil, err
+	}
+	ev.UserID = t.UserID
+	if err := guardAdminFactor(tx, actor, ev, serial); err != nil {
+		return nil, nil, err
+	}
+	p, err := getProfile(tx, profile)
+	if err != nil {
+		return nil, nil, err
+	}
+	switch {
+	case t.UserID == "":
+		return nil, nil, fmt.Errorf("token %s is not assigned to a user: %w", serial, ErrInvalidState)
+	case t.Kind != KindSoftware:
+		return nil, nil, fmt.Errorf("token %s is a %s token; only software tokens are distributed: %w", serial, t.Kind, ErrInvalidState)
+	case t.State != StateEnabled:
+		return nil, nil, fmt.Errorf("token %s is disabled: %w", serial, ErrInvalidState)
+	}
+	return t, p, nil
 }
 
 // deviceURL builds the link a device type's app understands.

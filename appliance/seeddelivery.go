@@ -179,24 +179,12 @@ func (s *Service) DeliverSeed(ctx context.Context, serial string, req SeedDelive
 	)
 	actor := ActorFrom(ctx)
 	err = s.changeGuarded(ctx, AuditEvent{Action: "token.distribute", Serial: serial, Target: req.Profile}, func(tx Tx, now time.Time, ev *AuditEvent) error {
-		t, err := getToken(tx, serial)
+		t, pp, err := distributionTarget(tx, actor, ev, serial, req.Profile)
 		if err != nil {
 			return err
 		}
-		ev.UserID = t.UserID
-		if err := guardAdminFactor(tx, actor, ev, serial); err != nil {
-			return err
-		}
-		if p, err = getProfile(tx, req.Profile); err != nil {
-			return err
-		}
+		p = pp
 		switch {
-		case t.UserID == "":
-			return fmt.Errorf("token %s is not assigned to a user: %w", serial, ErrInvalidState)
-		case t.Kind != KindSoftware:
-			return fmt.Errorf("token %s is a %s token; only software tokens are distributed: %w", serial, t.Kind, ErrInvalidState)
-		case t.State != StateEnabled:
-			return fmt.Errorf("token %s is disabled: %w", serial, ErrInvalidState)
 		case p.DeliveryMethod != DeliveryFile && p.DeliveryMethod != DeliveryCTF && p.DeliveryMethod != DeliveryOTPAuth:
 			return fmt.Errorf("profile %s delivers by %s, not by file, ctf or otpauth: %w", req.Profile, p.DeliveryMethod, ErrInvalidState)
 		case p.DeliveryMethod == DeliveryCTF && p.CTFBinding == CTFBindingPassword && req.Password == "":
