@@ -57,25 +57,20 @@ func (s *Service) TakeAuthAttempt(ctx context.Context, agentID, id string) (Auth
 	}
 	now := s.now().UTC()
 	var a AuthAttempt
+	var expired bool
 	err := s.store.Update(ctx, func(tx Tx) error {
-		a = AuthAttempt{}
+		a, expired = AuthAttempt{}, false
 		if err := getJSON(tx, authAttemptKey(id), &a); err != nil {
 			return err
 		}
 		if a.AgentID != agentID {
 			return ErrNotFound
 		}
-		if err := tx.Delete(authAttemptKey(id)); err != nil {
-			return err
-		}
-		if !now.Before(a.ExpiresAt) {
-			return errAttemptExpired
-		}
-		return nil
+		// An expired attempt is deleted too, and reported absent.
+		expired = !now.Before(a.ExpiresAt)
+		return tx.Delete(authAttemptKey(id))
 	})
-	if errors.Is(err, errAttemptExpired) {
-		// The expired record is gone too: commit the delete, report absent.
-		_ = s.store.Update(ctx, func(tx Tx) error { return tx.Delete(authAttemptKey(id)) })
+	if err == nil && expired {
 		err = ErrNotFound
 	}
 	if err != nil {
@@ -86,8 +81,6 @@ func (s *Service) TakeAuthAttempt(ctx context.Context, agentID, id string) (Auth
 	}
 	return a, nil
 }
-
-var errAttemptExpired = errors.New("auth attempt expired")
 
 // PurgeExpiredAuthState deletes expired REST attempts and challenge
 // sessions that nobody came back for. It returns how many it deleted.
