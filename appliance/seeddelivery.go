@@ -191,6 +191,12 @@ func (s *Service) DeliverSeed(ctx context.Context, serial string, req SeedDelive
 			return &ValidationError{Problems: []FieldError{{"password", "required: the profile binds the CTF string to a password"}}}
 		case p.DeliveryMethod == DeliveryCTF && p.CTFBinding == CTFBindingDeviceID && req.DeviceID == "":
 			return &ValidationError{Problems: []FieldError{{"device_id", "required: the profile binds the CTF string to a device"}}}
+		// A password or device id the profile does not use would protect
+		// nothing: refused, so no one believes an unbound seed is bound.
+		case req.Password != "" && p.DeliveryMethod != DeliveryFile && p.CTFBinding != CTFBindingPassword:
+			return &ValidationError{Problems: []FieldError{{"password", "not used by this profile: only a token file or a CTF string bound to a password takes one"}}}
+		case req.DeviceID != "" && p.CTFBinding != CTFBindingDeviceID:
+			return &ValidationError{Problems: []FieldError{{"device_id", "not used by this profile: only a CTF string bound to a device takes one"}}}
 		}
 		old := *t
 		if err := voidCode(tx, t); err != nil {

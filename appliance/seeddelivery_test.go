@@ -152,6 +152,10 @@ func TestDeliverSeedRefusals(t *testing.T) {
 		{name: "no such profile", serial: "160000000000", req: appliance.SeedDeliveryRequest{Profile: "nope"}, err: appliance.ErrNotFound},
 		{name: "password binding without password", serial: "160000000000", req: appliance.SeedDeliveryRequest{Profile: "ctf-pw"}, field: "password"},
 		{name: "device binding without device", serial: "160000000000", req: appliance.SeedDeliveryRequest{Profile: "ctf-dev"}, field: "device_id"},
+		{name: "password for a device-bound CTF", serial: "160000000000", req: appliance.SeedDeliveryRequest{Profile: "ctf-dev",
+			DeviceID: "0123456789abcdef", Password: "unused"}, field: "password"},
+		{name: "device id for a token file", serial: "160000000000", req: appliance.SeedDeliveryRequest{Profile: "file",
+			DeviceID: "0123456789abcdef"}, field: "device_id"},
 		{name: "password too long", serial: "160000000000", req: appliance.SeedDeliveryRequest{Profile: "file",
 			Password: appliance.Secret(bytes.Repeat([]byte("p"), 41))}, field: "password"},
 	} {
