@@ -8,9 +8,8 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"tokend/ctkip"
+	"tokend/internal/keyedlimit"
 )
 
 // LoginLimits throttles sign-in attempts before any password is hashed:
@@ -57,60 +56,9 @@ const (
 	reasonLimitedAccount = "rate_limited_account"
 )
 
-// buckets is a bounded table of token buckets keyed by client or account.
-type buckets struct {
-	limit rate.Limit
-	burst int
-	max   int
-
-	mu sync.Mutex
-	m  map[string]*rate.Limiter
-}
-
-func newBuckets(r float64, burst, max int) *buckets {
-	return &buckets{limit: rate.Limit(r), burst: burst, max: max, m: map[string]*rate.Limiter{}}
-}
-
-// take spends one attempt of key's bucket; when it is empty it returns
-// false and how long until the next attempt is allowed.
-func (b *buckets) take(key string, now time.Time) (bool, time.Duration) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	l := b.m[key]
-	if l == nil {
-		if len(b.m) >= b.max {
-			b.sweep(now)
-		}
-		l = rate.NewLimiter(b.limit, b.burst)
-		b.m[key] = l
-	}
-	if l.AllowN(now, 1) {
-		return true, 0
-	}
-	wait := time.Duration((1 - l.TokensAt(now)) / float64(b.limit) * float64(time.Second))
-	return false, wait
-}
-
-// sweep drops full buckets (they carry no information); if the table is
-// still full it drops arbitrary ones, so memory stays bounded whatever the
-// number of keys an attacker invents.
-func (b *buckets) sweep(now time.Time) {
-	for k, l := range b.m {
-		if l.TokensAt(now) >= float64(b.burst) {
-			delete(b.m, k)
-		}
-	}
-	for k := range b.m {
-		if len(b.m) < b.max {
-			break
-		}
-		delete(b.m, k)
-	}
-}
-
 // loginLimiter holds both tables and the rate-limited log of refusals.
 type loginLimiter struct {
-	clients, accounts *buckets
+	clients, accounts *keyedlimit.Table
 	rec               SignInRecorder
 	log               *slog.Logger
 
@@ -121,19 +69,19 @@ type loginLimiter struct {
 
 func newLoginLimiter(l LoginLimits, rec SignInRecorder, log *slog.Logger) *loginLimiter {
 	l = l.withDefaults()
-	return &loginLimiter{clients: newBuckets(l.RatePerClient, l.BurstPerClient, l.MaxTracked),
-		accounts: newBuckets(l.RatePerAccount, l.BurstPerAccount, l.MaxTracked), rec: rec, log: log, refused: map[string]int{}}
+	return &loginLimiter{clients: keyedlimit.New(l.RatePerClient, l.BurstPerClient, l.MaxTracked),
+		accounts: keyedlimit.New(l.RatePerAccount, l.BurstPerAccount, l.MaxTracked), rec: rec, log: log, refused: map[string]int{}}
 }
 
 // allow spends an attempt of the client's and then of the account's
 // bucket. The account is charged only when the client may try, so one
 // address cannot fill the account table with invented names.
 func (l *loginLimiter) allow(remoteAddr, name string, now time.Time) (bool, time.Duration) {
-	if ok, wait := l.clients.take(ctkip.ClientPrefix(remoteAddr), now); !ok {
+	if ok, wait := l.clients.Take(ctkip.ClientPrefix(remoteAddr), now); !ok {
 		l.refuse(reasonLimitedClient, now)
 		return false, wait
 	}
-	if ok, wait := l.accounts.take(accountKey(name), now); !ok {
+	if ok, wait := l.accounts.Take(accountKey(name), now); !ok {
 		l.refuse(reasonLimitedAccount, now)
 		return false, wait
 	}

@@ -16,10 +16,10 @@ func TestLoginLimiterBounded(t *testing.T) {
 	for i := range 10_000 {
 		l.allow(fmt.Sprintf("[2001:db8:%x::1]:1", i), fmt.Sprintf("name%d", i), now)
 	}
-	if n := len(l.clients.m); n > 50 {
+	if n := l.clients.Len(); n > 50 {
 		t.Fatalf("%d client buckets, want at most 50", n)
 	}
-	if n := len(l.accounts.m); n > 50 {
+	if n := l.accounts.Len(); n > 50 {
 		t.Fatalf("%d account buckets, want at most 50", n)
 	}
 	for i, want := range []bool{true, true, false} { // burst 2, then empty for the whole /64

@@ -14,6 +14,7 @@ import (
 	"tokend/appliance"
 	"tokend/appliance/metrics"
 	"tokend/ctkip"
+	"tokend/internal/keyedlimit"
 )
 
 // newCTKIPServer wires the CT-KIP door onto the Service: the adapter below
@@ -96,14 +97,12 @@ func (r ctkipRecorder) Exchange(d time.Duration) { r.m.CTKIPExchange(d) }
 // client's own bucket can stop its code being checked, so guessers
 // elsewhere never lock out a device holding a valid code.
 type guessLimiter struct {
-	perClient rate.Limit
-	burst     int
-	total     *rate.Limiter
-	now       func() time.Time
-	log       *slog.Logger
+	clients *keyedlimit.Table
+	total   *rate.Limiter
+	now     func() time.Time
+	log     *slog.Logger
 
 	mu       sync.Mutex
-	clients  map[string]*rate.Limiter
 	over     int       // failures over the total budget since the last warning
 	nextWarn time.Time // no warning before this
 }
@@ -118,64 +117,34 @@ func newGuessLimiter(perClient float64, burst int, total float64, totalBurst int
 	if now == nil {
 		now = time.Now
 	}
-	return &guessLimiter{perClient: rate.Limit(perClient), burst: burst, total: rate.NewLimiter(rate.Limit(total), totalBurst),
-		now: now, log: log, clients: map[string]*rate.Limiter{}}
+	return &guessLimiter{clients: keyedlimit.New(perClient, burst, maxTrackedClients),
+		total: rate.NewLimiter(rate.Limit(total), totalBurst), now: now, log: log}
 }
 
 // Allow lets a client's code be checked while its own bucket has a token;
 // the total budget is not consulted (ctkip.Limiter).
 func (g *guessLimiter) Allow(client string) bool {
-	now := g.now()
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	l := g.clients[client]
-	return l == nil || l.TokensAt(now) >= 1
+	return g.clients.Allows(client, g.now())
 }
 
 // Fail charges a failed check to the client and to the total budget, and
 // reports whether the total budget had room.
 func (g *guessLimiter) Fail(client string) bool {
 	now := g.now()
-	g.mu.Lock()
-	l := g.clients[client]
-	if l == nil {
-		g.prune(now)
-		l = rate.NewLimiter(g.perClient, g.burst)
-		g.clients[client] = l
+	g.clients.Take(client, now)
+	if g.total.AllowN(now, 1) {
+		return true
 	}
-	l.AllowN(now, 1)
-	ok := g.total.AllowN(now, 1)
 	var over int
-	if !ok {
-		g.over++
-		if !now.Before(g.nextWarn) {
-			over, g.over, g.nextWarn = g.over, 0, now.Add(overBudgetWarnEvery)
-		}
+	g.mu.Lock()
+	g.over++
+	if !now.Before(g.nextWarn) {
+		over, g.over, g.nextWarn = g.over, 0, now.Add(overBudgetWarnEvery)
 	}
 	g.mu.Unlock()
 	if over > 0 {
 		g.log.Warn("CT-KIP failed activation-code checks exceed the total budget: refusals are answered rate-limited "+
 			"and not audited; valid codes still provision", "failures_over_budget", over, "example_client", client)
 	}
-	return ok
-}
-
-// prune keeps the table bounded when it is full: full buckets carry no
-// information and go first; if that frees too little, arbitrary ones go
-// (map order), which only forgives some clients some failures.
-func (g *guessLimiter) prune(now time.Time) {
-	if len(g.clients) < maxTrackedClients {
-		return
-	}
-	for k, v := range g.clients {
-		if v.TokensAt(now) >= float64(g.burst) {
-			delete(g.clients, k)
-		}
-	}
-	for k := range g.clients {
-		if len(g.clients) < maxTrackedClients*9/10 {
-			break
-		}
-		delete(g.clients, k)
-	}
+	return false
 }
