@@ -642,7 +642,7 @@ func (s *Service) commitDecision(ctx context.Context, st authState, req AuthRequ
 				dd = decision{result: AuthReject, detail: ReasonReplay, emergencyIdx: -1}
 			}
 		}
-		if req.Session != "" && dd.result != AuthReject && dd.detail != ReasonLocked {
+		if req.Session != "" && dd.result != AuthReject {
 			// A challenge session is single use: a concurrent follow-up
 			// that already consumed it wins, this one is refused.
 			if ok, err := exists(tx, authSessionKey(req.Session)); err != nil {
