@@ -19,12 +19,6 @@ import (
 	"tokend/internal/accesslog"
 )
 
-// The agents' doors are adapters onto the one Service.
-var (
-	_ radius.Service  = (*appliance.Service)(nil)
-	_ rsarest.Service = (*appliance.Service)(nil)
-)
-
 // purgeEvery is how often expired REST attempts and challenge sessions are
 // deleted.
 const purgeEvery = 5 * time.Minute

@@ -19,6 +19,8 @@ import (
 
 	"tokend/admin"
 	"tokend/admin/console"
+	"tokend/agents/radius"
+	"tokend/agents/rsarest"
 	"tokend/appliance"
 	"tokend/appliance/internal/boltstore"
 	"tokend/appliance/metrics"
@@ -27,11 +29,14 @@ import (
 	"tokend/sync/scim"
 )
 
-// The admin API and the SCIM endpoint are doors onto the one Service.
+// The admin API, the console, the SCIM endpoint and the agents' doors are
+// adapters onto the one Service.
 var (
 	_ admin.Service   = (*appliance.Service)(nil)
 	_ scim.Service    = (*appliance.Service)(nil)
 	_ console.Service = (*appliance.Service)(nil)
+	_ radius.Service  = (*appliance.Service)(nil)
+	_ rsarest.Service = (*appliance.Service)(nil)
 )
 
 // syncTick is how often due identity-source syncs are looked for.
