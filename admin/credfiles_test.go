@@ -1,127 +1,21 @@
 package admin
 
 import (
-	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"io"
-	"log/slog"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"tokend/appliance"
-	"tokend/appliance/appliancetest"
+	"tokend/internal/credtest"
 )
 
 // daemonSecret stands for the master key: bytes the daemon can read that
 // no API caller may ever get.
 const daemonSecret = "MASTER-KEY-feedface0123456789-never-sent"
-
-// newEnvWithCredentialsDir is newEnv with the Service's credentials
-// directory set, as identity_sources.credentials_dir does.
-func newEnvWithCredentialsDir(t *testing.T, dir string) *env {
-	t.Helper()
-	clk := &clock{t: epoch}
-	logs := &syncBuffer{}
-	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	svc := appliancetest.Service(t, appliance.Config{CTKIPURL: testCTKIPURL, Logger: logger, Now: clk.Now, CredentialsDir: dir})
-	rec := &recorder{}
-	e := &env{t: t, svc: svc, srv: New(svc, Options{Logger: logger, Now: clk.Now, Metrics: rec, AccessLog: true}),
-		clock: clk, logs: logs, metrics: rec, tok: map[string]string{}}
-	for _, role := range []string{appliance.RoleSuperAdmin, appliance.RoleAuditor} {
-		_, secret, err := svc.CreateAPIToken(context.Background(), "test-"+role, role)
-		if err != nil {
-			t.Fatal(err)
-		}
-		e.tok[role] = secret.Reveal()
-	}
-	return e
-}
-
-// ldapListener is the attacker's "LDAP server": it counts connections and
-// keeps every byte.
-type ldapListener struct {
-	ln    net.Listener
-	mu    sync.Mutex
-	conns int
-	got   strings.Builder
-}
-
-func newLDAPListener(t *testing.T) *ldapListener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := &ldapListener{ln: ln}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				b, _ := io.ReadAll(c)
-				l.mu.Lock()
-				l.conns++
-				l.got.Write(b)
-				l.mu.Unlock()
-			}()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	return l
-}
-
-func (l *ldapListener) seen() (int, string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.conns, l.got.String()
-}
-
-func selfSignedPEM(t *testing.T) string {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "corp CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
-		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-}
-
-func writeTestFile(t *testing.T, path, content string) string {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
 
 func attackBody(url string, ldap map[string]any) map[string]any {
 	l := map[string]any{"url": url, "bind_dn": "cn=x,dc=evil", "base_dn": "dc=evil"}
@@ -137,10 +31,10 @@ func attackBody(url string, ldap map[string]any) map[string]any {
 // directory configured (the default) every file path is refused with 400,
 // nothing is stored, and the server never hears from tokend.
 func TestIdentitySourceFilePathsRefused(t *testing.T) {
-	secret := writeTestFile(t, filepath.Join(t.TempDir(), "master.key"), daemonSecret)
+	secret := credtest.WriteFile(t, filepath.Join(t.TempDir(), "master.key"), daemonSecret)
 	e := newEnv(t)
 	existing := e.createSource(ldapSourceBody("Corp AD"))
-	evil := newLDAPListener(t)
+	evil := credtest.NewRecorder(t)
 	const detailPW = "file paths are only accepted when the configuration file sets identity_sources.credentials_dir; send the password as bind_password"
 	const detailCA = "file paths are only accepted when the configuration file sets identity_sources.credentials_dir; send the CA certificates as ca_pem"
 	tests := []struct {
@@ -162,7 +56,7 @@ func TestIdentitySourceFilePathsRefused(t *testing.T) {
 			{"POST", "/api/v1/identity-sources"}, {"PUT", "/api/v1/identity-sources/" + existing.ID},
 		} {
 			t.Run(tt.name+" "+m.method, func(t *testing.T) {
-				w := e.call(m.method, m.path, attackBody("ldap://"+evil.ln.Addr().String(), tt.ldap))
+				w := e.call(m.method, m.path, attackBody(evil.URL(), tt.ldap))
 				p := wantProblem(t, w, http.StatusBadRequest, CodeInvalidRequest)
 				if diff := cmp.Diff(tt.want, p.Errors); diff != "" {
 					t.Errorf("problems (-want +got):\n%s", diff)
@@ -178,7 +72,7 @@ func TestIdentitySourceFilePathsRefused(t *testing.T) {
 	if len(list.Items) != 1 || list.Items[0].ID != existing.ID || list.Items[0].LDAP.BindPasswordFile != "" || list.Items[0].LDAP.CAFile != "" {
 		t.Fatalf("a refused request changed the sources: %+v", list.Items)
 	}
-	if n, got := evil.seen(); n != 0 || got != "" {
+	if n, got := evil.Seen(); n != 0 || got != "" {
 		t.Fatalf("the attacker's server was reached: %d connections, %q", n, got)
 	}
 	if strings.Contains(e.logs.String(), daemonSecret) {
@@ -191,21 +85,14 @@ func TestIdentitySourceFilePathsRefused(t *testing.T) {
 // refused, and a probe cannot tell a missing file from one that is not
 // PEM or is outside: the answers are byte for byte the same.
 func TestIdentitySourceCredentialFiles(t *testing.T) {
-	base := t.TempDir()
-	dir, outside := filepath.Join(base, "ldap"), filepath.Join(base, "lib")
-	for _, d := range []string{dir, outside} {
-		if err := os.Mkdir(d, 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	secret := writeTestFile(t, filepath.Join(outside, "master.key"), daemonSecret)
-	pwFile := writeTestFile(t, filepath.Join(dir, "bind.pw"), bindPassword+"\n")
-	caFile := writeTestFile(t, filepath.Join(dir, "ca.pem"), selfSignedPEM(t))
-	writeTestFile(t, filepath.Join(dir, "notes.txt"), "not a certificate\n")
+	dir, _, secret := credtest.Dirs(t, daemonSecret)
+	pwFile := credtest.WriteFile(t, filepath.Join(dir, "bind.pw"), bindPassword+"\n")
+	caFile := credtest.WriteFile(t, filepath.Join(dir, "ca.pem"), credtest.CAPEM(t, "corp CA"))
+	credtest.WriteFile(t, filepath.Join(dir, "notes.txt"), "not a certificate\n")
 	if err := os.Symlink(secret, filepath.Join(dir, "link")); err != nil {
 		t.Fatal(err)
 	}
-	e := newEnvWithCredentialsDir(t, dir)
+	e := newEnvWithConfig(t, appliance.Config{CredentialsDir: dir})
 
 	// Files inside are accepted and shown as given; a password file
 	// replaces a stored password.
@@ -226,7 +113,7 @@ func TestIdentitySourceCredentialFiles(t *testing.T) {
 		path  string
 	}{
 		{"password file outside", "bind_password_file", secret},
-		{"password file through ..", "bind_password_file", dir + "/../lib/master.key"},
+		{"password file through ..", "bind_password_file", dir + "/../outside/master.key"},
 		{"password file through a symlink out", "bind_password_file", filepath.Join(dir, "link")},
 		{"password file missing", "bind_password_file", filepath.Join(dir, "nope")},
 		{"password file the directory", "bind_password_file", dir},
@@ -245,7 +132,7 @@ func TestIdentitySourceCredentialFiles(t *testing.T) {
 	// ca_file probes: every answer is the same bytes.
 	var first string
 	for _, probe := range []string{filepath.Join(dir, "nope"), filepath.Join(dir, "notes.txt"), secret,
-		filepath.Join(dir, "link"), "/etc/passwd", "/nonexistent/x", dir + "/../lib/master.key"} {
+		filepath.Join(dir, "link"), "/etc/passwd", "/nonexistent/x", dir + "/../outside/master.key"} {
 		w := e.call("POST", "/api/v1/identity-sources", attackBody("ldap://127.0.0.1:1", map[string]any{"bind_password": "p", "ca_file": probe}))
 		p := wantProblem(t, w, http.StatusBadRequest, CodeInvalidRequest)
 		if diff := cmp.Diff([]FieldProblem{{"ldap.ca_file", appliance.ErrCAFile.Error()}}, p.Errors); diff != "" {
@@ -266,7 +153,7 @@ func TestIdentitySourceCredentialFiles(t *testing.T) {
 // and shown back as sent; the bind password beside it never comes back.
 func TestIdentitySourceCAPEM(t *testing.T) {
 	e := newEnv(t)
-	ca := selfSignedPEM(t)
+	ca := credtest.CAPEM(t, "corp CA")
 	body := ldapSourceBody("Corp AD")
 	body["ldap"].(map[string]any)["ca_pem"] = ca
 	w := e.call("POST", "/api/v1/identity-sources", body)

@@ -92,10 +92,18 @@ type envOption func(*Options)
 // admin Server in front of it, with one API token per role.
 func newEnv(t *testing.T, opts ...envOption) *env {
 	t.Helper()
+	return newEnvWithConfig(t, appliance.Config{}, opts...)
+}
+
+// newEnvWithConfig is newEnv over a Service built from cfg, with the
+// environment's CTKIPURL, Logger and Now set in it.
+func newEnvWithConfig(t *testing.T, cfg appliance.Config, opts ...envOption) *env {
+	t.Helper()
 	clk := &clock{t: epoch}
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	svc := appliancetest.Service(t, appliance.Config{CTKIPURL: testCTKIPURL, Logger: logger, Now: clk.Now})
+	cfg.CTKIPURL, cfg.Logger, cfg.Now = testCTKIPURL, logger, clk.Now
+	svc := appliancetest.Service(t, cfg)
 	rec := &recorder{}
 	o := Options{Logger: logger, Now: clk.Now, Metrics: rec, AccessLog: true}
 	for _, f := range opts {

@@ -2,51 +2,22 @@ package appliance_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"tokend/appliance"
 	"tokend/appliance/appliancetest"
+	"tokend/internal/credtest"
 )
 
 // testCAPEM returns a self-signed CA certificate in PEM.
-func testCAPEM(t *testing.T) string {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
-		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-}
-
-func write(t *testing.T, path, content string) string {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
+func testCAPEM(t *testing.T) string { return credtest.CAPEM(t, "test CA") }
 
 // credFixture is a credentials directory beside an outside directory that
 // holds a secret, the way /etc/tokend/ldap sits beside the master key.
@@ -58,18 +29,12 @@ const outsideSecret = "0123456789abcdef-MASTER-KEY-BYTES"
 
 func newCredFixture(t *testing.T) credFixture {
 	t.Helper()
-	base := t.TempDir()
-	f := credFixture{dir: filepath.Join(base, "creds"), outside: filepath.Join(base, "outside")}
-	for _, d := range []string{f.dir, f.outside} {
-		if err := os.Mkdir(d, 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	f.secret = write(t, filepath.Join(f.outside, "master.key"), outsideSecret)
-	f.ca = write(t, filepath.Join(f.dir, "ca.pem"), testCAPEM(t))
-	f.pw = write(t, filepath.Join(f.dir, "bind.pw"), "inside-Pa55\n")
-	write(t, filepath.Join(f.dir, "notpem"), "just text\n")
-	write(t, filepath.Join(f.dir, "empty"), "\n")
+	var f credFixture
+	f.dir, f.outside, f.secret = credtest.Dirs(t, outsideSecret)
+	f.ca = credtest.WriteFile(t, filepath.Join(f.dir, "ca.pem"), testCAPEM(t))
+	f.pw = credtest.WriteFile(t, filepath.Join(f.dir, "bind.pw"), "inside-Pa55\n")
+	credtest.WriteFile(t, filepath.Join(f.dir, "notpem"), "just text\n")
+	credtest.WriteFile(t, filepath.Join(f.dir, "empty"), "\n")
 	if err := os.Symlink(f.secret, filepath.Join(f.dir, "link-out")); err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +106,7 @@ func TestCredentialFileErrorsAreIdentical(t *testing.T) {
 	probes := []string{filepath.Join(f.dir, "nope"), filepath.Join(f.dir, "notpem"), f.secret, f.dir,
 		filepath.Join(f.dir, "link-out"), filepath.Join(f.dir, "empty"), "/etc/passwd"}
 	if os.Geteuid() != 0 { // root reads a mode-0 file
-		unreadable := write(t, filepath.Join(f.dir, "unreadable"), "x")
+		unreadable := credtest.WriteFile(t, filepath.Join(f.dir, "unreadable"), "x")
 		if err := os.Chmod(unreadable, 0); err != nil {
 			t.Fatal(err)
 		}

@@ -4,73 +4,18 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"tokend/appliance"
 	"tokend/appliance/appliancetest"
 	"tokend/appliance/memstore"
+	"tokend/internal/credtest"
 )
-
-// recorder is an "LDAP server" an attacker runs: it accepts connections
-// and keeps every byte it is sent.
-type recorder struct {
-	ln    net.Listener
-	mu    sync.Mutex
-	conns int
-	got   bytes.Buffer
-	wg    sync.WaitGroup
-}
-
-func newRecorder(t *testing.T) *recorder {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &recorder{ln: ln}
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			r.mu.Lock()
-			r.conns++
-			r.mu.Unlock()
-			r.wg.Add(1)
-			go func() {
-				defer r.wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				b, _ := io.ReadAll(c)
-				r.mu.Lock()
-				r.got.Write(b)
-				r.mu.Unlock()
-			}()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); r.wg.Wait() })
-	return r
-}
-
-func (r *recorder) url() string { return "ldap://" + r.ln.Addr().String() }
-
-// seen returns the connections and bytes received so far.
-func (r *recorder) seen() (int, string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.conns, r.got.String()
-}
 
 const masterKeyBytes = "MASTER-KEY-0123456789abcdef-must-never-leave"
 
@@ -80,17 +25,7 @@ const masterKeyBytes = "MASTER-KEY-0123456789abcdef-must-never-leave"
 // credentials directory, the sync refuses before dialling, the server
 // receives nothing, and the error is the same whether the file exists.
 func TestCredentialFilesNeverLeaveTheDirectory(t *testing.T) {
-	base := t.TempDir()
-	creds, outside := filepath.Join(base, "creds"), filepath.Join(base, "outside")
-	for _, d := range []string{creds, outside} {
-		if err := os.Mkdir(d, 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	secret := filepath.Join(outside, "master.key")
-	if err := os.WriteFile(secret, []byte(masterKeyBytes), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	creds, outside, secret := credtest.Dirs(t, masterKeyBytes)
 	if err := os.Symlink(secret, filepath.Join(creds, "link-out")); err != nil {
 		t.Fatal(err)
 	}
@@ -116,9 +51,9 @@ func TestCredentialFilesNeverLeaveTheDirectory(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rec := newRecorder(t)
+			rec := credtest.NewRecorder(t)
 			var logs bytes.Buffer
-			cfg := Config{URL: rec.url(), StartTLS: tt.caFile != "", CAFile: tt.caFile, BindDN: "cn=reader,dc=x",
+			cfg := Config{URL: rec.URL(), StartTLS: tt.caFile != "", CAFile: tt.caFile, BindDN: "cn=reader,dc=x",
 				BindPasswordFile: tt.pwFile, BaseDN: "dc=x", CredentialsDir: tt.dir, Timeout: 2 * time.Second}
 			if tt.pwFile == "" {
 				cfg.BindPassword = "inline"
@@ -130,7 +65,7 @@ func TestCredentialFilesNeverLeaveTheDirectory(t *testing.T) {
 			if !errors.Is(err, appliance.ErrCredentialFile) {
 				t.Errorf("%v is not ErrCredentialFile", err)
 			}
-			if n, got := rec.seen(); n != 0 || got != "" {
+			if n, got := rec.Seen(); n != 0 || got != "" {
 				t.Fatalf("the server was reached: %d connections, %q", n, got)
 			}
 			if strings.Contains(logs.String(), masterKeyBytes) {
@@ -147,17 +82,7 @@ func TestCredentialFilesNeverLeaveTheDirectory(t *testing.T) {
 // the file back in place the password does reach the server, so the
 // recorder can tell.
 func TestStoredSourceFilesRecheckedAtSync(t *testing.T) {
-	base := t.TempDir()
-	creds, outside := filepath.Join(base, "creds"), filepath.Join(base, "outside")
-	for _, d := range []string{creds, outside} {
-		if err := os.Mkdir(d, 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	secret := filepath.Join(outside, "master.key")
-	if err := os.WriteFile(secret, []byte(masterKeyBytes), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	creds, _, secret := credtest.Dirs(t, masterKeyBytes)
 	const inside = "inside-Bind-Pa55"
 	real := filepath.Join(creds, "real.pw")
 	if err := os.WriteFile(real, []byte(inside+"\n"), 0o600); err != nil {
@@ -174,9 +99,9 @@ func TestStoredSourceFilesRecheckedAtSync(t *testing.T) {
 	t.Cleanup(func() { store.Close() })
 	svc := appliancetest.Service(t, appliance.Config{Store: store, Sealer: sealer, CredentialsDir: creds})
 	ctx := context.Background()
-	rec := newRecorder(t)
+	rec := credtest.NewRecorder(t)
 	src, _, err := svc.CreateIdentitySource(ctx, appliance.IdentitySource{Name: "corp", Type: appliance.SourceTypeLDAP,
-		LDAP: &appliance.LDAPSourceConfig{URL: rec.url(), BindDN: "cn=reader,dc=x", BindPasswordFile: link, BaseDN: "dc=x"}})
+		LDAP: &appliance.LDAPSourceConfig{URL: rec.URL(), BindDN: "cn=reader,dc=x", BindPasswordFile: link, BaseDN: "dc=x"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +137,7 @@ func TestStoredSourceFilesRecheckedAtSync(t *testing.T) {
 	if err := syncWith(noDir); !errors.Is(err, appliance.ErrCredentialFile) {
 		t.Fatalf("no credentials dir: %v, want ErrCredentialFile", err)
 	}
-	if n, got := rec.seen(); n != 0 || got != "" {
+	if n, got := rec.Seen(); n != 0 || got != "" {
 		t.Fatalf("the server was reached: %d connections, %q", n, got)
 	}
 
@@ -222,16 +147,16 @@ func TestStoredSourceFilesRecheckedAtSync(t *testing.T) {
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		if _, got := rec.seen(); strings.Contains(got, inside) {
+		if _, got := rec.Seen(); strings.Contains(got, inside) {
 			break
 		}
 		if time.Now().After(deadline) {
-			n, got := rec.seen()
+			n, got := rec.Seen()
 			t.Fatalf("control: the inside password never reached the server (%d connections, %q)", n, got)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if _, got := rec.seen(); strings.Contains(got, masterKeyBytes) {
+	if _, got := rec.Seen(); strings.Contains(got, masterKeyBytes) {
 		t.Fatal("the secret reached the server")
 	}
 }

@@ -1,66 +1,15 @@
 package main
 
 import (
-	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"tokend/internal/credtest"
 )
-
-// evilLDAP is the attacker's "LDAP server": it keeps every byte sent to it.
-type evilLDAP struct {
-	ln    net.Listener
-	mu    sync.Mutex
-	conns int
-	got   strings.Builder
-}
-
-func newEvilLDAP(t *testing.T) *evilLDAP {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := &evilLDAP{ln: ln}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				// Never answer: the bind request is all an attacker needs.
-				_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-				b, _ := io.ReadAll(c)
-				l.mu.Lock()
-				l.conns++
-				l.got.Write(b)
-				l.mu.Unlock()
-			}()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	return l
-}
-
-func (l *evilLDAP) url() string { return "ldap://" + l.ln.Addr().String() }
-
-func (l *evilLDAP) seen() (int, string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.conns, l.got.String()
-}
 
 type problemBody struct {
 	Code   string `json:"code"`
@@ -86,7 +35,7 @@ func TestIdentitySourceFileExfiltration(t *testing.T) {
 		t.Fatal(err)
 	}
 	keyText := strings.TrimSpace(string(key))
-	evil := newEvilLDAP(t)
+	evil := credtest.NewRecorder(t)
 
 	for _, tc := range []struct{ name, field, path string }{
 		{"master key as bind password", "bind_password_file", filepath.Join(dir, "master.key")},
@@ -95,7 +44,7 @@ func TestIdentitySourceFileExfiltration(t *testing.T) {
 		{"ca_file probe of a missing file", "ca_file", filepath.Join(dir, "nope")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			l := map[string]any{"url": evil.url(), "bind_dn": "cn=x,dc=evil", "base_dn": "dc=evil", tc.field: tc.path}
+			l := map[string]any{"url": evil.URL(), "bind_dn": "cn=x,dc=evil", "base_dn": "dc=evil", tc.field: tc.path}
 			if tc.field == "ca_file" {
 				l["bind_password"] = "p"
 			}
@@ -122,11 +71,11 @@ func TestIdentitySourceFileExfiltration(t *testing.T) {
 		ID string `json:"id"`
 	}
 	in.json(t, "POST", "/api/v1/identity-sources", map[string]any{"name": "control", "type": "ldap",
-		"ldap": map[string]any{"url": evil.url(), "bind_dn": "cn=x,dc=evil", "bind_password": "inline-Control-pw", "base_dn": "dc=evil"}},
+		"ldap": map[string]any{"url": evil.URL(), "bind_dn": "cn=x,dc=evil", "bind_password": "inline-Control-pw", "base_dn": "dc=evil"}},
 		http.StatusCreated, &src)
 	in.call(t, "POST", "/api/v1/identity-sources/"+src.ID+"/sync", "", nil, http.StatusBadGateway, nil)
-	waitFor(t, func() bool { _, got := evil.seen(); return strings.Contains(got, "inline-Control-pw") })
-	if _, got := evil.seen(); strings.Contains(got, keyText) {
+	waitFor(t, func() bool { _, got := evil.Seen(); return strings.Contains(got, "inline-Control-pw") })
+	if _, got := evil.Seen(); strings.Contains(got, keyText) {
 		t.Fatal("the master key reached the attacker")
 	}
 	if strings.Contains(in.logs.String(), keyText) {
@@ -157,7 +106,7 @@ func TestIdentitySourceCredentialsDirEndToEnd(t *testing.T) {
 	if err := os.WriteFile(conf, []byte("identity_sources:\n  credentials_dir: "+creds+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	evil := newEvilLDAP(t)
+	evil := credtest.NewRecorder(t)
 	in := startTokend(t, dir, "--config", conf)
 	key, err := os.ReadFile(filepath.Join(dir, "master.key"))
 	if err != nil {
@@ -168,7 +117,7 @@ func TestIdentitySourceCredentialsDirEndToEnd(t *testing.T) {
 	// Outside the directory: refused even now.
 	var p problemBody
 	in.json(t, "POST", "/api/v1/identity-sources", map[string]any{"name": "evil", "type": "ldap", "ldap": map[string]any{
-		"url": evil.url(), "bind_dn": "cn=x,dc=evil", "base_dn": "dc=evil", "bind_password_file": filepath.Join(dir, "master.key")}},
+		"url": evil.URL(), "bind_dn": "cn=x,dc=evil", "base_dn": "dc=evil", "bind_password_file": filepath.Join(dir, "master.key")}},
 		http.StatusBadRequest, &p)
 	if len(p.Errors) != 1 || p.Errors[0].Reason != "not usable (must be a readable, non-empty file inside credentials_dir)" {
 		t.Fatalf("outside: %+v", p)
@@ -177,7 +126,7 @@ func TestIdentitySourceCredentialsDirEndToEnd(t *testing.T) {
 		ID string `json:"id"`
 	}
 	in.json(t, "POST", "/api/v1/identity-sources", map[string]any{"name": "corp", "type": "ldap", "ldap": map[string]any{
-		"url": evil.url(), "bind_dn": "cn=x,dc=evil", "base_dn": "dc=evil", "bind_password_file": link}},
+		"url": evil.URL(), "bind_dn": "cn=x,dc=evil", "base_dn": "dc=evil", "bind_password_file": link}},
 		http.StatusCreated, &src)
 
 	const wantErr = "ldap: bind_password_file: not usable (must be a readable, non-empty file inside credentials_dir)"
@@ -197,7 +146,7 @@ func TestIdentitySourceCredentialsDirEndToEnd(t *testing.T) {
 		if len(runs.Items) == 0 || runs.Items[0].Error != wantErr {
 			t.Fatalf("runs: %+v", runs)
 		}
-		if n, got := evil.seen(); n != 0 || got != "" {
+		if n, got := evil.Seen(); n != 0 || got != "" {
 			t.Fatalf("the server was reached: %d connections, %q", n, got)
 		}
 	}
