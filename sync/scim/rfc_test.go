@@ -1,9 +1,6 @@
 package scim_test
 
 import (
-	"bytes"
-	"encoding/json"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -291,34 +288,7 @@ func TestMultiValuedPrimary(t *testing.T) {
 // doH is e.do with request headers.
 func (e *env) doH(t *testing.T, method, path, body string, hdr map[string]string) (int, map[string]any, http.Header) {
 	t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, e.srv.URL+"/scim/v2"+path, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+e.token)
-	if body != "" {
-		req.Header.Set("Content-Type", "application/scim+json")
-	}
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	resp, err := e.srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	var out map[string]any
-	if len(bytes.TrimSpace(raw)) > 0 {
-		if err := json.Unmarshal(raw, &out); err != nil {
-			t.Fatalf("%s %s: body is not JSON: %q", method, path, raw)
-		}
-	}
-	return resp.StatusCode, out, resp.Header
+	return e.doTokenH(t, e.token, method, path, body, hdr)
 }
 
 // TestETags: If-Match on PUT, PATCH and DELETE is honoured (412 when it

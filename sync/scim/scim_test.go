@@ -69,6 +69,12 @@ func (e *env) do(t testing.TB, method, path, body string) (int, map[string]any, 
 
 func (e *env) doToken(t testing.TB, token, method, path, body string) (int, map[string]any, http.Header) {
 	t.Helper()
+	return e.doTokenH(t, token, method, path, body, nil)
+}
+
+// doTokenH is doToken with request headers.
+func (e *env) doTokenH(t testing.TB, token, method, path, body string, hdr map[string]string) (int, map[string]any, http.Header) {
+	t.Helper()
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
@@ -82,6 +88,9 @@ func (e *env) doToken(t testing.TB, token, method, path, body string) (int, map[
 	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/scim+json")
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
 	}
 	resp, err := e.srv.Client().Do(req)
 	if err != nil {
