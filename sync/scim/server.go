@@ -323,9 +323,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r2.ContentLength = int64(len(body))
 		if r.Method == http.MethodPost && (path == "/.search" || path == "/Users/.search" || path == "/Groups/.search") {
 			get, err := searchAsGet(r2, path, body)
-			var pe *PatchError
-			if errors.As(err, &pe) {
-				writeError(sw, http.StatusBadRequest, pe.ScimType, pe.Detail)
+			if err != nil {
+				scimType, detail := "invalidSyntax", "the body is not a SearchRequest object"
+				var pe *PatchError
+				if errors.As(err, &pe) {
+					scimType, detail = pe.ScimType, pe.Detail
+				}
+				writeError(sw, http.StatusBadRequest, scimType, detail)
 				return
 			}
 			r2 = get
