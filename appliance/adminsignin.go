@@ -94,6 +94,15 @@ func (a *adminSignIn) refused(log *slog.Logger, now time.Time, reason string, au
 	log.Warn("console sign-ins refused (counted, not audited one by one)", slog.Group("refusals", attrs...))
 }
 
+// AdminSignInThrottled counts a sign-in a door refused before asking the
+// Service (its own rate limits; reason is one of its fixed words, such as
+// the console's rate_limited_client and rate_limited_account, never a
+// name): the same metric and once-a-minute warning as the Service's own
+// refusals that are not audited one by one.
+func (s *Service) AdminSignInThrottled(reason string) {
+	s.signIn.refused(s.log, s.now(), reason, false)
+}
+
 // refuseAdmin records a refused sign-in of an existing account: the
 // failure counts toward the lockout, the refusal is audited at most once
 // per account per minute and the lockout once when it starts. Attempts on

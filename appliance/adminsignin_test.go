@@ -222,6 +222,24 @@ func TestAdminSignInFailuresAuditedBoundedly(t *testing.T) {
 	}
 }
 
+// TestAdminSignInThrottled: a door's own refusals are counted with the
+// Service's and leave no audit record.
+func TestAdminSignInThrottled(t *testing.T) {
+	clk := &clock{now: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
+	f := newSignInFixture(t, memstore.New(), testKey(t), clk, appliance.AdminSignInPolicy{})
+	for range 3 {
+		f.svc.AdminSignInThrottled("rate_limited_client")
+	}
+	f.svc.AdminSignInThrottled("rate_limited_account")
+	want := map[string]int{"failure/rate_limited_client": 3, "failure/rate_limited_account": 1}
+	if diff := cmp.Diff(want, f.rec.get()); diff != "" {
+		t.Fatalf("recorded outcomes (-want +got):\n%s", diff)
+	}
+	if got := auditActions(t, f.fixture, "admin.login"); len(got) != 0 {
+		t.Fatalf("admin.login records %v for throttled sign-ins", got)
+	}
+}
+
 // TestArgonPoolBoundsConcurrency runs many real admin sign-ins (64 MiB
 // argon2id each) at once against one slot with a short wait: never more
 // than the budget is in use, and the excess is refused with ErrBusy instead

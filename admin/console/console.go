@@ -21,6 +21,9 @@ import (
 // Service is the part of *appliance.Service the console calls.
 type Service interface {
 	AuthenticateAdmin(ctx context.Context, name, password, passcode string) (appliance.Actor, error)
+	// AdminSignInThrottled counts and logs a sign-in the console's own
+	// limits refused, with the Service's other sign-in refusals.
+	AdminSignInThrottled(reason string)
 	GetAdmin(ctx context.Context, name string) (appliance.AdminAccount, error)
 
 	GetUser(ctx context.Context, id string) (appliance.UserView, error)
@@ -88,9 +91,6 @@ type Options struct {
 	// LoginLimits throttles sign-in attempts per client address and per
 	// account name before any password is hashed.
 	LoginLimits LoginLimits
-	// SignInRecorder counts the console's own sign-in refusals; nil
-	// counts nothing.
-	SignInRecorder SignInRecorder
 }
 
 // Prefix is where the console lives on the admin listener.
@@ -134,7 +134,7 @@ func New(svc Service, opts Options) *Console {
 		max = 8 * time.Hour
 	}
 	c.sessions = newSessions(idle, max, opts.MaxSessions)
-	c.limiter = newLoginLimiter(opts.LoginLimits, opts.SignInRecorder, c.log)
+	c.limiter = newLoginLimiter(opts.LoginLimits, svc.AdminSignInThrottled)
 	c.pages = parsePages()
 	static, err := fs.Sub(assets, "static")
 	if err != nil {

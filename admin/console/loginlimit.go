@@ -1,11 +1,9 @@
 package console
 
 import (
-	"log/slog"
 	"math"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"tokend/ctkip"
@@ -44,33 +42,22 @@ func (l LoginLimits) withDefaults() LoginLimits {
 	return l
 }
 
-// SignInRecorder counts sign-in refusals made by the console itself (the
-// Service counts the rest); *metrics.Metrics implements it.
-type SignInRecorder interface {
-	AdminSignIn(outcome, reason string)
-}
-
 // Reasons of the console's own refusals, for metrics and the log.
 const (
 	reasonLimitedClient  = "rate_limited_client"
 	reasonLimitedAccount = "rate_limited_account"
 )
 
-// loginLimiter holds both tables and the rate-limited log of refusals.
+// loginLimiter holds both tables.
 type loginLimiter struct {
 	clients, accounts *keyedlimit.Table
-	rec               SignInRecorder
-	log               *slog.Logger
-
-	mu       sync.Mutex
-	loggedAt time.Time
-	refused  map[string]int
+	refused           func(reason string) // counts and logs a refusal; may be nil
 }
 
-func newLoginLimiter(l LoginLimits, rec SignInRecorder, log *slog.Logger) *loginLimiter {
+func newLoginLimiter(l LoginLimits, refused func(reason string)) *loginLimiter {
 	l = l.withDefaults()
 	return &loginLimiter{clients: keyedlimit.New(l.RatePerClient, l.BurstPerClient, l.MaxTracked),
-		accounts: keyedlimit.New(l.RatePerAccount, l.BurstPerAccount, l.MaxTracked), rec: rec, log: log, refused: map[string]int{}}
+		accounts: keyedlimit.New(l.RatePerAccount, l.BurstPerAccount, l.MaxTracked), refused: refused}
 }
 
 // allow spends an attempt of the client's and then of the account's
@@ -78,37 +65,23 @@ func newLoginLimiter(l LoginLimits, rec SignInRecorder, log *slog.Logger) *login
 // address cannot fill the account table with invented names.
 func (l *loginLimiter) allow(remoteAddr, name string, now time.Time) (bool, time.Duration) {
 	if ok, wait := l.clients.Take(ctkip.ClientPrefix(remoteAddr), now); !ok {
-		l.refuse(reasonLimitedClient, now)
+		l.refuse(reasonLimitedClient)
 		return false, wait
 	}
 	if ok, wait := l.accounts.Take(accountKey(name), now); !ok {
-		l.refuse(reasonLimitedAccount, now)
+		l.refuse(reasonLimitedAccount)
 		return false, wait
 	}
 	return true, 0
 }
 
-// refuse counts a throttled attempt and logs the tally at most once a
-// minute (never the name or the address: both are the attacker's choice
-// and the name may be a mistyped password).
-func (l *loginLimiter) refuse(reason string, now time.Time) {
-	if l.rec != nil {
-		l.rec.AdminSignIn("failure", reason)
+// refuse reports a throttled attempt by its reason only: never the name
+// or the address (both are the attacker's choice and the name may be a
+// mistyped password).
+func (l *loginLimiter) refuse(reason string) {
+	if l.refused != nil {
+		l.refused(reason)
 	}
-	l.mu.Lock()
-	l.refused[reason]++
-	if !l.loggedAt.IsZero() && now.Sub(l.loggedAt) < time.Minute && !now.Before(l.loggedAt) {
-		l.mu.Unlock()
-		return
-	}
-	attrs := make([]any, 0, 2*len(l.refused))
-	for r, n := range l.refused {
-		attrs = append(attrs, slog.Int(r, n))
-	}
-	clear(l.refused)
-	l.loggedAt = now
-	l.mu.Unlock()
-	l.log.Warn("console sign-ins throttled", slog.Group("refusals", attrs...))
 }
 
 // accountKey folds a name as the Service does and bounds its length.

@@ -2,7 +2,6 @@ package console
 
 import (
 	"fmt"
-	"log/slog"
 	"testing"
 	"time"
 )
@@ -11,8 +10,7 @@ import (
 // tables past MaxTracked, and a client's bucket is shared by its /64.
 func TestLoginLimiterBounded(t *testing.T) {
 	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
-	l := newLoginLimiter(LoginLimits{BurstPerClient: 2, RatePerClient: 0.001, BurstPerAccount: 1000, MaxTracked: 50},
-		nil, slog.New(slog.DiscardHandler))
+	l := newLoginLimiter(LoginLimits{BurstPerClient: 2, RatePerClient: 0.001, BurstPerAccount: 1000, MaxTracked: 50}, nil)
 	for i := range 10_000 {
 		l.allow(fmt.Sprintf("[2001:db8:%x::1]:1", i), fmt.Sprintf("name%d", i), now)
 	}

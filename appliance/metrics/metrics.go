@@ -112,7 +112,7 @@ func (m *Metrics) AuthDecision(result, reason string) {
 }
 
 // AdminSignIn counts one console sign-in outcome
-// (appliance.AdminSignInRecorder and console.SignInRecorder).
+// (appliance.AdminSignInRecorder).
 func (m *Metrics) AdminSignIn(outcome, reason string) {
 	m.adminSignIn.WithLabelValues(outcome, reason).Inc()
 }

@@ -128,7 +128,7 @@ func runServe(ctx context.Context, env *serveEnv) error {
 	}
 	adm.Engine().Any("/scim/v2/*path", gin.WrapH(http.StripPrefix("/scim/v2", sc)))
 	console.New(svc, console.Options{Logger: log, Now: env.Now, Sources: consoleSources{svc: svc, sync: syncs},
-		LoginLimits: consoleLoginLimits(cfg.Console), SignInRecorder: m}).Mount(adm.Engine())
+		LoginLimits: consoleLoginLimits(cfg.Console)}).Mount(adm.Engine())
 
 	ct, err := newCTKIPServer(cfg.CTKIP, svc, key, m, log, env.Now, env.Rand)
 	if err != nil {
