@@ -134,8 +134,8 @@ func importRequest(c *gin.Context, limit int64) (appliance.ImportRequest, error)
 		return appliance.ImportRequest{}, err
 	}
 	req := appliance.ImportRequest{Format: c.Query("format"), OnDuplicate: c.Query("on_duplicate"), Kind: c.Query("kind"),
-		DryRun: dry != nil && *dry, PSKCPassword: c.GetHeader("X-PSKC-Password"),
-		FilePassword: c.GetHeader("X-Token-File-Password"), Body: http.MaxBytesReader(c.Writer, c.Request.Body, limit), MaxSize: limit}
+		DryRun: dry != nil && *dry, PSKCPassword: appliance.Secret(c.GetHeader("X-PSKC-Password")),
+		FilePassword: appliance.Secret(c.GetHeader("X-Token-File-Password")), Body: http.MaxBytesReader(c.Writer, c.Request.Body, limit), MaxSize: limit}
 	if k := c.GetHeader("X-PSKC-Key"); k != "" {
 		key, err := hex.DecodeString(k)
 		if err != nil || len(key) != 16 {

@@ -91,9 +91,9 @@ type ImportRequest struct {
 	Kind         string // overrides the file's token kind when set
 	Body         io.Reader
 	PSKCKey      []byte
-	PSKCPassword string
+	PSKCPassword Secret
 	// FilePassword opens a password-protected RSA token file.
-	FilePassword string
+	FilePassword Secret
 	// MaxSize bounds Body in bytes; 0 means DefaultMaxImportSize.
 	MaxSize int64
 }
@@ -251,9 +251,9 @@ func (s *Service) ImportTokens(ctx context.Context, req ImportRequest) (ImportJo
 		case FormatCSV:
 			return tokenfile.DecodeCSV(f, sink)
 		case FormatRSA:
-			return tokenfile.StreamSDTID(f, tokenfile.SDTIDOptions{Password: req.FilePassword, Kind: req.Kind}, sink)
+			return tokenfile.StreamSDTID(f, tokenfile.SDTIDOptions{Password: req.FilePassword.Reveal(), Kind: req.Kind}, sink)
 		}
-		return tokenfile.StreamPSKC(f, tokenfile.PSKCOptions{Key: req.PSKCKey, Password: req.PSKCPassword, Kind: req.Kind}, sink)
+		return tokenfile.StreamPSKC(f, tokenfile.PSKCOptions{Key: req.PSKCKey, Password: req.PSKCPassword.Reveal(), Kind: req.Kind}, sink)
 	}
 
 	// First pass: the whole file is checked (header, PSKC key and every

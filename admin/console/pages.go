@@ -366,7 +366,8 @@ func (c *Console) importPreview(g *gin.Context) {
 		return
 	}
 	req := appliance.ImportRequest{Format: g.PostForm("format"), OnDuplicate: g.PostForm("on_duplicate"),
-		Kind: g.PostForm("kind"), PSKCPassword: g.PostForm("pskc_password"), FilePassword: g.PostForm("file_password")}
+		Kind: g.PostForm("kind"), PSKCPassword: appliance.Secret(g.PostForm("pskc_password")),
+		FilePassword: appliance.Secret(g.PostForm("file_password"))}
 	if k := strings.TrimSpace(g.PostForm("pskc_key")); k != "" {
 		key, err := hex.DecodeString(k)
 		if err != nil {
