@@ -3,6 +3,8 @@ package admin
 import (
 	"crypto/tls"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -194,6 +196,42 @@ func TestStrictTransportSecurity(t *testing.T) {
 					t.Errorf("Strict-Transport-Security %q, want %q", got, srv.want)
 				}
 			})
+		}
+	}
+}
+
+// TestCheckKeysManyKeys: a map-valued field may hold many keys; a
+// duplicate is found wherever it falls, before or after the check switches
+// from its small array to a set.
+func TestCheckKeysManyKeys(t *testing.T) {
+	object := func(n, dupOf int) []byte {
+		var b strings.Builder
+		b.WriteString(`{"ldap":{"attributes":{`)
+		for i := range n {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, `"k%d":""`, i)
+		}
+		if dupOf >= 0 {
+			fmt.Fprintf(&b, `,"k%d":""`, dupOf)
+		}
+		b.WriteString(`}}}`)
+		return []byte(b.String())
+	}
+	for _, n := range []int{1, 15, 16, 17, 40, 5000} {
+		if err := checkKeys(object(n, -1), &identitySourceRequest{}); err != nil {
+			t.Errorf("%d distinct keys: %v", n, err)
+		}
+		for _, dupOf := range []int{0, 14, 15, 16, n - 1} {
+			if dupOf < 0 || dupOf >= n {
+				continue
+			}
+			err := checkKeys(object(n, dupOf), &identitySourceRequest{})
+			var re *requestError
+			if !errors.As(err, &re) || len(re.p.Errors) != 1 || re.p.Errors[0].Field != fmt.Sprintf("ldap.attributes.k%d", dupOf) {
+				t.Errorf("%d keys, k%d again: %v", n, dupOf, err)
+			}
 		}
 	}
 }

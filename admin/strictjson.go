@@ -202,9 +202,12 @@ func (k *keyScanner) str() (raw []byte, escaped bool) {
 func (k *keyScanner) object(s *keySchema) *keyError {
 	k.i++ // {
 	// Request objects have a handful of keys: a linear look over slices of
-	// the body beats a map and allocates nothing.
+	// the body beats a map and allocates nothing. A map-valued field may
+	// hold thousands of keys, so past len(buf) a set takes over and the
+	// check stays linear in the body.
 	var buf [16][]byte
 	seen := buf[:0]
+	var many map[string]struct{}
 	for {
 		k.ws()
 		if k.i >= len(k.b) || k.b[k.i] == '}' {
@@ -219,12 +222,30 @@ func (k *keyScanner) object(s *keySchema) *keyError {
 				key = []byte(u)
 			}
 		}
-		for _, prev := range seen {
-			if bytes.Equal(prev, key) {
-				return &keyError{path: []string{quoteKey(string(key))}, reason: "duplicate key"}
+		dup := false
+		switch {
+		case many != nil:
+			_, dup = many[string(key)]
+			many[string(key)] = struct{}{}
+		case len(seen) == len(buf):
+			many = make(map[string]struct{}, 2*len(buf))
+			for _, prev := range seen {
+				many[string(prev)] = struct{}{}
 			}
+			_, dup = many[string(key)]
+			many[string(key)] = struct{}{}
+		default:
+			for _, prev := range seen {
+				if bytes.Equal(prev, key) {
+					dup = true
+					break
+				}
+			}
+			seen = append(seen, key)
 		}
-		seen = append(seen, key)
+		if dup {
+			return &keyError{path: []string{quoteKey(string(key))}, reason: "duplicate key"}
+		}
 		var child *keySchema
 		if s != nil {
 			switch {
