@@ -153,8 +153,13 @@ func (s *Service) DeliverSeed(ctx context.Context, serial string, req SeedDelive
 	if len(req.Password) > 40 {
 		v.Add("password", "at most 40 characters")
 	}
-	if len(req.DeviceID) > 64 {
+	switch {
+	case len(req.DeviceID) > 64:
 		v.Add("device_id", "at most 64 characters")
+	case req.DeviceID != "" && !validDeviceID(req.DeviceID):
+		// The key uses only the hex digits: any other character would
+		// be dropped silently and bind the string to another device.
+		v.Add("device_id", "hex digits (the device id the RSA app shows), grouped with '-' or spaces if at all")
 	}
 	if err := v.Err(); err != nil {
 		return SeedDelivery{}, err
@@ -284,6 +289,22 @@ func (s *Service) DeliverSeed(ctx context.Context, serial string, req SeedDelive
 		out.OTPAuthURL = Secret(otpauthURL(issuer, userName, seed, tok.Hash, tok.Digits, tok.Interval))
 	}
 	return out, nil
+}
+
+// validDeviceID reports whether id is hex digits, possibly grouped with
+// '-' or spaces, with at least one digit.
+func validDeviceID(id string) bool {
+	digits := 0
+	for i := 0; i < len(id); i++ {
+		switch c := id[i]; {
+		case c >= '0' && c <= '9', c >= 'a' && c <= 'f', c >= 'A' && c <= 'F':
+			digits++
+		case c == '-', c == ' ':
+		default:
+			return false
+		}
+	}
+	return digits > 0
 }
 
 // otpauthURL builds a Key Uri Format URI: otpauth://totp/ISSUER:ACCOUNT

@@ -156,6 +156,8 @@ func TestDeliverSeedRefusals(t *testing.T) {
 			DeviceID: "0123456789abcdef", Password: "unused"}, field: "password"},
 		{name: "device id for a token file", serial: "160000000000", req: appliance.SeedDeliveryRequest{Profile: "file",
 			DeviceID: "0123456789abcdef"}, field: "device_id"},
+		{name: "device id not hex", serial: "160000000000", req: appliance.SeedDeliveryRequest{Profile: "ctf-dev",
+			DeviceID: "phone-of-alice"}, field: "device_id"},
 		{name: "password too long", serial: "160000000000", req: appliance.SeedDeliveryRequest{Profile: "file",
 			Password: appliance.Secret(bytes.Repeat([]byte("p"), 41))}, field: "password"},
 	} {
