@@ -119,8 +119,8 @@ func (s *Server) importTokens(c *gin.Context) {
 
 // importRequest binds the query, the PSKC secret headers and the raw body.
 func importRequest(c *gin.Context, limit int64) (appliance.ImportRequest, error) {
-	// Refuse a declared oversize body before the Service starts importing:
-	// a body cut off mid-stream would leave the chunks already committed.
+	// Refuse a declared oversize body before the Service spools any of it
+	// (a body over the limit is refused there too, after limit bytes).
 	if c.Request.ContentLength > limit {
 		return appliance.ImportRequest{}, &http.MaxBytesError{Limit: limit}
 	}
