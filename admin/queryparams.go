@@ -80,18 +80,12 @@ func queryParamsOf(doc string) (map[string][]string, error) {
 			if err != nil {
 				return nil, err
 			}
-			out[strings.ToUpper(method)+" "+ginPath] = slices.Sorted(maps.Keys(setOf(append(names, common...))))
+			names = append(names, common...)
+			slices.Sort(names)
+			out[strings.ToUpper(method)+" "+ginPath] = slices.Compact(names)
 		}
 	}
 	return out, nil
-}
-
-func setOf(names []string) map[string]bool {
-	m := make(map[string]bool, len(names))
-	for _, n := range names {
-		m[n] = true
-	}
-	return m
 }
 
 // knownQuery refuses a request whose query string has a parameter not in
