@@ -271,12 +271,12 @@ func (s *Server) observe(c *gin.Context) {
 	start := time.Now()
 	c.Next()
 	d := time.Since(start)
-	route, status := routeOf(c), c.Writer.Status()
+	route, status, method := routeOf(c), c.Writer.Status(), accesslog.Method(c.Request.Method)
 	if s.metrics != nil {
-		s.metrics.ObserveHTTP(route, c.Request.Method, status, d)
+		s.metrics.ObserveHTTP(route, method, status, d)
 	}
 	if s.access != nil {
-		s.access.Request(c.Request.Context(), c.Request.Method, route, status, d, c.Request.RemoteAddr)
+		s.access.Request(c.Request.Context(), method, route, status, d, c.Request.RemoteAddr)
 	}
 }
 

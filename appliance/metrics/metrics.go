@@ -92,7 +92,8 @@ type HTTPRecorder struct {
 }
 
 // ObserveHTTP records one request; route is the matched pattern, never the
-// raw path.
+// raw path, and method one of a closed set (the doors pass accesslog.Method),
+// never the raw one.
 func (h HTTPRecorder) ObserveHTTP(route, method string, status int, d time.Duration) {
 	h.m.httpRequests.WithLabelValues(h.listener, route, method, strconv.Itoa(status)).Inc()
 	h.m.httpDuration.WithLabelValues(h.listener, route, method).Observe(d.Seconds())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"net/http"
 	"sync/atomic"
 	"time"
 
@@ -37,14 +38,15 @@ func New(log *slog.Logger, listener string, perSecond float64, burst int) *Log {
 	return &Log{log: log, listener: listener, lim: rate.NewLimiter(rate.Limit(perSecond), burst)}
 }
 
-// Request logs one handled request, or counts it when over the limit.
+// Request logs one handled request, or counts it when over the limit. The
+// method is logged as Method gives it.
 func (l *Log) Request(ctx context.Context, method, route string, status int, d time.Duration, remote string) {
 	if !l.lim.Allow() {
 		l.suppressed.Add(1)
 		return
 	}
 	attrs := []slog.Attr{
-		slog.String("listener", l.listener), slog.String("method", method), slog.String("route", route),
+		slog.String("listener", l.listener), slog.String("method", Method(method)), slog.String("route", route),
 		slog.Int("status", status), slog.Float64("duration_ms", float64(d.Microseconds())/1000),
 		slog.String("remote", Host(remote)),
 	}
@@ -60,4 +62,17 @@ func Host(addr string) string {
 		return h
 	}
 	return addr
+}
+
+// Method names a request method for a log line or a metric label: one of
+// the methods of RFC 9110 (and PATCH), or "OTHER". A client may send any
+// token as its method, of any length, so the raw one would be an unbounded
+// label and an attacker-sized log field.
+func Method(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:
+		return m
+	}
+	return "OTHER"
 }

@@ -43,3 +43,23 @@ func TestOneFormatAndThrottle(t *testing.T) {
 		t.Fatalf("after the flood: %v", got)
 	}
 }
+
+// TestMethodBounded: a method a client invents is logged as OTHER.
+func TestMethodBounded(t *testing.T) {
+	for in, want := range map[string]string{"GET": "GET", "POST": "POST", "PATCH": "PATCH", "post": "OTHER",
+		"X" + strings.Repeat("A", 4096): "OTHER", "": "OTHER"} {
+		if got := Method(in); got != want {
+			t.Errorf("Method(%.20q) = %q, want %q", in, got, want)
+		}
+	}
+	var buf bytes.Buffer
+	New(slog.New(slog.NewJSONHandler(&buf, nil)), "ctkip", 0, 0).
+		Request(context.Background(), "BREW12345", "/", 405, time.Millisecond, "192.0.2.7:1")
+	var got map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got["method"] != "OTHER" {
+		t.Fatalf("invented method logged as %v", got["method"])
+	}
+}

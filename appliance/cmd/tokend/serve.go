@@ -200,8 +200,9 @@ func observed(mux *http.ServeMux, rec metrics.HTTPRecorder, log *slog.Logger) ht
 		mux.ServeHTTP(sw, r)
 		pattern := r.Pattern // set by the mux on this request
 		d := time.Since(start)
-		rec.ObserveHTTP(pattern, r.Method, sw.status, d)
-		access.Request(r.Context(), r.Method, pattern, sw.status, d, r.RemoteAddr)
+		method := accesslog.Method(r.Method)
+		rec.ObserveHTTP(pattern, method, sw.status, d)
+		access.Request(r.Context(), method, pattern, sw.status, d, r.RemoteAddr)
 	})
 }
 
