@@ -107,7 +107,7 @@ func applyGroupAttrs(g *appliance.Group, attrs map[string]any) error {
 	for _, el := range list {
 		m, ok := el.(map[string]any)
 		if !ok {
-			return patchErr("invalidValue", `each member must be an object such as {"value":"<id>","type":"User"}, not a bare %s`, jsonKind(el))
+			return patchErr("invalidValue", "%s", bareMemberMsg(jsonKind(el)))
 		}
 		_, v := findKey(m, "value")
 		id, ok := v.(string)
@@ -258,34 +258,41 @@ func jsonKind(v any) string {
 	return "number"
 }
 
-// bareMemberMsg is the answer to a member sent as a bare string.
-const bareMemberMsg = `each member must be an object such as {"value":"<id>","type":"User"}, not a bare string`
+// bareMemberMsg is the answer to a member sent as a bare value of kind.
+func bareMemberMsg(kind string) string {
+	return `each member must be an object such as {"value":"<id>","type":"User"}, not a bare ` + kind
+}
 
-// hasBareMember reports whether a Groups POST/PUT/PATCH body gives a member
-// as something other than an object: the library's validation refuses it
-// with a generic message, and clients deserve the exact one.
-func hasBareMember(body []byte) bool {
+// bareMember returns the JSON kind of the first member a Groups
+// POST/PUT/PATCH body gives as something other than an object ("" when
+// there is none): the library's validation refuses it with a generic
+// message, and clients deserve the exact one.
+func bareMember(body []byte) string {
 	d := json.NewDecoder(bytes.NewReader(body))
 	d.UseNumber()
 	var doc map[string]any
 	if d.Decode(&doc) != nil {
-		return false
+		return ""
 	}
-	bare := func(v any) bool {
+	bare := func(v any) string {
 		list, ok := v.([]any)
 		if !ok {
-			_, isMap := v.(map[string]any)
-			return v != nil && !isMap
+			if _, isMap := v.(map[string]any); v == nil || isMap {
+				return ""
+			}
+			return jsonKind(v)
 		}
 		for _, el := range list {
 			if _, ok := el.(map[string]any); !ok {
-				return true
+				return jsonKind(el)
 			}
 		}
-		return false
+		return ""
 	}
-	if k, v := findKey(doc, "members"); k != "" && bare(v) {
-		return true
+	if k, v := findKey(doc, "members"); k != "" {
+		if kind := bare(v); kind != "" {
+			return kind
+		}
 	}
 	_, ops := findKey(doc, "Operations")
 	list, _ := ops.([]any)
@@ -296,16 +303,18 @@ func hasBareMember(body []byte) bool {
 		_, v := findKey(om, "value")
 		switch {
 		case strings.EqualFold(strings.TrimSpace(ps), "members"):
-			if bare(v) {
-				return true
+			if kind := bare(v); kind != "" {
+				return kind
 			}
 		case ps == "":
 			if vm, ok := v.(map[string]any); ok {
-				if k, mv := findKey(vm, "members"); k != "" && bare(mv) {
-					return true
+				if k, mv := findKey(vm, "members"); k != "" {
+					if kind := bare(mv); kind != "" {
+						return kind
+					}
 				}
 			}
 		}
 	}
-	return false
+	return ""
 }

@@ -164,6 +164,17 @@ func TestGroupMembersInAnyOrder(t *testing.T) {
 			}
 		})
 	}
+	// The answer names what was sent instead of an object.
+	for _, tc := range []struct{ name, members, kind string }{
+		{"number", `[7]`, "number"}, {"null", `[null]`, "null"}, {"string", `"` + alice + `"`, "string"},
+	} {
+		t.Run("bare "+tc.name+" member", func(t *testing.T) {
+			body := expect(t, 400)(e.do(t, "POST", "/Groups", groupPre+`"displayName":"Bad","members":`+tc.members+`}`))
+			if detail, _ := body["detail"].(string); body["scimType"] != "invalidValue" || !strings.HasSuffix(detail, "not a bare "+tc.kind) {
+				t.Errorf("answer %v, want invalidValue ending %q", body, "not a bare "+tc.kind)
+			}
+		})
+	}
 }
 
 // TestPatchReplaceNoTarget: a replace whose path filter matches no value is

@@ -315,9 +315,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(path, "/Users") {
 			body = fixManager(body)
 		}
-		if strings.HasPrefix(path, "/Groups") && hasBareMember(body) {
-			writeError(sw, http.StatusBadRequest, "invalidValue", bareMemberMsg)
-			return
+		if strings.HasPrefix(path, "/Groups") {
+			if kind := bareMember(body); kind != "" {
+				writeError(sw, http.StatusBadRequest, "invalidValue", bareMemberMsg(kind))
+				return
+			}
 		}
 		r2.Body = io.NopCloser(bytes.NewReader(body))
 		r2.ContentLength = int64(len(body))
