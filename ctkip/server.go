@@ -453,9 +453,11 @@ func (s *Server) finish(ctx context.Context, step Step, remote string, f *failur
 	if s.recorder != nil {
 		s.recorder.Outcome(step, outcome)
 	}
-	attrs := []slog.Attr{slog.String("step", string(step)), slog.String("remote", remote)}
 	if f == nil {
-		s.log.LogAttrs(ctx, slog.LevelDebug, "ctkip request", append(attrs, slog.String("outcome", string(outcome)))...)
+		if s.log.Enabled(ctx, slog.LevelDebug) {
+			s.log.LogAttrs(ctx, slog.LevelDebug, "ctkip request", slog.String("step", string(step)),
+				slog.String("remote", remote), slog.String("outcome", string(outcome)))
+		}
 		return
 	}
 	th, level := &s.refusalLog, slog.LevelWarn
@@ -466,7 +468,7 @@ func (s *Server) finish(ctx context.Context, step Step, remote string, f *failur
 	if !ok {
 		return
 	}
-	attrs = append(attrs, slog.String("reason", f.message))
+	attrs := []slog.Attr{slog.String("step", string(step)), slog.String("remote", remote), slog.String("reason", f.message)}
 	if f.err != nil {
 		attrs = append(attrs, slog.String("error", f.err.Error()))
 	}
