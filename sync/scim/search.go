@@ -159,50 +159,59 @@ func (s *sortSpec) pick(v any) (any, bool) {
 	return v, true
 }
 
-// compareKeys orders two sort values: numbers numerically, booleans false
-// first, strings case-insensitively (id and externalId exactly).
-func (s *sortSpec) compareKeys(a, b any) int {
-	if fa, ok := toFloat(a); ok {
-		if fb, ok := toFloat(b); ok {
-			switch {
-			case fa < fb:
-				return -1
-			case fa > fb:
-				return 1
-			}
-			return 0
-		}
-	}
-	if ba, ok := a.(bool); ok {
-		if bb, ok := b.(bool); ok {
-			switch {
-			case ba == bb:
-				return 0
-			case !ba:
-				return -1
-			}
-			return 1
-		}
-	}
-	sa, sb := fmt.Sprint(a), fmt.Sprint(b)
-	if !caseExact(s.path) {
-		sa, sb = strings.ToLower(sa), strings.ToLower(sb)
-	}
-	return strings.Compare(sa, sb)
-}
-
-// sortEntry is what a sorted query keeps per match: its sort value and
-// how to find it again, not the record, so memory stays small per match.
+// sortEntry is what a sorted query keeps per match: its sort value, in
+// the forms compareEntries needs (worked out once here, not at each of
+// the n log n comparisons), and how to find the resource again, not the
+// record, so memory stays small per match.
 type sortEntry struct {
-	key   any
-	ok    bool // the resource has a value to sort by
-	id    string
-	group bool
+	ok     bool    // the resource has a value to sort by
+	num    float64 // the value as a number, when isNum
+	isNum  bool
+	b      bool // the value, when isBool
+	isBool bool
+	str    string // the value as text, lower-cased unless case-exact
+	id     string
+	group  bool
 }
 
 func (s *sortSpec) entry(view map[string]any, id string, group bool) sortEntry {
+	e := sortEntry{id: id, group: group}
 	k, ok := s.sortKey(view)
-	return sortEntry{key: k, ok: ok, id: id, group: group}
+	if !ok {
+		return e
+	}
+	e.ok = true
+	e.num, e.isNum = toFloat(k)
+	e.b, e.isBool = k.(bool)
+	e.str = fmt.Sprint(k)
+	if !caseExact(s.path) {
+		e.str = strings.ToLower(e.str)
+	}
+	return e
+}
+
+// compareEntries orders two sort values: numbers numerically, booleans
+// false first, strings case-insensitively (id and externalId exactly).
+func compareEntries(a, b sortEntry) int {
+	switch {
+	case a.isNum && b.isNum:
+		switch {
+		case a.num < b.num:
+			return -1
+		case a.num > b.num:
+			return 1
+		}
+		return 0
+	case a.isBool && b.isBool:
+		switch {
+		case a.b == b.b:
+			return 0
+		case !a.b:
+			return -1
+		}
+		return 1
+	}
+	return strings.Compare(a.str, b.str)
 }
 
 // sortEntries orders entries; resources without a value sort last in
@@ -217,7 +226,7 @@ func (s *sortSpec) sortEntries(entries []sortEntry) {
 		case !b.ok:
 			c = -1
 		default:
-			c = s.compareKeys(a.key, b.key)
+			c = compareEntries(a, b)
 		}
 		if s.descending {
 			c = -c
