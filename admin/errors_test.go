@@ -33,6 +33,9 @@ func TestErrorCodes(t *testing.T) {
 	if _, err := e.svc.CreateProfile(ctx, appliance.Profile{Name: "file", DeviceType: "generic", DeliveryMethod: "file"}); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := e.svc.CreateProfile(ctx, appliance.Profile{Name: "ctkip", DeviceType: "ios", DeliveryMethod: "ctkip"}); err != nil {
+		t.Fatal(err)
+	}
 	big := `{"user_name":"` + strings.Repeat("a", MaxJSONBody) + `"}`
 
 	tests := []struct {
@@ -89,6 +92,10 @@ func TestErrorCodes(t *testing.T) {
 			status: 409, code: CodeTokenLimit},
 		{name: "token taken", req: req{method: "POST", path: "/api/v1/users/" + u.ID + "/tokens", role: sa, body: strings.NewReader(`{"serials":["000100000001"]}`)},
 			status: 409, code: CodeConflict},
+		{name: "password for a ctkip distribution", req: req{method: "POST", path: "/api/v1/tokens/000100000001/distribution", role: sa, body: strings.NewReader(`{"profile":"ctkip","password":"unused"}`)},
+			status: 400, code: CodeInvalidRequest, fields: []FieldProblem{{"password", "not used by a ctkip profile"}}},
+		{name: "device id for a ctkip distribution", req: req{method: "POST", path: "/api/v1/tokens/000100000001/distribution", role: sa, body: strings.NewReader(`{"profile":"ctkip","device_id":"0123abcd"}`)},
+			status: 400, code: CodeInvalidRequest, fields: []FieldProblem{{"device_id", "not used by a ctkip profile"}}},
 		{name: "distribute an unassigned token", req: req{method: "POST", path: "/api/v1/tokens/000300000001/distribution", role: sa, body: strings.NewReader(`{"profile":"file"}`)},
 			status: 409, code: CodeInvalidState},
 		{name: "import file rejected", req: req{method: "POST", path: "/api/v1/tokens/import?format=csv", role: sa, ctype: "text/csv", body: strings.NewReader("colour\nred\n")},

@@ -37,7 +37,20 @@ const ctfQRTTL = 15 * time.Minute
 // error Distribute reports) are left to the caller.
 func (s *Server) deliverSeed(c *gin.Context, serial string, req distributeRequest) bool {
 	p, err := s.svc.GetProfile(ctx(c), req.Profile)
-	if err != nil || p.DeliveryMethod == appliance.DeliveryCTKIP {
+	if err != nil {
+		return false
+	}
+	if p.DeliveryMethod == appliance.DeliveryCTKIP {
+		// CT-KIP derives the seed on the device: a password or device id
+		// would protect nothing, so it is refused, not dropped.
+		switch {
+		case req.Password != "":
+			s.WriteError(c, invalid("password", "not used by a ctkip profile"))
+			return true
+		case req.DeviceID != "":
+			s.WriteError(c, invalid("device_id", "not used by a ctkip profile"))
+			return true
+		}
 		return false
 	}
 	d, err := s.svc.DeliverSeed(ctx(c), serial, appliance.SeedDeliveryRequest{Profile: req.Profile,

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"html/template"
 	"net/http"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 	qrcode "github.com/skip2/go-qrcode"
@@ -34,7 +35,17 @@ type seedDeliveryData struct {
 func (c *Console) deliverSeed(g *gin.Context, u appliance.User, serial, profile string) bool {
 	ctx := g.Request.Context()
 	p, err := c.svc.GetProfile(ctx, profile)
-	if err != nil || p.DeliveryMethod == appliance.DeliveryCTKIP {
+	if err != nil {
+		return false
+	}
+	if p.DeliveryMethod == appliance.DeliveryCTKIP {
+		// CT-KIP derives the seed on the device: a password or device id
+		// would protect nothing, so it is refused, not dropped.
+		if g.PostForm("password") != "" || g.PostForm("device_id") != "" {
+			g.Set("console.error", "A CT-KIP profile takes no password or device id: clear them, or choose a token file or CTF profile.")
+			c.distributePage(g, http.StatusBadRequest)
+			return true
+		}
 		return false
 	}
 	d, err := c.svc.DeliverSeed(ctx, serial, appliance.SeedDeliveryRequest{Profile: profile,
@@ -76,7 +87,7 @@ func (c *Console) deliverSeed(g *gin.Context, u appliance.User, serial, profile 
 		}
 		out.QR = template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(png))
 		for _, scheme := range []string{"http://127.0.0.1/securid/ctf?", "com.rsa.securid.iphone://ctf?", "otpauth://totp/"} {
-			if len(out.Link) > len(scheme) && out.Link[:len(scheme)] == scheme {
+			if strings.HasPrefix(out.Link, scheme) {
 				out.Href = template.URL(out.Link)
 			}
 		}

@@ -80,4 +80,14 @@ func TestDistributeByFileCTFAndOTPAuth(t *testing.T) {
 	if p.status != 200 || !strings.Contains(html.UnescapeString(p.body), "otpauth://totp/tokend:gina?") || !contains(p, `id="qr"`) {
 		t.Fatalf("otpauth distribution page: %s", p)
 	}
+
+	// A CT-KIP profile takes no password: refused, not dropped, and no
+	// activation code is issued.
+	p = b.post("/console/users/"+u.ID+"/tokens/100000000001/distribute", url.Values{"profile": {"android-ctkip"}, "password": {"unused"}})
+	if p.status != 400 || !contains(p, "takes no password") {
+		t.Fatalf("ctkip distribution with a password: %s", p)
+	}
+	if tok, err := f.svc.GetToken(f.ctx, "100000000001"); err != nil || len(tok.CodeHash) != 0 {
+		t.Fatalf("a refused ctkip distribution issued a code: %v %+v", err, tok)
+	}
 }
