@@ -181,6 +181,7 @@ func (s *Service) DeliverSeed(ctx context.Context, serial string, req SeedDelive
 		tok      Token
 		sealed   Sealed
 		userName string
+		ctf      string
 	)
 	actor := ActorFrom(ctx)
 	err = s.changeGuarded(ctx, AuditEvent{Action: "token.distribute", Serial: serial, Target: req.Profile}, func(tx Tx, now time.Time, ev *AuditEvent) error {
@@ -223,6 +224,15 @@ func (s *Service) DeliverSeed(ctx context.Context, serial string, req SeedDelive
 		t.Digits, t.Interval, t.PINMode, t.Counter = p.Digits, p.Interval, p.PINMode, 0
 		t.Profile = p.Name
 		resetVerifierState(t)
+		if p.DeliveryMethod == DeliveryCTF {
+			// Encoded before the seed is replaced (pure computation, so
+			// safe to re-run): a token the string cannot describe, such
+			// as an expiry outside 2000-2044, is refused with its seed
+			// intact rather than left with a seed nobody received.
+			if ctf, err = encodeCTF(serial, seed, t, p, req); err != nil {
+				return fmt.Errorf("token %s cannot be delivered as a CTF string (%w): %w", serial, err, ErrInvalidState)
+			}
+		}
 		if err := putToken(tx, t, &old); err != nil {
 			return err
 		}
@@ -261,18 +271,6 @@ func (s *Service) DeliverSeed(ctx context.Context, serial string, req SeedDelive
 		out.ExpiresAt = s.now().Add(ttl).UTC()
 		s.handouts.put(serial, doc.Bytes(), sealed, out.ExpiresAt, s.now())
 	case DeliveryCTF:
-		o := tokenfile.CTFOptions{Smartphone: p.DeviceType == DeviceAndroid || p.DeviceType == DeviceIOS}
-		switch p.CTFBinding {
-		case CTFBindingPassword:
-			o.Password = req.Password.Reveal()
-		case CTFBindingDeviceID:
-			o.DeviceID = req.DeviceID
-		}
-		ctf, err := tokenfile.EncodeCTF(tokenfile.CTFToken{Serial: serial, Seed: seed, Digits: tok.Digits,
-			Interval: tok.Interval, PINMode: tok.PINMode, ExpiresAt: tok.ExpiresAt}, o)
-		if err != nil {
-			return SeedDelivery{}, fmt.Errorf("CTF string: %w", err)
-		}
 		out.CTF, out.DeviceURL = Secret(ctf), Secret(ctf)
 		android, ios := tokenfile.CTFLinks(ctf)
 		switch p.DeviceType {
@@ -289,6 +287,19 @@ func (s *Service) DeliverSeed(ctx context.Context, serial string, req SeedDelive
 		out.OTPAuthURL = Secret(otpauthURL(issuer, userName, seed, tok.Hash, tok.Digits, tok.Interval))
 	}
 	return out, nil
+}
+
+// encodeCTF is the CTF string of t's new seed, bound as profile p says.
+func encodeCTF(serial string, seed []byte, t *Token, p *Profile, req SeedDeliveryRequest) (string, error) {
+	o := tokenfile.CTFOptions{Smartphone: p.DeviceType == DeviceAndroid || p.DeviceType == DeviceIOS}
+	switch p.CTFBinding {
+	case CTFBindingPassword:
+		o.Password = req.Password.Reveal()
+	case CTFBindingDeviceID:
+		o.DeviceID = req.DeviceID
+	}
+	return tokenfile.EncodeCTF(tokenfile.CTFToken{Serial: serial, Seed: seed, Digits: t.Digits,
+		Interval: t.Interval, PINMode: t.PINMode, ExpiresAt: t.ExpiresAt}, o)
 }
 
 // validDeviceID reports whether id is hex digits, possibly grouped with

@@ -208,3 +208,30 @@ func TestOTPAuthProfileDefaults(t *testing.T) {
 		}
 	}
 }
+
+// TestDeliverSeedCTFExpiryOutOfRange: a CTF string carries expiry days
+// 2000-2044 only. A token expiring later is refused before its seed is
+// replaced, so the seed it has keeps working and no audit says a new one
+// went out.
+func TestDeliverSeedCTFExpiryOutOfRange(t *testing.T) {
+	f, u := deliveryFixture(t)
+	f.importCSV(t, "serial,expires_at\n160000000009,2099-12-31\n")
+	if _, err := f.svc.AssignTokens(f.ctx, u.ID, []string{"160000000009"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.SetTokenEnabled(f.ctx, "160000000009", true); err != nil {
+		t.Fatal(err)
+	}
+	before, err := f.svc.GetToken(f.ctx, "160000000009")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.svc.DeliverSeed(f.ctx, "160000000009", appliance.SeedDeliveryRequest{Profile: "ctf-pw", Password: "pw"})
+	if !errors.Is(err, appliance.ErrInvalidState) {
+		t.Fatalf("err = %v, want ErrInvalidState", err)
+	}
+	after, _ := f.svc.GetToken(f.ctx, "160000000009")
+	if !bytes.Equal(before.Seed, after.Seed) || before.Provisioned != after.Provisioned || !after.UpdatedAt.Equal(before.UpdatedAt) {
+		t.Fatal("a refused CTF delivery changed the token")
+	}
+}
