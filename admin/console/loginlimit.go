@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"tokend/appliance"
 	"tokend/ctkip"
 	"tokend/internal/keyedlimit"
 )
@@ -84,13 +85,15 @@ func (l *loginLimiter) refuse(reason string) {
 	}
 }
 
-// accountKey folds a name as the Service does and bounds its length.
+// accountKey is the name as the Service looks an admin up (trimmed, NFC,
+// lower case), so every spelling of one account shares its bucket. A name
+// is cut to 256 bytes first: the Service looks no longer one up, and the
+// cut bounds the work spent on an attacker's name.
 func accountKey(name string) string {
-	name = strings.ToLower(strings.TrimSpace(name))
 	if len(name) > 256 {
 		name = name[:256]
 	}
-	return name
+	return strings.ToLower(appliance.NormalizeName(name))
 }
 
 // retryAfter renders a wait as whole seconds for Retry-After, at least 1.

@@ -2,6 +2,7 @@ package console
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -25,5 +26,19 @@ func TestLoginLimiterBounded(t *testing.T) {
 		if ok != want || (!ok && wait <= 0) {
 			t.Fatalf("attempt %d from the same /64: allowed %v (wait %s), want %v", i+1, ok, wait, want)
 		}
+	}
+}
+
+// TestAccountKeyFoldsAsService: the spellings of one name the Service
+// treats as one account (case, surrounding space, NFC) share one bucket.
+func TestAccountKeyFoldsAsService(t *testing.T) {
+	want := accountKey("r\u00f3ot")
+	for _, name := range []string{"R\u00d3OT", " ro\u0301ot\t", "RO\u0301OT"} {
+		if got := accountKey(name); got != want {
+			t.Errorf("accountKey(%q) = %q, want %q", name, got, want)
+		}
+	}
+	if got := accountKey(strings.Repeat("a", 5000)); len(got) != 256 {
+		t.Errorf("a long name's key has %d bytes, want 256", len(got))
 	}
 }
