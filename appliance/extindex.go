@@ -23,10 +23,10 @@ func extEntryKey(source, ext, id string) []byte {
 	return []byte(pfxUserExt + source + "\x00" + ext + "\x00" + id)
 }
 
-// extIDs returns the ids of the users of source whose external id is ext,
-// checked against the records (an external id may itself hold a NUL, so a
-// prefix alone could name another one's entry).
-func extIDs(tx Tx, source, ext string) ([]string, error) {
+// extUsers returns the users of source whose external id is ext, in id
+// order, checked against their records (an external id may itself hold a
+// NUL, so a prefix alone could name another one's entry).
+func extUsers(tx Tx, source, ext string) ([]*User, error) {
 	var cand []string
 	v, err := tx.Get(extKey(source, ext))
 	switch {
@@ -43,7 +43,7 @@ func extIDs(tx Tx, source, ext string) ([]string, error) {
 		cand = append(cand, string(kv.Value))
 	}
 	slices.Sort(cand)
-	out := make([]string, 0, len(cand))
+	out := make([]*User, 0, len(cand))
 	seen := make(map[string]bool, len(cand))
 	for _, id := range cand {
 		if seen[id] {
@@ -58,7 +58,7 @@ func extIDs(tx Tx, source, ext string) ([]string, error) {
 			return nil, err
 		}
 		if u.Source == source && u.ExternalID == ext {
-			out = append(out, id)
+			out = append(out, u)
 		}
 	}
 	return out, nil
@@ -87,12 +87,12 @@ func checkExtID(tx Tx, u *User) error {
 	if err != nil || !unique {
 		return err
 	}
-	ids, err := extIDs(tx, u.Source, u.ExternalID)
+	holders, err := extUsers(tx, u.Source, u.ExternalID)
 	if err != nil {
 		return err
 	}
-	for _, id := range ids {
-		if id != u.ID {
+	for _, h := range holders {
+		if h.ID != u.ID {
 			return fmt.Errorf("external id %q in source %q: %w", u.ExternalID, u.Source, ErrExists)
 		}
 	}
@@ -122,15 +122,12 @@ func (s *Service) FindSourceUsersByExternalID(ctx context.Context, sourceID, ext
 		if externalID == "" {
 			return nil
 		}
-		ids, err := extIDs(tx, sourceID, externalID)
+		users, err := extUsers(tx, sourceID, externalID)
 		if err != nil {
 			return err
 		}
-		for _, id := range ids {
-			u, r, err := getSourceUser(tx, sourceID, id)
-			if errors.Is(err, ErrNotFound) {
-				continue
-			}
+		for _, u := range users {
+			r, err := getSourceUserRecord(tx, sourceID, u.ID)
 			if err != nil {
 				return err
 			}
