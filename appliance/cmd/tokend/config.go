@@ -137,9 +137,9 @@ type ConsoleConfig struct {
 type CTKIPConfig struct {
 	RSABits        int           `yaml:"rsa_bits"`         // server key size: 1024, 2048, 3072 or 4096
 	SessionTTL     time.Duration `yaml:"session_ttl"`      // how long a half-finished exchange lives
-	RatePerClient  float64       `yaml:"rate_per_client"`  // requests per second per client address
+	RatePerClient  float64       `yaml:"rate_per_client"`  // failed code checks per second per client address (IPv6: /64)
 	BurstPerClient int           `yaml:"burst_per_client"` // bucket size per client address
-	RateTotal      float64       `yaml:"rate_total"`       // requests per second, all clients together
+	RateTotal      float64       `yaml:"rate_total"`       // failed code checks per second, all clients together
 	BurstTotal     int           `yaml:"burst_total"`      // bucket size, all clients together
 	// MaxPendingPerClient bounds half-finished exchanges per client address
 	// (IPv6: per /64), so one address cannot fill the session table.
