@@ -207,7 +207,8 @@ func (d *agentDoors) shutdown() error {
 // restObserved adds per-route metrics and an access log line (the shared,
 // rate-limited format: a flood of unauthenticated requests on this public
 // door cannot flood the log) to the REST door. Routes are the three API
-// paths or "unmatched", so labels stay bounded.
+// paths or "unmatched" and methods as accesslog.Method names them, so
+// labels stay bounded.
 func restObserved(h http.Handler, rec metrics.HTTPRecorder, log *slog.Logger) http.Handler {
 	access := accesslog.New(log, "rest_authn", 0, 0)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -218,8 +219,8 @@ func restObserved(h http.Handler, rec metrics.HTTPRecorder, log *slog.Logger) ht
 		if call, ok := strings.CutPrefix(r.URL.Path, rsarest.BasePath); ok && (call == "initialize" || call == "verify" || call == "cancel") {
 			route = r.URL.Path
 		}
-		d := time.Since(start)
-		rec.ObserveHTTP(route, r.Method, sw.status, d)
-		access.Request(r.Context(), r.Method, route, sw.status, d, r.RemoteAddr)
+		d, method := time.Since(start), accesslog.Method(r.Method)
+		rec.ObserveHTTP(route, method, sw.status, d)
+		access.Request(r.Context(), method, route, sw.status, d, r.RemoteAddr)
 	})
 }
