@@ -152,8 +152,8 @@ type ArgonStats struct {
 	InUseKiB    int64  // memory held now
 }
 
-// ArgonStats reports the password-hashing pool's counters (for metrics and
-// tests).
+// ArgonStats reports the password-hashing pool's counters. Only tests
+// read them today; no metric exports them yet.
 func (s *Service) ArgonStats() ArgonStats {
 	p := s.argon
 	p.mu.Lock()
