@@ -43,6 +43,7 @@ const (
 	CodeSyncBrake            = "sync_brake"
 	CodeSyncFailed           = "sync_failed"
 	CodeBusy                 = "busy"
+	CodeStoreUnavailable     = "store_unavailable"
 	CodeInternal             = "internal"
 )
 
@@ -68,6 +69,7 @@ var problemTitles = map[string]string{
 	CodeSyncBrake:            "Sync refused by the mass-deactivation brake",
 	CodeSyncFailed:           "Directory sync failed",
 	CodeBusy:                 "Too many password or PIN checks in progress: retry shortly",
+	CodeStoreUnavailable:     "The store cannot take writes (disk full or failing): retry later",
 	CodeInternal:             "Internal error",
 }
 
@@ -136,7 +138,8 @@ func (e *syncError) Unwrap() error { return e.err }
 var errUnauthenticated = errors.New("unauthenticated")
 
 // problemFor is the one place where errors become problems. ok is false for
-// errors it does not know, which are internal.
+// errors the operator must find in the log: those it does not know, which
+// are internal, and a store that cannot write.
 func problemFor(err error) (p Problem, ok bool) {
 	var (
 		re  *requestError
@@ -186,6 +189,11 @@ func problemFor(err error) (p Problem, ok bool) {
 		return NewProblem(http.StatusConflict, CodeInvalidState, err.Error()), true
 	case errors.Is(err, appliance.ErrBusy):
 		return NewProblem(http.StatusTooManyRequests, CodeBusy, err.Error()), true
+	case errors.Is(err, appliance.ErrStoreUnavailable):
+		// Known but not the client's doing: the handler logs it. The
+		// detail is fixed; the cause (a path, an errno) is in the log.
+		return NewProblem(http.StatusServiceUnavailable, CodeStoreUnavailable,
+			"the store could not write to disk (full or failing): the change was not saved; retry later"), false
 	case errors.As(err, &sfe):
 		// Checked last: a sync error wrapping a sentinel maps as above.
 		return NewProblem(http.StatusBadGateway, CodeSyncFailed, sfe.err.Error()), true
@@ -211,8 +219,11 @@ func writeProblem(c *gin.Context, p Problem) {
 	if p.Status == http.StatusUnauthorized {
 		c.Header("WWW-Authenticate", `Bearer realm="tokend"`)
 	}
-	if p.Code == CodeBusy {
+	switch p.Code {
+	case CodeBusy:
 		c.Header("Retry-After", strconv.Itoa(int(appliance.DefaultArgonWait/time.Second)))
+	case CodeStoreUnavailable:
+		c.Header("Retry-After", "30")
 	}
 	c.Header("Cache-Control", "no-store")
 	c.Render(p.Status, problemRender{p})

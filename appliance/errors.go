@@ -16,6 +16,14 @@ var (
 	ErrTxTooLarge   = errors.New("transaction too large")
 	ErrReadOnly     = errors.New("read-only transaction")
 	ErrClosed       = errors.New("store closed")
+
+	// ErrStoreUnavailable means the store could not make a write durable
+	// (a failed write or fsync, a full disk, a size cap). The transaction
+	// was rolled back, except that a failure of the very last fsync leaves
+	// its outcome unknown, as a timeout would: all of it or none of it.
+	// Backends wrap the cause with it; doors answer "unavailable, retry
+	// later", not an internal error. Reads may still work.
+	ErrStoreUnavailable = errors.New("store unavailable")
 )
 
 // FieldError is one problem with one input field.

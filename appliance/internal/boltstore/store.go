@@ -79,6 +79,11 @@ type Options struct {
 	// running tokend still excludes it): inspection commands must leave
 	// the file byte for byte as it was. Update fails with ErrReadOnly.
 	ReadOnly bool
+
+	// OpenFile, if not nil, opens the database file instead of os.OpenFile
+	// (bbolt's own hook). Tests use it to keep the descriptor and make its
+	// writes or fsyncs fail on demand (package storefault).
+	OpenFile func(name string, flag int, perm os.FileMode) (*os.File, error)
 }
 
 // ErrReadOnly is returned by Update on a store opened with ReadOnly.
@@ -172,6 +177,7 @@ func Open(path string, opts Options) (*Store, error) {
 		NoFreelistSync: true,
 		FreelistType:   bolt.FreelistMapType,
 		ReadOnly:       opts.ReadOnly,
+		OpenFile:       opts.OpenFile,
 	})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("open %s: no lock within %v: %w", path, opts.LockTimeout, ErrLocked)
@@ -349,7 +355,9 @@ func (s *Store) commitGroup(first *request) {
 	for {
 		btx, err := s.db.Begin(true)
 		if err != nil {
-			err = fmt.Errorf("boltstore: begin: %w", err)
+			// Begin fails only when the file cannot be used (closed,
+			// or a remap after a failed commit): the store is unusable.
+			err = fmt.Errorf("boltstore: begin: %w: %w", appliance.ErrStoreUnavailable, err)
 			for _, r := range batch {
 				if r.err == nil && !r.panicked {
 					r.err = err
@@ -419,7 +427,9 @@ func (s *Store) commitGroup(first *request) {
 			}
 			callers++
 			if err != nil {
-				r.err = fmt.Errorf("boltstore: commit: %w", err)
+				// bbolt rolled the transaction back. Every Commit error is
+				// the file refusing a write, an fsync, a growth or MaxSize.
+				r.err = fmt.Errorf("boltstore: commit: %w: %w", appliance.ErrStoreUnavailable, err)
 			}
 		}
 		s.deliver(batch, rejected)

@@ -1,0 +1,208 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"tokend/admin"
+	"tokend/appliance"
+	"tokend/appliance/internal/boltstore"
+	"tokend/appliance/internal/boltstore/storefault"
+	"tokend/appliance/metrics"
+	"tokend/appliance/seal"
+	"tokend/internal/stoken"
+)
+
+// TestFailingStoreEndToEnd: the real Service and admin API (HTTPS) and the
+// CT-KIP door on a bbolt file whose writes fail (ENOSPC) or whose fsyncs
+// fail. Every write route answers 503 store_unavailable, not 500; CT-KIP
+// answers a SOAP fault and does not consume the activation code; reads keep
+// working; once the file heals the same requests succeed without a restart
+// and the store and the audit chain check clean.
+func TestFailingStoreEndToEnd(t *testing.T) {
+	for _, mode := range []struct {
+		name string
+		m    storefault.Mode
+	}{{"no space", storefault.NoSpace}, {"fsync fails", storefault.SyncFails}} {
+		t.Run(mode.name, func(t *testing.T) { testFailingStore(t, mode.m) })
+	}
+}
+
+func testFailingStore(t *testing.T, mode storefault.Mode) {
+	dir := t.TempDir()
+	var ff storefault.File
+	st, err := boltstore.Open(filepath.Join(dir, "tokend.db"), boltstore.Options{OpenFile: ff.OpenFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	key := make([]byte, seal.KeySize)
+	_, _ = rand.Read(key)
+	sealer, err := seal.New(key, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	svc, err := appliance.New(appliance.Config{Store: st, Sealer: sealer, SpoolDir: dir, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys := appliance.WithActor(context.Background(), appliance.Actor{ID: "system", Name: "system"})
+	if err := svc.Init(sys); err != nil {
+		t.Fatal(err)
+	}
+	_, secret, err := svc.ReplaceNamedAPIToken(sys, adminTokenName, appliance.RoleSuperAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := defaultConfig()
+	rsaKey, err := svc.CTKIPKey(sys, cfg.CTKIP.RSABits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct, err := newCTKIPServer(cfg.CTKIP, svc, rsaKey, metrics.New("test"), log, time.Now, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctSrv := httptest.NewTLSServer(ct)
+	t.Cleanup(ctSrv.Close)
+	svc.SetCTKIPURL(ctSrv.URL + ctkipPath)
+	admSrv := httptest.NewTLSServer(admin.New(svc, admin.Options{Logger: log, Backup: st.Backup}))
+	t.Cleanup(admSrv.Close)
+	in := &instance{dir: dir, admin: admSrv.URL, token: secret.Reveal(), client: admSrv.Client()}
+	ctClient := ctkipClient(&instance{client: ctSrv.Client()})
+
+	_, d := seedProcedure(t, in)
+	// One provisioned token, to try an authentication on the failing store.
+	var d2 distribution
+	in.json(t, "POST", "/api/v1/tokens/000100000002/distribution", map[string]string{"profile": "android"}, http.StatusCreated, &d2)
+	res, err := ctClient.Provision(context.Background(), d2.CTKIPURL, d2.ActivationCode)
+	if err != nil {
+		t.Fatalf("provision before the fault: %v", err)
+	}
+
+	var carol struct {
+		ID string `json:"id"`
+	}
+	in.json(t, "POST", "/api/v1/users", map[string]string{"user_name": "carol"}, http.StatusCreated, &carol)
+	in.json(t, "POST", "/api/v1/users/"+carol.ID+"/tokens", map[string]any{"serials": []string{"000100000004"}}, http.StatusOK, nil)
+
+	// Each is valid against the state before the fault, so a refusal can
+	// only come from the store.
+	type req struct {
+		name, method, path, ctype, body string
+		want                            int // once the file has healed
+	}
+	writes := []req{
+		{"import", "POST", "/api/v1/tokens/import?format=csv", "text/csv", "serial\n000100000009\n", http.StatusCreated},
+		{"create user", "POST", "/api/v1/users", "application/json", `{"user_name":"bob"}`, http.StatusCreated},
+		{"assign", "POST", "/api/v1/users/" + carol.ID + "/tokens", "application/json", `{"serials":["000100000005"]}`, http.StatusOK},
+		{"unassign", "DELETE", "/api/v1/users/" + carol.ID + "/tokens/000100000004", "", "", http.StatusNoContent},
+		{"disable", "POST", "/api/v1/tokens/000100000002/disable", "", "", http.StatusOK},
+		{"enable", "POST", "/api/v1/tokens/000100000002/enable", "", "", http.StatusOK},
+		{"distribute", "POST", "/api/v1/tokens/000100000003/distribution", "application/json", `{"profile":"android"}`, http.StatusCreated},
+		{"create profile", "POST", "/api/v1/profiles", "application/json",
+			`{"name":"ios","device_type":"ios","delivery_method":"ctkip","digits":6,"interval":60,"pin_mode":"none"}`, http.StatusCreated},
+		{"create API token", "POST", "/api/v1/api-tokens", "application/json", `{"name":"ops","role":"helpdesk"}`, http.StatusCreated},
+	}
+	do := func(r req) (int, http.Header, []byte) {
+		t.Helper()
+		var body io.Reader
+		if r.body != "" {
+			body = strings.NewReader(r.body)
+		}
+		hr, _ := http.NewRequest(r.method, in.admin+r.path, body)
+		hr.Header.Set("Authorization", "Bearer "+in.token)
+		if r.ctype != "" {
+			hr.Header.Set("Content-Type", r.ctype)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second) // a hang fails
+		defer cancel()
+		resp, err := in.client.Do(hr.WithContext(ctx))
+		if err != nil {
+			t.Fatalf("%s: %v", r.name, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header, b
+	}
+	auditCount := func() int {
+		var page struct {
+			Total int `json:"total"`
+		}
+		in.call(t, "GET", "/api/v1/audit?limit=1", "", nil, http.StatusOK, &page)
+		return page.Total
+	}
+	auditBefore := auditCount()
+
+	if err := ff.Set(mode); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range writes {
+		status, h, b := do(r)
+		var p admin.Problem
+		_ = json.Unmarshal(b, &p)
+		if status != http.StatusServiceUnavailable || p.Code != admin.CodeStoreUnavailable ||
+			h.Get("Content-Type") != "application/problem+json" || h.Get("Retry-After") == "" {
+			t.Errorf("%s on the failing store = %d %v: %s; want 503 %s with Retry-After", r.name, status, h.Get("Retry-After"), b, admin.CodeStoreUnavailable)
+		}
+	}
+	// Authentication writes a replay mark: it cannot be accepted (the mark
+	// would be lost) and fails as unavailable, not as a reject.
+	stoken.Require(t)
+	code := stoken.Tokencode(t, res.Seed[:], res.Serial, res.Digits, res.Interval, stoken.NoPIN, time.Now())
+	authReq := req{name: "authenticate", method: "POST", path: "/api/v1/authenticate", ctype: "application/json",
+		body: `{"user_name":"alice","passcode":"` + code + `"}`}
+	if status, _, b := do(authReq); status != http.StatusServiceUnavailable || !strings.Contains(string(b), admin.CodeStoreUnavailable) {
+		t.Errorf("authenticate on the failing store = %d: %s; want 503 %s", status, b, admin.CodeStoreUnavailable)
+	}
+	// CT-KIP: a SOAP fault, and the activation code is not used up.
+	if _, err := ctClient.Provision(context.Background(), d.CTKIPURL, d.ActivationCode); err == nil ||
+		!strings.Contains(err.Error(), "InternalServerException") {
+		t.Errorf("provision on the failing store: %v; want an InternalServerException fault", err)
+	}
+	// Reads go on.
+	var tok struct {
+		Provisioned bool   `json:"provisioned"`
+		UserID      string `json:"user_id"`
+	}
+	in.call(t, "GET", "/api/v1/tokens/000100000002", "", nil, http.StatusOK, &tok)
+	if !tok.Provisioned {
+		t.Errorf("token 000100000002 read on the failing store: %+v", tok)
+	}
+	in.call(t, "GET", "/api/v1/users?search=bob", "", nil, http.StatusOK, nil)
+	if n := auditCount(); n != auditBefore {
+		t.Errorf("%d audit records after the failed writes, %d before: something was half-written", n, auditBefore)
+	}
+
+	if err := ff.Set(storefault.Healthy); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range writes {
+		if status, _, b := do(r); status != r.want {
+			t.Errorf("%s after the fault cleared = %d: %s; want %d", r.name, status, b, r.want)
+		}
+	}
+	if status, _, b := do(authReq); status != http.StatusOK || !strings.Contains(string(b), `"accept"`) {
+		t.Errorf("authenticate after the fault cleared = %d: %s; want accept (the failed try left no replay mark)", status, b)
+	}
+	if got, err := ctClient.Provision(context.Background(), d.CTKIPURL, d.ActivationCode); err != nil || got.Serial != "000100000001" {
+		t.Errorf("provision after the fault cleared: %+v %v", got, err)
+	}
+	if err := svc.CheckStore(sys); err != nil {
+		t.Errorf("CheckStore: %v", err)
+	}
+	rep, err := svc.VerifyAudit(sys)
+	if err != nil || len(rep.Problems) != 0 {
+		t.Errorf("VerifyAudit: %+v %v", rep, err)
+	}
+}
