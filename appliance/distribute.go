@@ -65,34 +65,41 @@ func (s *Service) Distribute(ctx context.Context, serial, profile string) (Distr
 	var out Distribution
 	actor := ActorFrom(ctx)
 	err = s.changeGuarded(ctx, AuditEvent{Action: "token.distribute", Serial: serial, Target: profile}, func(tx Tx, now time.Time, ev *AuditEvent) error {
-		t, p, err := distributionTarget(tx, actor, ev, serial, profile)
-		if err != nil {
-			return err
-		}
-		if p.DeliveryMethod != DeliveryCTKIP {
-			return fmt.Errorf("profile %s delivers by %s; only ctkip is supported: %w", profile, p.DeliveryMethod, ErrInvalidState)
-		}
-		old := *t
-		if err := voidCode(tx, t); err != nil {
-			return err
-		}
-		rec := issuedCode{
-			ActivationCode: ActivationCode{Serial: serial, Profile: profile, UserID: t.UserID, IssuedAt: now,
-				ExpiresAt: now.Add(p.ActivationCodeTTL), State: CodeIssued},
-			Digits: p.Digits, Interval: p.Interval, PINMode: p.PINMode,
-		}
-		if err := putJSON(tx, codeKey(hash), rec); err != nil {
-			return err
-		}
-		t.CodeHash, t.Profile, t.UpdatedAt = hash, profile, now
-		if err := putToken(tx, t, &old); err != nil {
-			return err
-		}
-		out = Distribution{Serial: serial, Profile: profile, CTKIPURL: ctkipURL, ActivationCode: Secret(code),
-			ExpiresAt: rec.ExpiresAt, DeviceURL: Secret(deviceURL(p.DeviceType, ctkipURL, code))}
-		return nil
+		var err error
+		out, err = distributeInTx(tx, actor, ev, serial, profile, code, hash, ctkipURL, now)
+		return err
 	})
 	return out, err
+}
+
+// distributeInTx is Distribute inside its transaction (a rollout runs it
+// for many users in one): code and hash are drawn before the transaction.
+func distributeInTx(tx Tx, actor Actor, ev *AuditEvent, serial, profile, code string, hash []byte, ctkipURL string, now time.Time) (Distribution, error) {
+	t, p, err := distributionTarget(tx, actor, ev, serial, profile)
+	if err != nil {
+		return Distribution{}, err
+	}
+	if p.DeliveryMethod != DeliveryCTKIP {
+		return Distribution{}, fmt.Errorf("profile %s delivers by %s; only ctkip is supported: %w", profile, p.DeliveryMethod, ErrInvalidState)
+	}
+	old := *t
+	if err := voidCode(tx, t); err != nil {
+		return Distribution{}, err
+	}
+	rec := issuedCode{
+		ActivationCode: ActivationCode{Serial: serial, Profile: profile, UserID: t.UserID, IssuedAt: now,
+			ExpiresAt: now.Add(p.ActivationCodeTTL), State: CodeIssued},
+		Digits: p.Digits, Interval: p.Interval, PINMode: p.PINMode,
+	}
+	if err := putJSON(tx, codeKey(hash), rec); err != nil {
+		return Distribution{}, err
+	}
+	t.CodeHash, t.Profile, t.UpdatedAt = hash, profile, now
+	if err := putToken(tx, t, &old); err != nil {
+		return Distribution{}, err
+	}
+	return Distribution{Serial: serial, Profile: profile, CTKIPURL: ctkipURL, ActivationCode: Secret(code),
+		ExpiresAt: rec.ExpiresAt, DeviceURL: Secret(deviceURL(p.DeviceType, ctkipURL, code))}, nil
 }
 
 // distributionTarget reads the token and the profile of a distribution, by

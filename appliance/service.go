@@ -43,6 +43,9 @@ type Config struct {
 	// SpoolDir is where import bodies are spooled before they are
 	// imported (os.TempDir() when empty); main passes the data dir.
 	SpoolDir string
+	// RolloutRecorder counts the users rollouts handle (rollouts.go); nil
+	// records nothing.
+	RolloutRecorder RolloutRecorder
 }
 
 // Service is the appliance: every use case is one method, and every
@@ -67,6 +70,8 @@ type Service struct {
 	// handouts holds generated token files until their one download
 	// (seeddelivery.go).
 	handouts handouts
+	// rollouts tracks rollouts applied in the background (rollouts.go).
+	rollouts rolloutRunner
 }
 
 // New builds a Service. Call Init before serving.
@@ -83,6 +88,7 @@ func New(cfg Config) (*Service, error) {
 	s.argon = newArgonPool(cfg.AdminSignIn.ArgonSlots, cfg.AdminSignIn.ArgonWait)
 	s.signIn = newAdminSignIn(cfg.AdminSignIn)
 	s.spoolDir = cfg.SpoolDir
+	s.rollouts.rec = cfg.RolloutRecorder
 	s.SetCTKIPURL(cfg.CTKIPURL)
 	if s.codeTTL <= 0 {
 		s.codeTTL = 7 * 24 * time.Hour

@@ -1,0 +1,1222 @@
+package appliance
+
+import (
+	"context"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// A rollout gives every user of a group a token of one profile. Planning
+// is a dry run stored as a journal: the rollout record and one item per
+// user saying which token they would get, or why they are skipped. Apply
+// walks the items in chunks; each user's assignment and distribution are
+// written in the same transaction as their item's new state, so an apply
+// that stops (a crash, a restart, a second apply) never assigns a user
+// twice and resumes from its cursor.
+//
+//	ro/<id>                 Rollout
+//	roi/<id>/<seq %06d>     RolloutItem ("roi/" does not start with "ro/")
+
+// Rollout states.
+const (
+	RolloutPlanning    = "planning"    // items being written; never applied
+	RolloutPlanned     = "planned"     // the dry run is complete
+	RolloutApplying    = "applying"    // an apply holds it
+	RolloutInterrupted = "interrupted" // apply stopped before the end; apply again resumes
+	RolloutCompleted   = "completed"
+	RolloutAbandoned   = "abandoned" // tokend stopped while planning: plan again
+)
+
+// Rollout item statuses: the plan's verdict, then the apply's outcome.
+const (
+	ItemAssign     = "assign"      // will get Serial
+	ItemHasProfile = "has_profile" // skipped: holds a token of the profile already
+	ItemAtLimit    = "at_limit"    // skipped: holds MaxTokensPerUser tokens
+	ItemInactive   = "inactive"    // skipped: deactivated (directory-deleted or disabled)
+	ItemNoToken    = "no_token"    // skipped: the pool ran short
+	ItemDone       = "done"
+	ItemFailed     = "failed"
+)
+
+// Rollout results counted by RolloutRecorder.
+const (
+	RolloutResultDone    = "done"
+	RolloutResultFailed  = "failed"
+	RolloutResultSkipped = "skipped"
+)
+
+// RolloutRecorder counts the users rollouts handle, by result (done,
+// failed, skipped). Called outside transactions.
+type RolloutRecorder interface {
+	RolloutUsers(result string, n int)
+}
+
+// MaxRolloutUsers bounds one rollout (a SCIM group holds at most as many).
+const MaxRolloutUsers = MaxGroupMembers
+
+// Rollout export parts: the links go by one channel, the codes by another.
+const (
+	ExportLinks = "links"
+	ExportCodes = "codes"
+)
+
+const (
+	pfxRollout     = "ro/"
+	pfxRolloutItem = "roi/"
+	// rolloutChunk users per apply transaction: each writes at most 8
+	// records (token, its two indexes, code, token again, item, audit
+	// record and head), plus the rollout and the counters: 82 < MaxTxWrites.
+	rolloutChunk = 10
+	// rolloutPage users are planned per read transaction.
+	rolloutPage = 500
+	// rolloutItemWrites items are written per planning transaction.
+	rolloutItemWrites = 90
+	// rolloutStale: an applying rollout whose runner wrote nothing for this
+	// long is taken over (its process died without InterruptRollouts).
+	rolloutStale = 2 * time.Minute
+)
+
+func rolloutKey(id string) []byte { return []byte(pfxRollout + id) }
+func rolloutItemPrefix(id string) []byte {
+	return []byte(pfxRolloutItem + id + "/")
+}
+func rolloutItemKey(id string, seq int) []byte {
+	return fmt.Appendf(nil, "%s%s/%06d", pfxRolloutItem, id, seq)
+}
+func codeAAD(rollout string, seq int) string {
+	return fmt.Sprintf("rollout/%s/%06d/activation-code", rollout, seq)
+}
+
+// RolloutGroup names a group: a SCIM group (Source and ID) or every user
+// of an identity source (Source only; an LDAP source's filter is its group).
+type RolloutGroup struct {
+	Source string `json:"source"`
+	ID     string `json:"id,omitempty"`
+}
+
+// RolloutPool is where tokens come from: unassigned software tokens whose
+// serial starts with SerialPrefix, or any (AnySoftware).
+type RolloutPool struct {
+	SerialPrefix string `json:"serial_prefix,omitempty"`
+	AnySoftware  bool   `json:"any_software,omitempty"`
+}
+
+// RolloutRequest asks for a plan. Exactly one of Group and Users is given;
+// Users are ids or user names.
+type RolloutRequest struct {
+	Group    *RolloutGroup
+	Users    []string
+	Profile  string
+	Pool     RolloutPool
+	Delivery string
+	// Schedule, if set, is the earliest time the rollout may be applied.
+	Schedule time.Time
+}
+
+// Rollout is a stored plan and its progress.
+type Rollout struct {
+	ID         string        `json:"id"`
+	State      string        `json:"state"`
+	Group      *RolloutGroup `json:"group,omitempty"`
+	UsersGiven int           `json:"users_given,omitempty"`
+	Profile    string        `json:"profile"`
+	DeviceType string        `json:"device_type"`
+	Pool       RolloutPool   `json:"pool"`
+	Delivery   string        `json:"delivery"`
+	Schedule   time.Time     `json:"schedule,omitzero"`
+	CreatedBy  string        `json:"created_by"`
+	CreatedAt  time.Time     `json:"created_at"`
+	UpdatedAt  time.Time     `json:"updated_at"`
+	StartedAt  time.Time     `json:"started_at,omitzero"`
+	FinishedAt time.Time     `json:"finished_at,omitzero"`
+	// Plan counts: Users = every user of the group; ToAssign get a token.
+	Users      int `json:"users"`
+	ToAssign   int `json:"to_assign"`
+	HasProfile int `json:"has_profile"`
+	AtLimit    int `json:"at_limit"`
+	Inactive   int `json:"inactive"`
+	// PoolShortfall is how many tokens the pool lacks.
+	PoolShortfall int `json:"pool_shortfall"`
+	// Progress of apply: Done + Failed of ToAssign.
+	Done   int `json:"done"`
+	Failed int `json:"failed"`
+	// Cursor is the last item apply has handled.
+	Cursor int `json:"cursor"`
+	// CTKIPURL is the endpoint the distributions name (set by apply).
+	CTKIPURL        string    `json:"ctkip_url,omitempty"`
+	LinksExportedAt time.Time `json:"links_exported_at,omitzero"`
+	CodesExportedAt time.Time `json:"codes_exported_at,omitzero"`
+	Error           string    `json:"error,omitempty"`
+	Runner          string    `json:"runner,omitempty"`
+}
+
+// RolloutItem is one user of a rollout. Code is the activation code,
+// sealed, until it is taken (TakeRolloutDelivery) or exported.
+type RolloutItem struct {
+	Seq       int       `json:"seq"`
+	UserID    string    `json:"user_id"`
+	UserName  string    `json:"user_name"`
+	Email     string    `json:"email,omitempty"`
+	Serial    string    `json:"serial,omitempty"`
+	Status    string    `json:"status"`
+	Reason    string    `json:"reason,omitempty"`
+	Code      Sealed    `json:"code,omitempty"`
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	DoneAt    time.Time `json:"done_at,omitzero"`
+	// Taken: the delivery was handed out (one by one or in the codes
+	// export); it is not stored any more.
+	Taken bool `json:"taken,omitempty"`
+}
+
+// Waiting reports whether the item's delivery is still stored.
+func (it RolloutItem) Waiting() bool { return len(it.Code) > 0 }
+
+// RolloutItemPage is one page of a rollout's items in seq order.
+type RolloutItemPage struct {
+	Items []RolloutItem
+	// NextAfter is the seq to pass as after for the next page; 0 at the end.
+	NextAfter int
+}
+
+// RolloutDelivery is one user's delivery, shown once.
+type RolloutDelivery struct {
+	Distribution
+	UserID, UserName, Email string
+}
+
+// rolloutRunner tracks background applies.
+type rolloutRunner struct {
+	rec RolloutRecorder
+	wg  sync.WaitGroup
+}
+
+func (r *rolloutRunner) count(result string, n int) {
+	if r.rec != nil && n > 0 {
+		r.rec.RolloutUsers(result, n)
+	}
+}
+
+func getRollout(tx Tx, id string) (*Rollout, error) {
+	var r Rollout
+	if err := getJSON(tx, rolloutKey(id), &r); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil, fmt.Errorf("rollout %q: %w", id, ErrNotFound)
+		}
+		return nil, err
+	}
+	return &r, nil
+}
+
+func getRolloutItem(tx Tx, id string, seq int) (*RolloutItem, error) {
+	var it RolloutItem
+	if err := getJSON(tx, rolloutItemKey(id, seq), &it); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil, fmt.Errorf("rollout %s item %d: %w", id, seq, ErrNotFound)
+		}
+		return nil, err
+	}
+	return &it, nil
+}
+
+func validSerialPrefix(p string) bool {
+	if len(p) > 12 {
+		return false
+	}
+	for _, r := range p {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func (req *RolloutRequest) validate() *ValidationError {
+	v := &ValidationError{}
+	switch {
+	case req.Group == nil && len(req.Users) == 0:
+		v.Add("group", "a group or a list of users is required")
+	case req.Group != nil && len(req.Users) > 0:
+		v.Add("users", "give a group or a list of users, not both")
+	case req.Group != nil && req.Group.Source == "":
+		v.Add("group.source", "required")
+	case len(req.Users) > MaxRolloutUsers:
+		v.Add("users", fmt.Sprintf("at most %d users", MaxRolloutUsers))
+	}
+	for _, u := range req.Users {
+		if u == "" || len(u) > 256 {
+			v.Add("users", "a user is an id or a user name of 1 to 256 bytes")
+			break
+		}
+	}
+	if req.Profile == "" {
+		v.Add("profile", "required")
+	}
+	switch {
+	case req.Pool.AnySoftware && req.Pool.SerialPrefix != "":
+		v.Add("pool", "a serial prefix or any unassigned software token, not both")
+	case !req.Pool.AnySoftware && req.Pool.SerialPrefix == "":
+		v.Add("pool", "a serial prefix or any unassigned software token is required")
+	case !validSerialPrefix(req.Pool.SerialPrefix):
+		v.Add("pool.serial_prefix", "up to 12 digits")
+	}
+	switch req.Delivery {
+	case DeliveryCTKIP:
+	case DeliveryFile, DeliveryCTF:
+		v.Add("delivery", "only ctkip rollouts are supported so far; deliver files and CTF strings per token")
+	default:
+		v.Add("delivery", "must be ctkip, file or ctf")
+	}
+	return v
+}
+
+// PlanRollout resolves the group, decides for every user which token they
+// would get or why they are skipped, and stores that plan. Nothing else
+// changes until ApplyRollout.
+func (s *Service) PlanRollout(ctx context.Context, req RolloutRequest) (Rollout, error) {
+	if err := req.validate().Err(); err != nil {
+		return Rollout{}, err
+	}
+	id, err := s.newID()
+	if err != nil {
+		return Rollout{}, err
+	}
+	var userIDs []string
+	var prof *Profile
+	err = s.store.View(ctx, func(tx Tx) error {
+		p, err := getProfile(tx, req.Profile)
+		if err != nil {
+			return err
+		}
+		if p.DeliveryMethod != req.Delivery {
+			return &ValidationError{Problems: []FieldError{{"delivery",
+				fmt.Sprintf("profile %s delivers by %s", p.Name, p.DeliveryMethod)}}}
+		}
+		prof = p
+		userIDs, err = resolveRolloutUsers(tx, req)
+		return err
+	})
+	if err != nil {
+		return Rollout{}, err
+	}
+	now := s.now().UTC()
+	actor := ActorFrom(ctx)
+	r := Rollout{ID: id, State: RolloutPlanning, Group: req.Group, UsersGiven: len(req.Users), Profile: prof.Name,
+		DeviceType: prof.DeviceType, Pool: req.Pool, Delivery: req.Delivery, Schedule: req.Schedule.UTC(),
+		CreatedBy: actor.Name, CreatedAt: now, UpdatedAt: now, Users: len(userIDs)}
+	if req.Schedule.IsZero() {
+		r.Schedule = time.Time{}
+	}
+	if err := s.store.Update(ctx, func(tx Tx) error { return putJSON(tx, rolloutKey(id), &r) }); err != nil {
+		return Rollout{}, err
+	}
+	// A page of users is read in one snapshot, its items written in a few
+	// transactions: memory stays bounded by the page, not the group.
+	var poolAfter []byte
+	seq := 0
+	for start := 0; start < len(userIDs); start += rolloutPage {
+		page := userIDs[start:min(start+rolloutPage, len(userIDs))]
+		var items []RolloutItem
+		err := s.store.View(ctx, func(tx Tx) error {
+			var err error
+			items, poolAfter, err = planPage(tx, page, prof.Name, req.Pool, poolAfter, seq)
+			return err
+		})
+		if err != nil {
+			return Rollout{}, err
+		}
+		seq += len(items)
+		for _, it := range items {
+			switch it.Status {
+			case ItemAssign:
+				r.ToAssign++
+			case ItemHasProfile:
+				r.HasProfile++
+			case ItemAtLimit:
+				r.AtLimit++
+			case ItemInactive:
+				r.Inactive++
+			case ItemNoToken:
+				r.PoolShortfall++
+			}
+		}
+		for b := 0; b < len(items); b += rolloutItemWrites {
+			part := items[b:min(b+rolloutItemWrites, len(items))]
+			if err := s.store.Update(ctx, func(tx Tx) error {
+				for i := range part {
+					if err := putJSON(tx, rolloutItemKey(id, part[i].Seq), &part[i]); err != nil {
+						return err
+					}
+				}
+				return nil
+			}); err != nil {
+				return Rollout{}, err
+			}
+		}
+	}
+	r.State = RolloutPlanned
+	err = s.change(ctx, AuditEvent{Action: "rollout.plan", Target: id, Detail: rolloutDetail(&r)},
+		func(tx Tx, now time.Time, _ *AuditEvent) error {
+			r.UpdatedAt = now
+			return putJSON(tx, rolloutKey(id), &r)
+		})
+	return r, err
+}
+
+func rolloutDetail(r *Rollout) string {
+	return fmt.Sprintf("profile=%s delivery=%s users=%d to_assign=%d has_profile=%d at_limit=%d inactive=%d pool_shortfall=%d",
+		r.Profile, r.Delivery, r.Users, r.ToAssign, r.HasProfile, r.AtLimit, r.Inactive, r.PoolShortfall)
+}
+
+// resolveRolloutUsers lists the user ids of the request's group, each
+// once, in a stable order.
+func resolveRolloutUsers(tx Tx, req RolloutRequest) ([]string, error) {
+	seen := map[string]bool{}
+	var ids []string
+	add := func(id string) error {
+		if seen[id] {
+			return nil
+		}
+		if len(ids) >= MaxRolloutUsers {
+			return fmt.Errorf("the group has more than %d users: %w", MaxRolloutUsers, ErrLimit)
+		}
+		seen[id] = true
+		ids = append(ids, id)
+		return nil
+	}
+	switch {
+	case len(req.Users) > 0:
+		v := &ValidationError{}
+		for _, ref := range req.Users {
+			id, err := lookupUserRef(tx, ref)
+			if errors.Is(err, ErrNotFound) {
+				v.Add("users", fmt.Sprintf("no user %q", truncate(ref, 64)))
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			if err := add(id); err != nil {
+				return nil, err
+			}
+		}
+		if err := v.Err(); err != nil {
+			return nil, err
+		}
+	case req.Group.ID != "":
+		// A SCIM group, its nested groups included.
+		src := req.Group.Source
+		g, err := getGroup(tx, src, req.Group.ID)
+		if err != nil {
+			return nil, err
+		}
+		queue, visited := []*Group{g}, map[string]bool{g.ID: true}
+		for len(queue) > 0 {
+			g, queue = queue[0], queue[1:]
+			for _, m := range g.Members {
+				u, err := getUser(tx, m)
+				switch {
+				case err == nil && u.Source == src:
+					if err := add(u.ID); err != nil {
+						return nil, err
+					}
+					continue
+				case err != nil && !errors.Is(err, ErrNotFound):
+					return nil, err
+				}
+				if visited[m] {
+					continue
+				}
+				sub, err := getGroup(tx, src, m)
+				if errors.Is(err, ErrNotFound) {
+					continue // a member not pushed yet
+				}
+				if err != nil {
+					return nil, err
+				}
+				visited[m] = true
+				queue = append(queue, sub)
+			}
+		}
+	default:
+		// Every user of the identity source (an LDAP source's filter).
+		if err := requireSource(tx, req.Group.Source); err != nil {
+			return nil, err
+		}
+		var failed error
+		err := walkRange(tx, []byte(pfxUserLogin), nil, func(kv KV) bool {
+			if li := parseLoginIndex(kv.Value); li.Source == req.Group.Source {
+				if failed = add(li.ID); failed != nil {
+					return false
+				}
+			}
+			return true
+		})
+		if err == nil {
+			err = failed
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return ids, nil
+}
+
+// lookupUserRef finds a user by id, else by user name.
+func lookupUserRef(tx Tx, ref string) (string, error) {
+	if ok, err := exists(tx, userKey(ref)); err != nil || ok {
+		return ref, err
+	}
+	v, err := tx.Get(loginKey(ref))
+	if err != nil {
+		return "", err
+	}
+	return parseLoginIndex(v).ID, nil
+}
+
+// planPage decides for each user of page, numbering items from seq+1, and
+// takes tokens from the pool after poolAfter. It returns where the pool
+// walk stopped.
+func planPage(tx Tx, page []string, profile string, pool RolloutPool, poolAfter []byte, seq int) ([]RolloutItem, []byte, error) {
+	factors, err := adminFactors(tx)
+	if err != nil {
+		return nil, nil, err
+	}
+	poolPrefix := []byte(pfxTokenState + pool.SerialPrefix)
+	poolDry := false
+	nextToken := func() (string, error) {
+		if poolDry {
+			return "", nil
+		}
+		for {
+			kvs, err := tx.Scan(poolPrefix, poolAfter, 64)
+			if err != nil {
+				return "", err
+			}
+			for _, kv := range kvs {
+				poolAfter = kv.Key
+				ti := parseTokenState(kv)
+				if ti.Kind == KindSoftware && ti.UserID == "" && ti.ManagedBy != ManagedCloud && len(factors[ti.Serial]) == 0 {
+					return ti.Serial, nil
+				}
+			}
+			if len(kvs) < 64 {
+				poolDry = true
+				return "", nil
+			}
+		}
+	}
+	items := make([]RolloutItem, 0, len(page))
+	for _, id := range page {
+		seq++
+		u, err := getUser(tx, id)
+		if err != nil {
+			return nil, nil, err
+		}
+		it := RolloutItem{Seq: seq, UserID: u.ID, UserName: u.UserName, Email: u.Email}
+		held, err := userTokens(tx, u.ID)
+		if err != nil {
+			return nil, nil, err
+		}
+		n, has := 0, false
+		for i := range held {
+			if countsTowardLimit(&held[i]) {
+				n++
+			}
+			has = has || held[i].Profile == profile
+		}
+		switch {
+		case !u.Active:
+			it.Status = ItemInactive
+		case has:
+			it.Status = ItemHasProfile
+		case n >= MaxTokensPerUser:
+			it.Status = ItemAtLimit
+		default:
+			sn, err := nextToken()
+			if err != nil {
+				return nil, nil, err
+			}
+			it.Status, it.Serial = ItemAssign, sn
+			if sn == "" {
+				it.Status = ItemNoToken
+			}
+		}
+		items = append(items, it)
+	}
+	return items, poolAfter, nil
+}
+
+// GetRollout returns a rollout with its progress.
+func (s *Service) GetRollout(ctx context.Context, id string) (Rollout, error) {
+	var out Rollout
+	err := s.store.View(ctx, func(tx Tx) error {
+		r, err := getRollout(tx, id)
+		if err != nil {
+			return err
+		}
+		out = *r
+		return nil
+	})
+	return out, err
+}
+
+// ListRollouts returns up to limit rollouts, newest first.
+func (s *Service) ListRollouts(ctx context.Context, limit int) ([]Rollout, error) {
+	limit = clampLimit(limit)
+	all, err := listJSON[Rollout](ctx, s.store, pfxRollout)
+	if err != nil {
+		return nil, err
+	}
+	slices.Reverse(all) // ids are time-ordered
+	if len(all) > limit {
+		all = all[:limit]
+	}
+	if all == nil {
+		all = []Rollout{}
+	}
+	return all, nil
+}
+
+// ListRolloutItems pages through a rollout's users in plan order, after
+// the seq after (0: from the start), filtered by status when given.
+func (s *Service) ListRolloutItems(ctx context.Context, id string, after, limit int, status string) (RolloutItemPage, error) {
+	limit = clampLimit(limit)
+	var page RolloutItemPage
+	err := s.store.View(ctx, func(tx Tx) error {
+		page = RolloutItemPage{Items: []RolloutItem{}}
+		if _, err := getRollout(tx, id); err != nil {
+			return err
+		}
+		var from []byte
+		if after > 0 {
+			from = rolloutItemKey(id, after)
+		}
+		var failed error
+		err := walkRange(tx, rolloutItemPrefix(id), from, func(kv KV) bool {
+			var it RolloutItem
+			if failed = decodeRecord(tx, kv.Value, &it); failed != nil {
+				return false
+			}
+			if status != "" && it.Status != status {
+				return true
+			}
+			if len(page.Items) == limit {
+				page.NextAfter = page.Items[limit-1].Seq
+				return false
+			}
+			it.Code = nil // never leaves the Service
+			page.Items = append(page.Items, it)
+			return true
+		})
+		if err == nil {
+			err = failed
+		}
+		return err
+	})
+	return page, err
+}
+
+// ApplyRollout applies a planned (or interrupted) rollout and returns it
+// when every user is handled. Only one apply holds a rollout at a time: a
+// second one fails with ErrConflict while the first runs.
+func (s *Service) ApplyRollout(ctx context.Context, id string) (Rollout, error) {
+	runner, err := s.claimRollout(ctx, id)
+	if err != nil {
+		return Rollout{}, err
+	}
+	return s.runRollout(ctx, id, runner)
+}
+
+// StartRollout claims the rollout as ApplyRollout does and applies it in
+// the background (detached from ctx's cancellation, keeping its actor);
+// progress is read with GetRollout.
+func (s *Service) StartRollout(ctx context.Context, id string) (Rollout, error) {
+	runner, err := s.claimRollout(ctx, id)
+	if err != nil {
+		return Rollout{}, err
+	}
+	bg := context.WithoutCancel(ctx)
+	s.rollouts.wg.Add(1)
+	go func() {
+		defer s.rollouts.wg.Done()
+		if _, err := s.runRollout(bg, id, runner); err != nil {
+			s.log.Warn("rollout stopped", "rollout", id, "reason", ReasonOf(err), "err", err)
+		}
+	}()
+	return s.GetRollout(ctx, id)
+}
+
+// WaitRollouts waits for the rollouts StartRollout runs.
+func (s *Service) WaitRollouts() { s.rollouts.wg.Wait() }
+
+// errRolloutLost: another apply took the rollout over.
+var errRolloutLost = fmt.Errorf("the rollout is being applied by another request: %w", ErrConflict)
+
+func (s *Service) claimRollout(ctx context.Context, id string) (string, error) {
+	runner, err := s.newID()
+	if err != nil {
+		return "", err
+	}
+	err = s.change(ctx, AuditEvent{Action: "rollout.apply", Target: id}, func(tx Tx, now time.Time, ev *AuditEvent) error {
+		r, err := getRollout(tx, id)
+		if err != nil {
+			return err
+		}
+		switch r.State {
+		case RolloutPlanned, RolloutInterrupted:
+		case RolloutApplying:
+			if now.Sub(r.UpdatedAt) < rolloutStale {
+				return errRolloutLost
+			}
+		case RolloutCompleted:
+			return fmt.Errorf("rollout %s is completed: %w", id, ErrInvalidState)
+		default:
+			return fmt.Errorf("rollout %s is %s; plan it again: %w", id, r.State, ErrInvalidState)
+		}
+		if !r.Schedule.IsZero() && now.Before(r.Schedule) {
+			return fmt.Errorf("rollout %s is scheduled for %s: %w", id, r.Schedule.Format(time.RFC3339), ErrInvalidState)
+		}
+		if r.StartedAt.IsZero() {
+			r.StartedAt = now
+		}
+		ev.Detail = fmt.Sprintf("start at item %d of %d", r.Cursor, r.Users)
+		r.State, r.Runner, r.UpdatedAt, r.Error = RolloutApplying, runner, now, ""
+		r.CTKIPURL = s.CTKIPURL()
+		return putJSON(tx, rolloutKey(id), r)
+	})
+	return runner, err
+}
+
+// pendingItem is one user of a chunk with the secrets drawn for them
+// before the transaction (which must be re-runnable).
+type pendingItem struct {
+	seq   int
+	code  string
+	hash  []byte
+	nonce []byte
+}
+
+// runRollout applies the rollout's items from its cursor, a chunk per
+// transaction, while it holds the claim.
+func (s *Service) runRollout(ctx context.Context, id, runner string) (Rollout, error) {
+	for {
+		r, items, err := s.nextRolloutChunk(ctx, id)
+		if err != nil {
+			return s.stopRollout(ctx, id, runner, err)
+		}
+		if len(items) == 0 {
+			break
+		}
+		pend := make([]pendingItem, 0, len(items))
+		for _, it := range items {
+			if it.Status != ItemAssign {
+				continue
+			}
+			p, err := s.drawPending(it.Seq)
+			if err != nil {
+				return s.stopRollout(ctx, id, runner, err)
+			}
+			pend = append(pend, p)
+		}
+		last := items[len(items)-1].Seq
+		skipped := len(items) - len(pend)
+		done, failed, err := s.applyChunk(ctx, r, runner, pend, last)
+		var ie *itemError
+		if errors.As(err, &ie) && isRefusal(ie.err) {
+			// One user's refusal rolled the chunk back: apply its users
+			// one by one, so the refusal fails that user only.
+			done, failed, err = 0, 0, nil
+			for i, p := range pend {
+				upTo := p.seq
+				if i == len(pend)-1 {
+					upTo = last
+				}
+				d, f, e := s.applyChunk(ctx, r, runner, pend[i:i+1], upTo)
+				if errors.As(e, &ie) && isRefusal(ie.err) {
+					d, f, e = s.failItem(ctx, r, runner, p.seq, upTo, ie.err)
+				}
+				if e != nil {
+					err = e
+					break
+				}
+				done, failed = done+d, failed+f
+			}
+		}
+		s.rollouts.count(RolloutResultDone, done)
+		s.rollouts.count(RolloutResultFailed, failed)
+		if err != nil {
+			return s.stopRollout(ctx, id, runner, err)
+		}
+		s.rollouts.count(RolloutResultSkipped, skipped)
+	}
+	var out Rollout
+	err := s.change(ctx, AuditEvent{Action: "rollout.complete", Target: id}, func(tx Tx, now time.Time, ev *AuditEvent) error {
+		r, err := getRollout(tx, id)
+		if err != nil {
+			return err
+		}
+		if r.Runner != runner || r.State != RolloutApplying {
+			return errRolloutLost
+		}
+		r.State, r.Runner, r.FinishedAt, r.UpdatedAt = RolloutCompleted, "", now, now
+		ev.Detail = fmt.Sprintf("done=%d failed=%d of %d", r.Done, r.Failed, r.ToAssign)
+		out = *r
+		return putJSON(tx, rolloutKey(id), r)
+	})
+	return out, err
+}
+
+func (s *Service) drawPending(seq int) (pendingItem, error) {
+	code, err := s.newCode()
+	if err != nil {
+		return pendingItem{}, err
+	}
+	nonce, err := s.sealer.Nonce()
+	if err != nil {
+		return pendingItem{}, err
+	}
+	return pendingItem{seq: seq, code: code, hash: s.codeHash(code), nonce: nonce}, nil
+}
+
+// nextRolloutChunk reads the rollout and the items after its cursor.
+func (s *Service) nextRolloutChunk(ctx context.Context, id string) (*Rollout, []RolloutItem, error) {
+	var (
+		r     *Rollout
+		items []RolloutItem
+	)
+	err := s.store.View(ctx, func(tx Tx) error {
+		var err error
+		if r, err = getRollout(tx, id); err != nil {
+			return err
+		}
+		var from []byte
+		if r.Cursor > 0 {
+			from = rolloutItemKey(id, r.Cursor)
+		}
+		kvs, err := tx.Scan(rolloutItemPrefix(id), from, rolloutChunk)
+		if err != nil {
+			return err
+		}
+		items = make([]RolloutItem, len(kvs))
+		for i, kv := range kvs {
+			if err := decodeRecord(tx, kv.Value, &items[i]); err != nil {
+				return fmt.Errorf("decode %q: %w", kv.Key, err)
+			}
+		}
+		return nil
+	})
+	return r, items, err
+}
+
+// itemError is a refusal of one user inside a chunk.
+type itemError struct {
+	seq int
+	err error
+}
+
+func (e *itemError) Error() string { return fmt.Sprintf("item %d: %v", e.seq, e.err) }
+func (e *itemError) Unwrap() error { return e.err }
+
+// applyChunk assigns and distributes the pending users' tokens and moves
+// the cursor to upTo, in one transaction that first checks the claim. An
+// item no longer waiting (a previous run applied it) is left alone.
+func (s *Service) applyChunk(ctx context.Context, r0 *Rollout, runner string, pend []pendingItem, upTo int) (done, failed int, err error) {
+	actor := ActorFrom(ctx)
+	now := s.now().UTC()
+	err = s.store.Update(ctx, func(tx Tx) error {
+		done, failed = 0, 0
+		r, err := getRollout(tx, r0.ID)
+		if err != nil {
+			return err
+		}
+		if r.Runner != runner || r.State != RolloutApplying {
+			return errRolloutLost
+		}
+		err = withCounts(tx, func(tx Tx) error {
+			for _, p := range pend {
+				it, err := getRolloutItem(tx, r.ID, p.seq)
+				if err != nil {
+					return err
+				}
+				if it.Status != ItemAssign {
+					continue
+				}
+				if err := s.applyItem(tx, r, it, p, actor, now); err != nil {
+					return &itemError{p.seq, err}
+				}
+				done++
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		r.Done += done
+		r.Cursor = max(r.Cursor, upTo)
+		r.UpdatedAt = now
+		return putJSON(tx, rolloutKey(r.ID), r)
+	})
+	return done, failed, err
+}
+
+// applyItem gives one user their token: the user must still be active and
+// without a token of the profile; assignInTx enforces the token limit and
+// that the token is free, distributeInTx issues the activation code.
+func (s *Service) applyItem(tx Tx, r *Rollout, it *RolloutItem, p pendingItem, actor Actor, now time.Time) error {
+	u, err := getUser(tx, it.UserID)
+	if err != nil {
+		return err
+	}
+	if !u.Active {
+		return fmt.Errorf("user %s: %w (%w)", u.UserName, errInactive, ErrInvalidState)
+	}
+	held, err := userTokens(tx, u.ID)
+	if err != nil {
+		return err
+	}
+	for i := range held {
+		if held[i].Profile == r.Profile {
+			return fmt.Errorf("user %s holds token %s of profile %s already: %w", u.UserName, held[i].Serial, r.Profile, ErrExists)
+		}
+	}
+	ev := AuditEvent{Action: "rollout.assign", UserID: u.ID, Serial: it.Serial, Target: r.ID}
+	if err := guardAdminFactor(tx, actor, &ev, it.Serial); err != nil {
+		return err
+	}
+	var uv UserView
+	if err := s.assignInTx(tx, u.ID, []string{it.Serial}, now, &uv); err != nil {
+		return err
+	}
+	d, err := distributeInTx(tx, actor, &ev, it.Serial, r.Profile, p.code, p.hash, r.CTKIPURL, now)
+	if err != nil {
+		return err
+	}
+	it.Status, it.DoneAt, it.ExpiresAt, it.Reason = ItemDone, now, d.ExpiresAt, ""
+	it.Code = Sealed(s.sealer.SealNonce(p.nonce, []byte(p.code), codeAAD(r.ID, it.Seq)))
+	if err := putJSON(tx, rolloutItemKey(r.ID, it.Seq), it); err != nil {
+		return err
+	}
+	ev.Outcome, ev.Detail = OutcomeSuccess, "profile="+r.Profile+" delivery="+r.Delivery
+	return appendAudit(tx, now, actor, ev)
+}
+
+// failItem records one user's refusal and moves the cursor to upTo.
+func (s *Service) failItem(ctx context.Context, r0 *Rollout, runner string, seq, upTo int, cause error) (done, failed int, err error) {
+	actor := ActorFrom(ctx)
+	now := s.now().UTC()
+	reason := itemReason(cause)
+	err = s.store.Update(ctx, func(tx Tx) error {
+		failed = 0
+		r, err := getRollout(tx, r0.ID)
+		if err != nil {
+			return err
+		}
+		if r.Runner != runner || r.State != RolloutApplying {
+			return errRolloutLost
+		}
+		it, err := getRolloutItem(tx, r.ID, seq)
+		if err != nil {
+			return err
+		}
+		if it.Status == ItemAssign {
+			it.Status, it.Reason, it.DoneAt = ItemFailed, reason, now
+			if err := putJSON(tx, rolloutItemKey(r.ID, seq), it); err != nil {
+				return err
+			}
+			if err := appendAudit(tx, now, actor, AuditEvent{Action: "rollout.assign", UserID: it.UserID, Serial: it.Serial,
+				Target: r.ID, Outcome: OutcomeFailure, Reason: reason}); err != nil {
+				return err
+			}
+			failed = 1
+		}
+		r.Failed += failed
+		r.Cursor = max(r.Cursor, upTo)
+		r.UpdatedAt = now
+		return putJSON(tx, rolloutKey(r.ID), r)
+	})
+	return 0, failed, err
+}
+
+// itemReason names why a user was not given their token.
+func itemReason(err error) string {
+	var afe *AdminFactorError
+	switch {
+	case errors.As(err, &afe):
+		return AdminFactorReason
+	case errors.Is(err, ErrLimit):
+		return "limit"
+	case errors.Is(err, ErrConflict):
+		return "token_taken"
+	case errors.Is(err, ErrExists):
+		return ItemHasProfile
+	case errors.Is(err, ErrNotFound):
+		return "not_found"
+	case errors.Is(err, errInactive):
+		return ItemInactive
+	}
+	return ReasonOf(err)
+}
+
+// isRefusal tells a user's refusal (which fails that user) from an error
+// of the store (which stops the apply).
+func isRefusal(err error) bool {
+	var afe *AdminFactorError
+	return isDomainError(err) || errors.As(err, &afe)
+}
+
+// errInactive: the user was deactivated after the plan.
+var errInactive = errors.New("user is inactive")
+
+// stopRollout marks the rollout interrupted (if this runner still holds
+// it) and returns cause.
+func (s *Service) stopRollout(ctx context.Context, id, runner string, cause error) (Rollout, error) {
+	if errors.Is(cause, errRolloutLost) {
+		return Rollout{}, cause
+	}
+	now := s.now().UTC()
+	var out Rollout
+	// Detached: a cancelled request still leaves the record resumable.
+	err := s.store.Update(context.WithoutCancel(ctx), func(tx Tx) error {
+		r, err := getRollout(tx, id)
+		if err != nil {
+			return err
+		}
+		out = *r
+		if r.Runner != runner || r.State != RolloutApplying {
+			return nil
+		}
+		r.State, r.Runner, r.UpdatedAt = RolloutInterrupted, "", now
+		r.Error = fmt.Sprintf("apply stopped after item %d (%s); apply again to resume", r.Cursor, ReasonOf(cause))
+		out = *r
+		return putJSON(tx, rolloutKey(id), r)
+	})
+	if err != nil {
+		s.log.Error("rollout: marking interrupted failed", "rollout", id, "err", err)
+	}
+	return out, fmt.Errorf("rollout %s interrupted: %w", id, cause)
+}
+
+// InterruptRollouts marks the rollouts a previous run of tokend left
+// applying as interrupted (apply again resumes them) and those it left
+// planning as abandoned. Call it once at start, before serving. It returns
+// the ids it marked.
+func (s *Service) InterruptRollouts(ctx context.Context) ([]string, error) {
+	all, err := listJSON[Rollout](ctx, s.store, pfxRollout)
+	if err != nil {
+		return nil, err
+	}
+	var marked []string
+	now := s.now().UTC()
+	for _, r := range all {
+		if r.State != RolloutApplying && r.State != RolloutPlanning {
+			continue
+		}
+		err := s.store.Update(ctx, func(tx Tx) error {
+			cur, err := getRollout(tx, r.ID)
+			if err != nil {
+				return err
+			}
+			reason := ""
+			switch cur.State {
+			case RolloutApplying:
+				cur.State, reason = RolloutInterrupted, "interrupted"
+				cur.Error = fmt.Sprintf("tokend stopped during the apply, after item %d of %d; apply again to resume", cur.Cursor, cur.Users)
+			case RolloutPlanning:
+				cur.State, reason = RolloutAbandoned, "abandoned"
+				cur.Error = "tokend stopped while planning; plan again"
+			default:
+				return nil
+			}
+			cur.Runner, cur.UpdatedAt = "", now
+			if err := putJSON(tx, rolloutKey(r.ID), cur); err != nil {
+				return err
+			}
+			return appendAudit(tx, now, ActorFrom(ctx), AuditEvent{Action: "rollout.apply", Target: r.ID,
+				Outcome: OutcomeFailure, Reason: reason})
+		})
+		if err != nil {
+			return marked, err
+		}
+		marked = append(marked, r.ID)
+	}
+	return marked, nil
+}
+
+// TakeRolloutDelivery hands out one user's delivery (CT-KIP URL, activation
+// code, device link) once: the sealed code is deleted in the same
+// transaction.
+func (s *Service) TakeRolloutDelivery(ctx context.Context, id string, seq int) (RolloutDelivery, error) {
+	var out RolloutDelivery
+	actor := ActorFrom(ctx)
+	err := s.change(ctx, AuditEvent{Action: "rollout.delivery.take", Target: id}, func(tx Tx, now time.Time, ev *AuditEvent) error {
+		r, err := getRollout(tx, id)
+		if err != nil {
+			return err
+		}
+		it, err := getRolloutItem(tx, id, seq)
+		if err != nil {
+			return err
+		}
+		ev.UserID, ev.Serial = it.UserID, it.Serial
+		if err := guardAdminFactor(tx, actor, ev, it.Serial); err != nil {
+			return err
+		}
+		if !it.Waiting() {
+			return fmt.Errorf("rollout %s item %d has no delivery waiting: each is handed out once: %w", id, seq, ErrNotFound)
+		}
+		code, err := s.sealer.Open(it.Code, codeAAD(id, seq))
+		if err != nil {
+			return err
+		}
+		out = RolloutDelivery{Distribution: Distribution{Serial: it.Serial, Profile: r.Profile, CTKIPURL: r.CTKIPURL,
+			ActivationCode: Secret(code), ExpiresAt: it.ExpiresAt, DeviceURL: Secret(deviceURL(r.DeviceType, r.CTKIPURL, string(code)))},
+			UserID: it.UserID, UserName: it.UserName, Email: it.Email}
+		clear(code)
+		it.Code, it.Taken = nil, true
+		return putJSON(tx, rolloutItemKey(id, seq), it)
+	})
+	return out, err
+}
+
+// ExportRollout writes one part of a completed rollout's deliveries as CSV,
+// once per part: links (user, e-mail, serial, CT-KIP URL, expiry) for one
+// channel, codes (user, e-mail, serial, activation code) for another. The
+// claim is stored before start is called for the writer; exporting the
+// codes deletes them from the store as they are written. Users whose
+// delivery was taken one by one are left out.
+func (s *Service) ExportRollout(ctx context.Context, id, part string, start func() io.Writer) error {
+	if part != ExportLinks && part != ExportCodes {
+		return &ValidationError{Problems: []FieldError{{"part", "must be links or codes"}}}
+	}
+	var r Rollout
+	err := s.change(ctx, AuditEvent{Action: "rollout.export", Target: id, Detail: "part=" + part}, func(tx Tx, now time.Time, _ *AuditEvent) error {
+		cur, err := getRollout(tx, id)
+		if err != nil {
+			return err
+		}
+		if cur.State != RolloutCompleted {
+			return fmt.Errorf("rollout %s is %s; its deliveries are exported once it is completed: %w", id, cur.State, ErrInvalidState)
+		}
+		at := &cur.LinksExportedAt
+		if part == ExportCodes {
+			at = &cur.CodesExportedAt
+		}
+		if !at.IsZero() {
+			return fmt.Errorf("the %s of rollout %s were exported at %s; each part is handed out once: %w",
+				part, id, at.Format(time.RFC3339), ErrInvalidState)
+		}
+		*at = now
+		cur.UpdatedAt = now
+		r = *cur
+		return putJSON(tx, rolloutKey(id), cur)
+	})
+	if err != nil {
+		return err
+	}
+	w := csv.NewWriter(start())
+	head := []string{"user_name", "email", "serial", "ctkip_url", "expires_at"}
+	if part == ExportCodes {
+		head = []string{"user_name", "email", "serial", "activation_code"}
+	}
+	if err := w.Write(head); err != nil {
+		return err
+	}
+	after := 0
+	for {
+		var page []RolloutItem
+		err := s.store.View(ctx, func(tx Tx) error {
+			page = page[:0]
+			var from []byte
+			if after > 0 {
+				from = rolloutItemKey(id, after)
+			}
+			kvs, err := tx.Scan(rolloutItemPrefix(id), from, rolloutPage)
+			if err != nil {
+				return err
+			}
+			for _, kv := range kvs {
+				var it RolloutItem
+				if err := decodeRecord(tx, kv.Value, &it); err != nil {
+					return err
+				}
+				page = append(page, it)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if len(page) == 0 {
+			break
+		}
+		after = page[len(page)-1].Seq
+		var taken []int
+		for _, it := range page {
+			if !it.Waiting() {
+				continue
+			}
+			row := []string{csvCell(it.UserName), csvCell(it.Email), it.Serial}
+			if part == ExportLinks {
+				row = append(row, r.CTKIPURL, it.ExpiresAt.UTC().Format(time.RFC3339))
+			} else {
+				code, err := s.sealer.Open(it.Code, codeAAD(id, it.Seq))
+				if err != nil {
+					return err
+				}
+				row = append(row, string(code))
+				clear(code)
+				taken = append(taken, it.Seq)
+			}
+			if err := w.Write(row); err != nil {
+				return err
+			}
+		}
+		w.Flush()
+		if err := w.Error(); err != nil {
+			return err
+		}
+		if err := s.dropCodes(ctx, id, taken); err != nil {
+			return err
+		}
+	}
+	w.Flush()
+	return w.Error()
+}
+
+// dropCodes deletes exported codes from their items.
+func (s *Service) dropCodes(ctx context.Context, id string, seqs []int) error {
+	for b := 0; b < len(seqs); b += rolloutItemWrites {
+		part := seqs[b:min(b+rolloutItemWrites, len(seqs))]
+		err := s.store.Update(ctx, func(tx Tx) error {
+			for _, seq := range part {
+				it, err := getRolloutItem(tx, id, seq)
+				if err != nil {
+					return err
+				}
+				it.Code, it.Taken = nil, true
+				if err := putJSON(tx, rolloutItemKey(id, seq), it); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// csvCell keeps a spreadsheet from reading a name as a formula.
+func csvCell(s string) string {
+	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		return "'" + s
+	}
+	return s
+}

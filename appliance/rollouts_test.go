@@ -1,0 +1,531 @@
+package appliance_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"tokend/appliance"
+	"tokend/appliance/internal/boltstore"
+	"tokend/appliance/memstore"
+)
+
+// rolloutFixture is a SCIM source with a group of users, a CT-KIP profile
+// "phones" and pool tokens 1700000000xx.
+type rolloutFixture struct {
+	*fixture
+	src   appliance.IdentitySource
+	users map[string]appliance.SourceUser
+	group appliance.Group
+}
+
+func newRolloutFixture(t *testing.T, store appliance.Store, pool int, names ...string) *rolloutFixture {
+	t.Helper()
+	f := &rolloutFixture{fixture: newFixture(t, store), users: map[string]appliance.SourceUser{}}
+	if _, err := f.svc.CreateProfile(f.ctx, appliance.Profile{Name: "phones", DeviceType: appliance.DeviceAndroid,
+		DeliveryMethod: appliance.DeliveryCTKIP}); err != nil {
+		t.Fatal(err)
+	}
+	if pool > 0 {
+		f.importCSV(t, serials(pool, 170000000000))
+	}
+	src, _, err := f.svc.CreateIdentitySource(f.ctx, appliance.IdentitySource{Name: "Entra", Type: appliance.SourceTypeSCIM})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.src = src
+	var ids []string
+	for _, n := range names {
+		u, err := f.svc.CreateSourceUser(f.ctx, src.ID, appliance.SourceUser{User: appliance.User{UserName: n,
+			Email: n + "@example.org", Active: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.users[n] = u
+		ids = append(ids, u.ID)
+	}
+	if f.group, err = f.svc.CreateGroup(f.ctx, src.ID, appliance.Group{DisplayName: "Staff", Members: ids}); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func (f *rolloutFixture) plan(t *testing.T) appliance.Rollout {
+	t.Helper()
+	r, err := f.svc.PlanRollout(f.ctx, appliance.RolloutRequest{Group: &appliance.RolloutGroup{Source: f.src.ID, ID: f.group.ID},
+		Profile: "phones", Pool: appliance.RolloutPool{SerialPrefix: "1700"}, Delivery: appliance.DeliveryCTKIP})
+	if err != nil {
+		t.Fatalf("plan: %v", err)
+	}
+	return r
+}
+
+func (f *rolloutFixture) items(t *testing.T, id string) map[string]appliance.RolloutItem {
+	t.Helper()
+	out := map[string]appliance.RolloutItem{}
+	after := 0
+	for {
+		p, err := f.svc.ListRolloutItems(f.ctx, id, after, 7, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, it := range p.Items {
+			if len(it.Code) > 0 {
+				t.Errorf("item %d lists its sealed code", it.Seq)
+			}
+			out[it.UserName] = it
+		}
+		if p.NextAfter == 0 {
+			return out
+		}
+		after = p.NextAfter
+	}
+}
+
+// assignedProfileTokens counts, per user, the tokens of profile "phones".
+func (f *rolloutFixture) phones(t *testing.T) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	for n, u := range f.users {
+		uv, err := f.svc.GetUser(f.ctx, u.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tok := range uv.Tokens {
+			if tok.Profile == "phones" {
+				out[n]++
+			}
+		}
+	}
+	return out
+}
+
+type countingRecorder struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (r *countingRecorder) RolloutUsers(result string, n int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.n == nil {
+		r.n = map[string]int{}
+	}
+	r.n[result] += n
+}
+
+func TestRolloutPlanIsADryRunThenApplyDelivers(t *testing.T) {
+	f := newRolloutFixture(t, memstore.New(), 3, "alice", "bob", "carol", "dave", "erin", "frank")
+	// bob holds a token of the profile, carol three tokens, dave is gone.
+	f.importCSV(t, serials(4, 160000000000))
+	if _, err := f.svc.AssignTokens(f.ctx, f.users["bob"].ID, []string{"160000000000"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.Distribute(f.ctx, "160000000000", "phones"); err != nil {
+		t.Fatal(err)
+	}
+	// carol is at the limit with tokens outside the pool.
+	f.importCSV(t, serials(3, 180000000000))
+	if _, err := f.svc.AssignTokens(f.ctx, f.users["carol"].ID, []string{"180000000000", "180000000001", "180000000002"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.DeactivateSourceUser(f.ctx, f.src.ID, f.users["dave"].ID, false); err != nil {
+		t.Fatal(err)
+	}
+	r := f.plan(t)
+	want := appliance.Rollout{State: appliance.RolloutPlanned, Users: 6, ToAssign: 3, HasProfile: 1, AtLimit: 1, Inactive: 1, PoolShortfall: 0}
+	got := appliance.Rollout{State: r.State, Users: r.Users, ToAssign: r.ToAssign, HasProfile: r.HasProfile, AtLimit: r.AtLimit,
+		Inactive: r.Inactive, PoolShortfall: r.PoolShortfall}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("plan (-want +got):\n%s", diff)
+	}
+	items := f.items(t, r.ID)
+	status := map[string]string{}
+	for n, it := range items {
+		status[n] = it.Status + " " + it.Serial
+	}
+	wantStatus := map[string]string{"alice": "assign 170000000000", "bob": "has_profile ", "carol": "at_limit ",
+		"dave": "inactive ", "erin": "assign 170000000001", "frank": "assign 170000000002"}
+	if diff := cmp.Diff(wantStatus, status); diff != "" {
+		t.Fatalf("items (-want +got):\n%s", diff)
+	}
+	// A dry run: nothing assigned.
+	if tok, err := f.svc.GetToken(f.ctx, "170000000000"); err != nil || tok.UserID != "" {
+		t.Fatalf("planned token is assigned before apply: %+v %v", tok, err)
+	}
+
+	done, err := f.svc.ApplyRollout(f.ctx, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if done.State != appliance.RolloutCompleted || done.Done != 3 || done.Failed != 0 {
+		t.Fatalf("applied %+v", done)
+	}
+	if diff := cmp.Diff(map[string]int{"alice": 1, "bob": 1, "erin": 1, "frank": 1}, f.phones(t)); diff != "" {
+		t.Fatalf("tokens of the profile (-want +got):\n%s", diff)
+	}
+	if _, err := f.svc.ApplyRollout(f.ctx, r.ID); !errors.Is(err, appliance.ErrInvalidState) {
+		t.Fatalf("apply of a completed rollout: %v", err)
+	}
+
+	// alice's delivery, once; the code provisions.
+	items = f.items(t, r.ID)
+	d, err := f.svc.TakeRolloutDelivery(f.ctx, r.ID, items["alice"].Seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Serial != "170000000000" || len(d.ActivationCode.Reveal()) != appliance.CodeDigits || d.UserName != "alice" {
+		t.Fatalf("delivery %+v", d)
+	}
+	if tk, err := f.svc.BeginProvisioning(context.Background(), d.ActivationCode.Reveal()); err != nil || tk.Serial != d.Serial {
+		t.Fatalf("the delivered code does not provision: %+v %v", tk, err)
+	}
+	if _, err := f.svc.TakeRolloutDelivery(f.ctx, r.ID, items["alice"].Seq); !errors.Is(err, appliance.ErrNotFound) {
+		t.Fatalf("second take: %v", err)
+	}
+	if _, err := f.svc.TakeRolloutDelivery(f.ctx, r.ID, items["bob"].Seq); !errors.Is(err, appliance.ErrNotFound) {
+		t.Fatalf("take of a skipped user: %v", err)
+	}
+
+	// Two parts, each once; alice's delivery was taken already.
+	links := exportPart(t, f.fixture, r.ID, appliance.ExportLinks)
+	wantLinks := [][]string{{"user_name", "email", "serial", "ctkip_url", "expires_at"},
+		{"erin", "erin@example.org", "170000000001", f.svc.CTKIPURL(), "2026-12-03T12:00:00Z"},
+		{"frank", "frank@example.org", "170000000002", f.svc.CTKIPURL(), "2026-12-03T12:00:00Z"}}
+	if diff := cmp.Diff(wantLinks, links); diff != "" {
+		t.Fatalf("links (-want +got):\n%s", diff)
+	}
+	codes := exportPart(t, f.fixture, r.ID, appliance.ExportCodes)
+	if len(codes) != 3 || codes[1][0] != "erin" || codes[2][0] != "frank" {
+		t.Fatalf("codes %v", codes)
+	}
+	for _, row := range codes[1:] {
+		if tk, err := f.svc.BeginProvisioning(context.Background(), row[3]); err != nil || tk.Serial != row[2] {
+			t.Fatalf("exported code of %s does not provision: %v", row[0], err)
+		}
+		assertNotInStore(t, f.store, row[3])
+	}
+	assertNotInStore(t, f.store, d.ActivationCode.Reveal())
+	for _, part := range []string{appliance.ExportLinks, appliance.ExportCodes} {
+		err := f.svc.ExportRollout(f.ctx, r.ID, part, func() io.Writer { return io.Discard })
+		if !errors.Is(err, appliance.ErrInvalidState) {
+			t.Errorf("second export of %s: %v", part, err)
+		}
+	}
+	if _, err := f.svc.TakeRolloutDelivery(f.ctx, r.ID, items["erin"].Seq); !errors.Is(err, appliance.ErrNotFound) {
+		t.Fatalf("take after the codes export: %v", err)
+	}
+	audit, err := f.svc.ListAudit(f.ctx, appliance.AuditQuery{Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, a := range audit.Items {
+		if a.Action == "rollout.assign" && a.Outcome == appliance.OutcomeSuccess {
+			n++
+		}
+	}
+	if n != 3 {
+		t.Errorf("%d rollout.assign audit records, want 3", n)
+	}
+}
+
+func exportPart(t *testing.T, f *fixture, id, part string) [][]string {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := f.svc.ExportRollout(f.ctx, id, part, func() io.Writer { return &buf }); err != nil {
+		t.Fatalf("export %s: %v", part, err)
+	}
+	rows, err := csv.NewReader(&buf).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rows
+}
+
+// assertNotInStore scans every record for secret.
+func assertNotInStore(t *testing.T, st appliance.Store, secret string) {
+	t.Helper()
+	err := st.View(context.Background(), func(tx appliance.Tx) error {
+		kvs, err := tx.Scan(nil, nil, 0)
+		if err != nil {
+			return err
+		}
+		for _, kv := range kvs {
+			if bytes.Contains(kv.Value, []byte(secret)) || bytes.Contains(kv.Key, []byte(secret)) {
+				t.Errorf("record %q holds a secret in clear", kv.Key)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRolloutPoolShortfall(t *testing.T) {
+	f := newRolloutFixture(t, memstore.New(), 2, "u1", "u2", "u3", "u4", "u5")
+	r := f.plan(t)
+	if r.ToAssign != 2 || r.PoolShortfall != 3 {
+		t.Fatalf("plan %+v", r)
+	}
+	done, err := f.svc.ApplyRollout(f.ctx, r.ID)
+	if err != nil || done.Done != 2 {
+		t.Fatalf("apply %+v %v", done, err)
+	}
+	got := 0
+	for _, n := range f.phones(t) {
+		got += n
+	}
+	if got != 2 {
+		t.Fatalf("%d tokens handed out from a pool of 2", got)
+	}
+}
+
+// TestRolloutRefusalsAtApply: what changed between plan and apply fails
+// that user (with a reason), not the rollout.
+func TestRolloutRefusalsAtApply(t *testing.T) {
+	f := newRolloutFixture(t, memstore.New(), 25, "atlimit", "gone", "taken", "ok1", "ok2")
+	rec := &countingRecorder{}
+	svc, err := appliance.New(appliance.Config{Store: f.store, Sealer: mustSealer(t, f.key), Now: f.clock.Now,
+		CTKIPURL: f.svc.CTKIPURL(), RolloutRecorder: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.svc = svc
+	r := f.plan(t)
+	items := f.items(t, r.ID)
+	// atlimit reaches the limit meanwhile (tokens outside the plan).
+	f.importCSV(t, serials(3, 190000000000))
+	if _, err := f.svc.AssignTokens(f.ctx, f.users["atlimit"].ID, []string{"190000000000", "190000000001", "190000000002"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.DeactivateSourceUser(f.ctx, f.src.ID, f.users["gone"].ID, false); err != nil {
+		t.Fatal(err)
+	}
+	// The token planned for "taken" goes to someone else.
+	other := f.user(t, "other")
+	if _, err := f.svc.AssignTokens(f.ctx, other.ID, []string{items["taken"].Serial}); err != nil {
+		t.Fatal(err)
+	}
+	done, err := f.svc.ApplyRollout(f.ctx, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if done.Done != 2 || done.Failed != 3 || done.State != appliance.RolloutCompleted {
+		t.Fatalf("apply %+v", done)
+	}
+	reasons := map[string]string{}
+	for n, it := range f.items(t, r.ID) {
+		reasons[n] = it.Status + " " + it.Reason
+	}
+	want := map[string]string{"atlimit": "failed limit", "gone": "failed inactive", "taken": "failed token_taken",
+		"ok1": "done ", "ok2": "done "}
+	if diff := cmp.Diff(want, reasons); diff != "" {
+		t.Fatalf("outcomes (-want +got):\n%s", diff)
+	}
+	uv, err := f.svc.GetUser(f.ctx, f.users["atlimit"].ID)
+	if err != nil || len(uv.Tokens) != appliance.MaxTokensPerUser {
+		t.Fatalf("atlimit holds %d tokens: %v", len(uv.Tokens), err)
+	}
+	if diff := cmp.Diff(map[string]int{"done": 2, "failed": 3}, rec.n); diff != "" {
+		t.Errorf("metric (-want +got):\n%s", diff)
+	}
+}
+
+// TestRolloutConcurrentApplies: two applies of one rollout at once; one
+// makes progress, the other is refused, and no user gets two tokens.
+func TestRolloutConcurrentApplies(t *testing.T) {
+	var names []string
+	for i := range 60 {
+		names = append(names, fmt.Sprintf("user%02d", i))
+	}
+	for _, run := range []struct {
+		name  string
+		store func(t *testing.T) appliance.Store
+	}{
+		{"memstore", func(*testing.T) appliance.Store { return memstore.New() }},
+		{"bbolt", func(t *testing.T) appliance.Store {
+			st, err := boltstore.Open(filepath.Join(t.TempDir(), "tokend.db"), boltstore.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { st.Close() })
+			return st
+		}},
+	} {
+		t.Run(run.name, func(t *testing.T) {
+			f := newRolloutFixture(t, run.store(t), 70, names...)
+			r := f.plan(t)
+			var wg sync.WaitGroup
+			var ok, refused atomic.Int32
+			for range 4 {
+				wg.Go(func() {
+					_, err := f.svc.ApplyRollout(f.ctx, r.ID)
+					switch {
+					case err == nil:
+						ok.Add(1)
+					case errors.Is(err, appliance.ErrConflict), errors.Is(err, appliance.ErrInvalidState):
+						refused.Add(1)
+					default:
+						t.Errorf("apply: %v", err)
+					}
+				})
+			}
+			wg.Wait()
+			if ok.Load() != 1 || refused.Load() != 3 {
+				t.Fatalf("%d applies succeeded, %d refused", ok.Load(), refused.Load())
+			}
+			got, err := f.svc.GetRollout(f.ctx, r.ID)
+			if err != nil || got.Done != 60 || got.Failed != 0 {
+				t.Fatalf("rollout %+v %v", got, err)
+			}
+			for n, c := range f.phones(t) {
+				if c != 1 {
+					t.Errorf("%s holds %d tokens of the profile", n, c)
+				}
+			}
+			if len(f.phones(t)) != 60 {
+				t.Errorf("%d users got a token", len(f.phones(t)))
+			}
+		})
+	}
+}
+
+// failingStore fails every Update after the first `left`, as a process
+// that dies between two chunks: nothing after that is written.
+type failingStore struct {
+	appliance.Store
+	left atomic.Int64
+}
+
+var errPowerCut = errors.New("power cut")
+
+func (s *failingStore) Update(ctx context.Context, fn func(appliance.Tx) error) error {
+	if s.left.Add(-1) < 0 {
+		return errPowerCut
+	}
+	return s.Store.Update(ctx, fn)
+}
+
+// TestRolloutResumesAfterRestart stops a Service between chunks on bbolt,
+// reopens the file with a new Service and applies again: every user ends
+// with exactly one token, and the first run's users are not handled twice.
+func TestRolloutResumesAfterRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tokend.db")
+	st, err := boltstore.Open(path, boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for i := range 45 {
+		names = append(names, fmt.Sprintf("user%02d", i))
+	}
+	f := newRolloutFixture(t, st, 50, names...)
+	r := f.plan(t)
+	// The claim and two chunks get through, then the power goes.
+	cut := &failingStore{Store: st}
+	cut.left.Store(3)
+	svc, err := appliance.New(appliance.Config{Store: cut, Sealer: mustSealer(t, f.key), Now: f.clock.Now, CTKIPURL: f.svc.CTKIPURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.ApplyRollout(f.ctx, r.ID); !errors.Is(err, errPowerCut) {
+		t.Fatalf("apply through the cut: %v", err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	st2, err := boltstore.Open(path, boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st2.Close() })
+	f2 := &rolloutFixture{fixture: newFixtureWithKey(t, st2, f.key), src: f.src, users: f.users, group: f.group}
+	mid, err := f2.svc.GetRollout(f2.ctx, r.ID)
+	if err != nil || mid.State != appliance.RolloutApplying || mid.Done != 2*10 || mid.Cursor != 20 {
+		t.Fatalf("after the cut: %+v %v", mid, err)
+	}
+	if _, err := f2.svc.ApplyRollout(f2.ctx, r.ID); !errors.Is(err, appliance.ErrConflict) {
+		t.Fatalf("apply while the dead run still holds it: %v", err)
+	}
+	marked, err := f2.svc.InterruptRollouts(f2.ctx)
+	if err != nil || len(marked) != 1 || marked[0] != r.ID {
+		t.Fatalf("interrupted %v %v", marked, err)
+	}
+	done, err := f2.svc.ApplyRollout(f2.ctx, r.ID)
+	if err != nil || done.Done != 45 || done.Failed != 0 {
+		t.Fatalf("resumed apply %+v %v", done, err)
+	}
+	for n, c := range f2.phones(t) {
+		if c != 1 {
+			t.Errorf("%s holds %d tokens of the profile", n, c)
+		}
+	}
+	audit, err := f2.svc.ListAudit(f2.ctx, appliance.AuditQuery{Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, a := range audit.Items {
+		if a.Action == "rollout.assign" {
+			n++
+		}
+	}
+	if n != 45 {
+		t.Errorf("%d users handled, want 45", n)
+	}
+}
+
+func TestRolloutPlanRefusals(t *testing.T) {
+	f := newRolloutFixture(t, memstore.New(), 1, "alice")
+	tests := []struct {
+		name string
+		req  appliance.RolloutRequest
+		want error
+	}{
+		{"no group", appliance.RolloutRequest{Profile: "phones", Pool: appliance.RolloutPool{AnySoftware: true}, Delivery: "ctkip"}, &appliance.ValidationError{}},
+		{"both pools", appliance.RolloutRequest{Users: []string{"alice"}, Profile: "phones", Pool: appliance.RolloutPool{AnySoftware: true, SerialPrefix: "1"}, Delivery: "ctkip"}, &appliance.ValidationError{}},
+		{"bad prefix", appliance.RolloutRequest{Users: []string{"alice"}, Profile: "phones", Pool: appliance.RolloutPool{SerialPrefix: "17x"}, Delivery: "ctkip"}, &appliance.ValidationError{}},
+		{"delivery not the profile's", appliance.RolloutRequest{Users: []string{"alice"}, Profile: "phones", Pool: appliance.RolloutPool{AnySoftware: true}, Delivery: "file"}, &appliance.ValidationError{}},
+		{"unknown user", appliance.RolloutRequest{Users: []string{"nobody"}, Profile: "phones", Pool: appliance.RolloutPool{AnySoftware: true}, Delivery: "ctkip"}, &appliance.ValidationError{}},
+		{"unknown profile", appliance.RolloutRequest{Users: []string{"alice"}, Profile: "nope", Pool: appliance.RolloutPool{AnySoftware: true}, Delivery: "ctkip"}, appliance.ErrNotFound},
+		{"unknown group", appliance.RolloutRequest{Group: &appliance.RolloutGroup{Source: f.src.ID, ID: "nope"}, Profile: "phones", Pool: appliance.RolloutPool{AnySoftware: true}, Delivery: "ctkip"}, appliance.ErrNotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := f.svc.PlanRollout(f.ctx, tt.req)
+			var ve *appliance.ValidationError
+			if _, isVE := tt.want.(*appliance.ValidationError); isVE {
+				if !errors.As(err, &ve) {
+					t.Fatalf("got %v, want a validation error", err)
+				}
+				return
+			}
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("got %v, want %v", err, tt.want)
+			}
+		})
+	}
+	// By user name and by id, and the whole source; any software token.
+	for _, req := range []appliance.RolloutRequest{
+		{Users: []string{"alice", f.users["alice"].ID}},
+		{Group: &appliance.RolloutGroup{Source: f.src.ID}},
+	} {
+		req.Profile, req.Pool, req.Delivery = "phones", appliance.RolloutPool{AnySoftware: true}, "ctkip"
+		r, err := f.svc.PlanRollout(f.ctx, req)
+		if err != nil || r.Users != 1 || r.ToAssign != 1 {
+			t.Fatalf("plan %+v %v", r, err)
+		}
+	}
+}
