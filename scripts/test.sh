@@ -43,6 +43,7 @@ TOOLS=(
     gcc:gcc
     radclient:freeradius-utils
     pamtester:pamtester
+    etcd:etcd-server
     # A path is a file to find (a PAM module is no command).
     /lib/x86_64-linux-gnu/security/pam_radius_auth.so:libpam-radius-auth
 )
