@@ -247,7 +247,7 @@ func (s *Service) loadAuthState(ctx context.Context, req AuthRequest, now time.T
 // usable reports whether a token may authenticate at all.
 func usable(t *Token, now time.Time) bool {
 	return t.State == StateEnabled && t.Provisioned && len(t.Seed) > 0 &&
-		(t.ExpiresAt.IsZero() || now.Before(t.ExpiresAt))
+		(t.ExpiresAt.IsZero() || now.Before(t.ExpiresAt)) && !graceEnded(t, now)
 }
 
 func generator(t *Token, seed []byte) (otp.Generator, error) {
@@ -635,7 +635,8 @@ func (s *Service) commitDecision(ctx context.Context, st authState, req AuthRequ
 			}
 			orig := findAuthToken(st, dd.serial)
 			switch {
-			case orig == nil || tok.UserID != u.ID || tok.State != StateEnabled || !bytes.Equal(tok.Seed, orig.Seed):
+			case orig == nil || tok.UserID != u.ID || tok.State != StateEnabled || !bytes.Equal(tok.Seed, orig.Seed) ||
+				graceEnded(tok, now):
 				dd = decision{result: AuthReject, detail: ReasonBadPasscode, emergencyIdx: -1}
 			case dd.consume && tok.Algorithm == AlgHOTP && uint64(dd.step) < tok.Counter,
 				dd.consume && tok.Algorithm != AlgHOTP && dd.step <= tok.LastStep:
@@ -679,6 +680,20 @@ func (s *Service) commitDecision(ctx context.Context, st authState, req AuthRequ
 			}
 			if dd.pinHash != "" {
 				tok.PINHash, tok.PINLength, tok.NewPINRequired = dd.pinHash, dd.pinLength, false
+			}
+			if dd.result == AuthAccept && tok.Replaces != "" {
+				// The new token of a replacement works: retire the old
+				// one in this same transaction (lifecycle.go).
+				retired, err := retireReplacedInTx(tx, tok, now)
+				if err != nil {
+					return err
+				}
+				if retired != "" {
+					if err := appendAudit(tx, now, ActorFrom(ctx), AuditEvent{Action: "token.replace.complete",
+						Serial: retired, UserID: u.ID, Target: tok.Serial, Outcome: OutcomeSuccess, Detail: "new_token_used"}); err != nil {
+						return err
+					}
+				}
 			}
 			if err := putToken(tx, tok, &old); err != nil {
 				return err

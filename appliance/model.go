@@ -106,6 +106,16 @@ type Token struct {
 	// AdminSecondFactor is not stored: reads set it when the token is an
 	// admin's console second factor (managed by super admins only).
 	AdminSecondFactor bool `json:"-"`
+	// Lifecycle (lifecycle.go). A pending replacement links the old token
+	// (ReplacedBy, and ReplaceUntil: the end of its grace period) and the
+	// new one (Replaces). A lost token is disabled; LostFrom is the state
+	// "found" gives back.
+	ReplacedBy   string    `json:"replaced_by,omitempty"`
+	Replaces     string    `json:"replaces,omitempty"`
+	ReplaceUntil time.Time `json:"replace_until,omitzero"`
+	Lost         bool      `json:"lost,omitempty"`
+	LostAt       time.Time `json:"lost_at,omitzero"`
+	LostFrom     string    `json:"lost_from,omitempty"`
 }
 
 // Sealed is an AEAD-sealed secret. It never prints its bytes.
@@ -145,10 +155,14 @@ type Profile struct {
 	CTFBinding        string        `json:"ctf_binding,omitempty"` // delivery ctf only: none | password | device_id
 	Hash              string        `json:"hash,omitempty"`        // delivery otpauth only: sha1 | sha256 | sha512
 	ActivationCodeTTL time.Duration `json:"activation_code_ttl"`
-	DisplayName       string        `json:"display_name"`
-	HelpText          string        `json:"help_text"`
-	CreatedAt         time.Time     `json:"created_at"`
-	UpdatedAt         time.Time     `json:"updated_at"`
+	// MaxLifetime bounds how far an admin may extend a token of this
+	// profile: its expiry at most this long after it was provisioned
+	// (zero: DefaultMaxTokenLifetime).
+	MaxLifetime time.Duration `json:"max_lifetime,omitempty"`
+	DisplayName string        `json:"display_name"`
+	HelpText    string        `json:"help_text"`
+	CreatedAt   time.Time     `json:"created_at"`
+	UpdatedAt   time.Time     `json:"updated_at"`
 }
 
 // Activation code states.

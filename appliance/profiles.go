@@ -55,6 +55,9 @@ func (s *Service) validateProfile(p *Profile) error {
 	if p.ActivationCodeTTL < time.Minute || p.ActivationCodeTTL > MaxCodeTTL {
 		v.Add("activation_code_ttl", fmt.Sprintf("must be between 1m and %s", MaxCodeTTL))
 	}
+	if p.MaxLifetime < 0 || p.MaxLifetime > maxProfileLifetime {
+		v.Add("max_lifetime", fmt.Sprintf("must be between 0 (the default, %s) and %s", DefaultMaxTokenLifetime, maxProfileLifetime))
+	}
 	if len(p.DisplayName) > 256 {
 		v.Add("display_name", "at most 256 characters")
 	}

@@ -43,6 +43,10 @@ type Config struct {
 	// SpoolDir is where import bodies are spooled before they are
 	// imported (os.TempDir() when empty); main passes the data dir.
 	SpoolDir string
+	// ReplacementGrace is how long a replaced token keeps working while
+	// its replacement has not authenticated (DefaultReplacementGrace when
+	// zero; lifecycle.go).
+	ReplacementGrace time.Duration
 	// RolloutRecorder counts the users rollouts handle (rollouts.go); nil
 	// records nothing.
 	RolloutRecorder RolloutRecorder
@@ -70,6 +74,8 @@ type Service struct {
 	// handouts holds generated token files until their one download
 	// (seeddelivery.go).
 	handouts handouts
+	// grace is Config.ReplacementGrace (lifecycle.go).
+	grace time.Duration
 	// rollouts tracks rollouts applied in the background (rollouts.go).
 	rollouts rolloutRunner
 }
@@ -88,6 +94,10 @@ func New(cfg Config) (*Service, error) {
 	s.argon = newArgonPool(cfg.AdminSignIn.ArgonSlots, cfg.AdminSignIn.ArgonWait)
 	s.signIn = newAdminSignIn(cfg.AdminSignIn)
 	s.spoolDir = cfg.SpoolDir
+	s.grace = cfg.ReplacementGrace
+	if s.grace <= 0 {
+		s.grace = DefaultReplacementGrace
+	}
 	s.rollouts.rec = cfg.RolloutRecorder
 	s.SetCTKIPURL(cfg.CTKIPURL)
 	if s.codeTTL <= 0 {

@@ -551,6 +551,10 @@ func unassignInTx(tx Tx, t *Token, now time.Time) error {
 	if err := voidCode(tx, t); err != nil {
 		return err
 	}
+	// Either token of a pending replacement leaving ends it (lifecycle.go).
+	if err := unlinkReplacement(tx, t); err != nil {
+		return err
+	}
 	t.UserID, t.State, t.UpdatedAt, t.AssignedAt = "", StateDisabled, now, time.Time{}
 	t.Profile, t.PINMode = "", ""
 	t.PINHash, t.PINLength, t.NewPINRequired, t.Drift = "", 0, false, 0

@@ -207,35 +207,12 @@ const emergencyDigits = 10
 // codes, valid for lifetime (capped by the policy's hard maximum). It
 // replaces any earlier emergency access of the user.
 func (s *Service) IssueEmergencyAccess(ctx context.Context, userID, kind string, count int, lifetime time.Duration) (EmergencyAccess, error) {
-	v := &ValidationError{}
-	switch kind {
-	case EmergencyFixed:
-		count = 1
-	case EmergencyOneTime:
-		if count < 1 || count > 20 {
-			v.Add("count", "must be 1 to 20")
-		}
-	default:
-		v.Add("kind", "must be fixed or onetime")
-	}
-	if lifetime <= 0 || lifetime > s.policy.MaxEmergency {
-		v.Add("lifetime", fmt.Sprintf("must be positive and at most %s", s.policy.MaxEmergency))
-	}
-	if err := v.Err(); err != nil {
+	out, rec, err := s.newEmergency(kind, count, lifetime) // lifecycle.go: shared with MarkLost
+	if err != nil {
 		return EmergencyAccess{}, err
 	}
-	out := EmergencyAccess{Kind: kind}
-	rec := emergencyAccess{Kind: kind}
-	for range count {
-		code, err := randomDigits(s.rand, emergencyDigits)
-		if err != nil {
-			return EmergencyAccess{}, err
-		}
-		out.Codes = append(out.Codes, Secret(code))
-		rec.Codes = append(rec.Codes, emergencyCode{Hash: s.sealer.Hash(emergencyHashDomain, []byte(code))})
-	}
 	actor := ActorFrom(ctx)
-	err := s.changeGuarded(ctx, AuditEvent{Action: "user.emergency_access.issue", UserID: userID, Detail: kind}, func(tx Tx, now time.Time, ev *AuditEvent) error {
+	err = s.changeGuarded(ctx, AuditEvent{Action: "user.emergency_access.issue", UserID: userID, Detail: kind}, func(tx Tx, now time.Time, ev *AuditEvent) error {
 		if _, err := getUser(tx, userID); err != nil {
 			return err
 		}

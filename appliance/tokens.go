@@ -122,6 +122,9 @@ func (s *Service) SetTokenEnabled(ctx context.Context, serial string, enabled bo
 		if err := guardAdminFactor(tx, actor, ev, serial); err != nil {
 			return err
 		}
+		if enabled && t.Lost {
+			return fmt.Errorf("token %s is marked lost; mark it found instead: %w", serial, ErrInvalidState)
+		}
 		if t.State != state {
 			old := *t
 			t.State, t.UpdatedAt = state, now
@@ -182,12 +185,7 @@ func (s *Service) assignInTx(tx Tx, userID string, serials []string, now time.Ti
 	if err != nil {
 		return err
 	}
-	n := 0
-	for i := range held {
-		if countsTowardLimit(&held[i]) {
-			n++
-		}
-	}
+	n := limitCount(held) // a pending replacement counts once
 	for _, sn := range serials {
 		t, err := getToken(tx, sn)
 		if err != nil {
