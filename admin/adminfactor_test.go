@@ -79,7 +79,7 @@ func TestAdminSecondFactorTakeoverRefused(t *testing.T) {
 		return func(f fob) string { return "/api/v1/users/" + f.userID + suffix }
 	}
 	// the profile e.provision creates for each token's holder
-	profileOf := map[string]string{"160000000000": "p-root-holder", "160000000001": "p-carol"}
+	profileOf := map[string]string{"160000000000": "p-root", "160000000001": "p-carol"}
 	distribute := step{"POST", tokenPath("/distribution"), func(f fob) any {
 		return map[string]string{"profile": profileOf[f.serial]}
 	}}
@@ -111,7 +111,7 @@ func TestAdminSecondFactorTakeoverRefused(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
-			factor := e.provision("root-holder", "160000000000", "none")
+			factor := e.provision("root", "160000000000", "none")
 			other := e.provision("carol", "160000000001", "none")
 			super := appliance.WithActor(t.Context(), appliance.Actor{ID: "test", Name: "tester", Role: appliance.RoleSuperAdmin})
 			if _, _, err := e.svc.CreateAdmin(super, appliance.NewAdmin{Name: "root", Role: appliance.RoleSuperAdmin,
@@ -180,7 +180,7 @@ func TestAdminSecondFactorTakeoverRefused(t *testing.T) {
 // QR code of other tokens and the super admin gets this one.
 func TestAdminFactorQRCodeRefused(t *testing.T) {
 	e := newEnv(t)
-	factor := e.provision("root-holder", "160000000000", "none")
+	factor := e.provision("root", "160000000000", "none")
 	other := e.provision("carol", "160000000001", "none")
 	super := appliance.WithActor(t.Context(), appliance.Actor{ID: "test", Name: "tester", Role: appliance.RoleSuperAdmin})
 	if _, _, err := e.svc.CreateAdmin(super, appliance.NewAdmin{Name: "root", Role: appliance.RoleSuperAdmin,
@@ -190,7 +190,7 @@ func TestAdminFactorQRCodeRefused(t *testing.T) {
 	ts := httptest.NewTLSServer(e.srv)
 	t.Cleanup(ts.Close)
 	c := tlsClient{t: t, e: e, ts: ts}
-	for serial, profile := range map[string]string{factor.serial: "p-root-holder", other.serial: "p-carol"} {
+	for serial, profile := range map[string]string{factor.serial: "p-root", other.serial: "p-carol"} {
 		if st, b := c.do(appliance.RoleSuperAdmin, "POST", "/api/v1/tokens/"+serial+"/distribution", map[string]string{"profile": profile}); st != http.StatusCreated {
 			t.Fatalf("re-issue %s: %d %s", serial, st, b)
 		}

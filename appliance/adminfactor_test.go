@@ -17,8 +17,8 @@ import (
 	"tokend/appliance/otp"
 )
 
-// factorFixture: alice holds 150000000000, the second factor of the super
-// admin "root"; bob holds 150000000001, nobody's second factor. Both are
+// factorFixture: the user root (field alice) holds 150000000000, the second
+// factor of the super admin "root" (an admin's factor is their own); bob holds 150000000001, nobody's second factor. Both are
 // provisioned software tokens.
 type factorFixture struct {
 	*fixture
@@ -40,7 +40,7 @@ func newFactorFixture(t *testing.T) *factorFixture {
 		DeliveryMethod: appliance.DeliveryCTKIP}); err != nil {
 		t.Fatal(err)
 	}
-	ff := &factorFixture{fixture: f, alice: f.user(t, "alice"), bob: f.user(t, "bob"),
+	ff := &factorFixture{fixture: f, alice: f.user(t, "root"), bob: f.user(t, "bob"),
 		helpdesk: appliance.WithActor(context.Background(), appliance.Actor{ID: "hd", Name: "desk", Role: appliance.RoleHelpdesk})}
 	for _, h := range []struct {
 		user   string
@@ -264,10 +264,18 @@ func TestAdminFactorGuardEdges(t *testing.T) {
 			return f.svc.VoidDistribution(ctx, factorSerial)
 		}, appliance.ErrForbidden},
 		{"bind a token with an outstanding code", func() error {
-			if _, err := f.svc.Distribute(f.ctx, otherSerial, "p"); err != nil {
+			if _, err := f.svc.Distribute(f.ctx, factorSerial, "p"); err != nil {
 				return err
 			}
-			return f.svc.SetAdminSecondFactor(f.ctx, "root", otherSerial)
+			err := f.svc.SetAdminSecondFactor(f.ctx, "root", factorSerial)
+			var sfe *appliance.SecondFactorError
+			if !errors.As(err, &sfe) || !strings.Contains(sfe.Reason, "outstanding activation code") {
+				t.Errorf("refusal %v, want one for the outstanding code", err)
+			}
+			if verr := f.svc.VoidDistribution(f.ctx, factorSerial); verr != nil {
+				t.Fatal(verr)
+			}
+			return err
 		}, appliance.ErrInvalidState},
 		{"bulk assign holding a factor assigns nothing", func() error {
 			if err := f.svc.UnassignToken(f.ctx, f.alice.ID, factorSerial); err != nil {

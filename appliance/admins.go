@@ -62,6 +62,12 @@ type AdminAccount struct {
 	Failures         int       `json:"failures,omitempty"`
 	LockedUntil      time.Time `json:"locked_until,omitzero"`
 	FailureAuditedAt time.Time `json:"failure_audited_at,omitzero"`
+	// Disabled accounts cannot sign in; their sessions end at their next
+	// request.
+	Disabled bool `json:"disabled,omitempty"`
+	// MustChangePassword is set by a generated (one-time) password: the
+	// console lets the admin do nothing but choose a new one.
+	MustChangePassword bool `json:"must_change_password,omitempty"`
 }
 
 // Locked reports whether the account is locked out of the console at now.
@@ -170,12 +176,12 @@ func (s *Service) CreateAdmin(ctx context.Context, in NewAdmin) (AdminAccount, S
 			return fmt.Errorf("admin %q: %w", in.Name, ErrExists)
 		}
 		if in.SecondFactorSerial != "" {
-			if err := checkSecondFactorToken(tx, in.SecondFactorSerial); err != nil {
+			if err := checkSecondFactorToken(tx, in.SecondFactorSerial, in.Name); err != nil {
 				return err
 			}
 		}
 		out = AdminAccount{ID: id, Name: in.Name, Role: in.Role, PasswordHash: hash,
-			SecondFactorSerial: in.SecondFactorSerial, CreatedAt: now, UpdatedAt: now}
+			SecondFactorSerial: in.SecondFactorSerial, CreatedAt: now, UpdatedAt: now, MustChangePassword: generated != ""}
 		return putJSON(tx, adminKey(in.Name), out)
 	})
 	if err != nil {
@@ -184,20 +190,48 @@ func (s *Service) CreateAdmin(ctx context.Context, in NewAdmin) (AdminAccount, S
 	return out, generated, nil
 }
 
-// checkSecondFactorToken requires the token to exist and be assigned: the
-// tokencode is verified through its user.
-func checkSecondFactorToken(tx Tx, serial string) error {
+// SecondFactorError refuses a token as an admin's second factor: Reason
+// says why and what to do, for people (it names no secret).
+type SecondFactorError struct {
+	Serial, Reason string
+}
+
+func (e *SecondFactorError) Error() string {
+	return fmt.Sprintf("token %s cannot be a console second factor: %s", e.Serial, e.Reason)
+}
+
+// Is makes it an ErrInvalidState: the token's state does not fit (yet).
+func (e *SecondFactorError) Is(target error) bool { return target == ErrInvalidState }
+
+// checkSecondFactorToken requires a token that can produce tokencodes (it
+// holds a seed) and is the admin's own: assigned to the user whose user
+// name is the admin's name. The tokencode is verified through that user, so
+// a token of somebody else would let them sign in (or need them to), and an
+// unassigned or seedless token would lock the admin out (the README example
+// this replaces did both).
+func checkSecondFactorToken(tx Tx, serial, adminName string) error {
 	t, err := getToken(tx, serial)
 	if err != nil {
 		return err
 	}
+	refuse := func(reason string) error { return &SecondFactorError{Serial: serial, Reason: reason} }
 	if t.UserID == "" {
-		return fmt.Errorf("token %s is not assigned to a user, so it cannot be a second factor: %w", serial, ErrInvalidState)
+		return refuse(fmt.Sprintf("it is not assigned to a user; assign it to the user %q (the admin's own user) first", adminName))
+	}
+	u, err := getUser(tx, t.UserID)
+	if err != nil {
+		return err
+	}
+	if fold(u.UserName) != fold(adminName) {
+		return refuse(fmt.Sprintf("it is assigned to another user; an admin's second factor must be assigned to the user named like the admin (%q)", adminName))
 	}
 	// Whoever holds an outstanding code (say, the help desk that issued it)
 	// could provision the token after it became the factor.
 	if len(t.CodeHash) > 0 {
-		return fmt.Errorf("token %s has an outstanding activation code: provision the token or void the code first: %w", serial, ErrInvalidState)
+		return refuse("it has an outstanding activation code: provision the token or void the code first")
+	}
+	if len(t.Seed) == 0 {
+		return refuse("it has no seed (never provisioned and none imported): provision it first")
 	}
 	return nil
 }
@@ -232,7 +266,8 @@ func (s *Service) ListAdmins(ctx context.Context) ([]AdminAccount, error) {
 	return listJSON[AdminAccount](ctx, s.store, pfxAdmin)
 }
 
-// SetAdminPassword replaces an admin's password.
+// SetAdminPassword replaces an admin's password with one chosen by whoever
+// sets it: it is not one-time (ResetAdminPassword generates one that is).
 func (s *Service) SetAdminPassword(ctx context.Context, name string, password Secret) error {
 	v := &ValidationError{}
 	validateAdminPassword(password.Reveal(), v)
@@ -248,7 +283,7 @@ func (s *Service) SetAdminPassword(ctx context.Context, name string, password Se
 		if err != nil {
 			return err
 		}
-		a.PasswordHash, a.UpdatedAt = hash, now
+		a.PasswordHash, a.UpdatedAt, a.MustChangePassword = hash, now, false
 		return putJSON(tx, adminKey(name), a)
 	})
 }
@@ -265,23 +300,12 @@ func (s *Service) SetAdminSecondFactor(ctx context.Context, name, serial string)
 			return err
 		}
 		if serial != "" {
-			if err := checkSecondFactorToken(tx, serial); err != nil {
+			if err := checkSecondFactorToken(tx, serial, a.Name); err != nil {
 				return err
 			}
 		}
 		a.SecondFactorSerial, a.UpdatedAt = serial, now
 		return putJSON(tx, adminKey(name), a)
-	})
-}
-
-// DeleteAdmin removes an admin account; their console sessions end at
-// their next request (the console re-reads the account every time).
-func (s *Service) DeleteAdmin(ctx context.Context, name string) error {
-	return s.change(ctx, AuditEvent{Action: "admin.delete", Target: name}, func(tx Tx, _ time.Time, _ *AuditEvent) error {
-		if _, err := getAdmin(tx, name); err != nil {
-			return err
-		}
-		return tx.Delete(adminKey(name))
 	})
 }
 
@@ -293,6 +317,7 @@ const (
 	adminReasonBadPasscode  = "bad_passcode"
 	adminReasonNeedPasscode = "passcode_required"
 	adminReasonLocked       = ReasonLocked
+	adminReasonDisabled     = "disabled"
 	adminReasonBusy         = "busy"
 )
 
@@ -341,6 +366,8 @@ func (s *Service) AuthenticateAdmin(ctx context.Context, name, password, passcod
 	switch {
 	case acc.Locked(now):
 		reason = adminReasonLocked
+	case acc.Disabled:
+		reason = adminReasonDisabled
 	case !ok:
 		reason = adminReasonBadPassword
 	case acc.SecondFactorSerial != "" && strings.TrimSpace(passcode) == "":
@@ -358,8 +385,8 @@ func (s *Service) AuthenticateAdmin(ctx context.Context, name, password, passcod
 		if err != nil {
 			return err
 		}
-		if a.ID != acc.ID || a.Locked(now) {
-			return errAdminChanged // replaced or locked since the check
+		if a.ID != acc.ID || a.Locked(now) || a.Disabled {
+			return errAdminChanged // replaced, locked or disabled since the check
 		}
 		a.LastLoginAt, a.Failures, a.LockedUntil = now, 0, time.Time{}
 		if err := putJSON(tx, adminKey(a.Name), a); err != nil {

@@ -81,32 +81,33 @@ func TestCreateAdminValidation(t *testing.T) {
 func TestAdminSecondFactor(t *testing.T) {
 	f, _, g := provisioned(t, appliance.PINModeNone)
 	const pw = appliance.Secret("correct horse battery")
-	if _, _, err := f.svc.CreateAdmin(f.ctx, appliance.NewAdmin{Name: "root", Role: appliance.RoleSuperAdmin, Password: pw,
+	// alice holds the token: the admin's second factor is their own.
+	if _, _, err := f.svc.CreateAdmin(f.ctx, appliance.NewAdmin{Name: "alice", Role: appliance.RoleSuperAdmin, Password: pw,
 		SecondFactorSerial: "150000000000"}); err != nil {
 		t.Fatal(err)
 	}
 	step := f.clock.Now().Unix() / 60
 	code := codeAt(t, g, step)
-	if _, err := f.svc.AuthenticateAdmin(f.ctx, "root", pw.Reveal(), ""); !errors.Is(err, appliance.ErrUnauthenticated) {
+	if _, err := f.svc.AuthenticateAdmin(f.ctx, "alice", pw.Reveal(), ""); !errors.Is(err, appliance.ErrUnauthenticated) {
 		t.Fatalf("missing tokencode accepted: %v", err)
 	}
-	if _, err := f.svc.AuthenticateAdmin(f.ctx, "root", "wrong password!", code); !errors.Is(err, appliance.ErrUnauthenticated) {
+	if _, err := f.svc.AuthenticateAdmin(f.ctx, "alice", "wrong password!", code); !errors.Is(err, appliance.ErrUnauthenticated) {
 		t.Fatalf("wrong password accepted: %v", err)
 	}
-	if _, err := f.svc.AuthenticateAdmin(f.ctx, "root", pw.Reveal(), "00000000"); !errors.Is(err, appliance.ErrUnauthenticated) {
+	if _, err := f.svc.AuthenticateAdmin(f.ctx, "alice", pw.Reveal(), "00000000"); !errors.Is(err, appliance.ErrUnauthenticated) {
 		t.Fatalf("wrong tokencode accepted: %v", err)
 	}
-	if _, err := f.svc.AuthenticateAdmin(f.ctx, "root", pw.Reveal(), code); err != nil {
+	if _, err := f.svc.AuthenticateAdmin(f.ctx, "alice", pw.Reveal(), code); err != nil {
 		t.Fatalf("good password and tokencode: %v", err)
 	}
-	if _, err := f.svc.AuthenticateAdmin(f.ctx, "root", pw.Reveal(), code); !errors.Is(err, appliance.ErrUnauthenticated) {
+	if _, err := f.svc.AuthenticateAdmin(f.ctx, "alice", pw.Reveal(), code); !errors.Is(err, appliance.ErrUnauthenticated) {
 		t.Fatalf("replayed tokencode accepted: %v", err)
 	}
 	// Removing the second factor makes the password enough again.
-	if err := f.svc.SetAdminSecondFactor(f.ctx, "root", ""); err != nil {
+	if err := f.svc.SetAdminSecondFactor(f.ctx, "alice", ""); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.svc.AuthenticateAdmin(f.ctx, "root", pw.Reveal(), ""); err != nil {
+	if _, err := f.svc.AuthenticateAdmin(f.ctx, "alice", pw.Reveal(), ""); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -32,7 +32,7 @@ type AdminSignInPolicy struct {
 // AdminSignInRecorder counts console sign-in outcomes. outcome is
 // OutcomeSuccess or OutcomeFailure; reason is one of a few fixed words
 // (ok, unknown_admin, bad_password, bad_passcode, passcode_required,
-// locked, busy, and the console's own rate_limited_*), never a name.
+// locked, disabled, busy, and the console's own rate_limited_*), never a name.
 type AdminSignInRecorder interface {
 	AdminSignIn(outcome, reason string)
 }
@@ -122,7 +122,9 @@ func (s *Service) refuseAdmin(ctx context.Context, acc *AdminAccount, reason str
 			return errAdminChanged
 		}
 		changed, lockedNow := false, false
-		if !a.Locked(now) {
+		// A disabled account is refused anyway: counting would leave it
+		// locked when it is enabled again.
+		if !a.Locked(now) && reason != adminReasonDisabled {
 			a.Failures++
 			changed = true
 			if a.Failures >= pol.MaxFailures {

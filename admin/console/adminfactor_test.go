@@ -16,7 +16,7 @@ import (
 func TestAdminFactorRefusedInConsole(t *testing.T) {
 	f := newFixture(t, console.Options{})
 	const serial = "100000000001"
-	ann := f.user(t, "ann", "Ann")
+	ann := f.user(t, "boss", "Ann Boss") // an admin's second factor is their own token
 	if _, err := f.svc.AssignTokens(f.ctx, ann.ID, []string{serial}); err != nil {
 		t.Fatal(err)
 	}
