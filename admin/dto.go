@@ -313,32 +313,6 @@ func auditDTO(r appliance.AuditRecord) AuditRecordDTO {
 		Serial: r.Serial, Target: r.Target, Outcome: r.Outcome, Reason: r.Reason, Detail: r.Detail, Hash: r.Hash, Prev: r.Prev}
 }
 
-// --- API tokens
-
-type createAPITokenRequest struct {
-	Name string `json:"name"`
-	Role string `json:"role"`
-}
-
-// APITokenDTO is an API token's metadata; never its hash.
-type APITokenDTO struct {
-	ID        string    `json:"id"`
-	Name      string    `json:"name"`
-	Role      string    `json:"role"`
-	CreatedAt time.Time `json:"created_at"`
-	CreatedBy string    `json:"created_by"`
-}
-
-// NewAPITokenDTO is the one response that shows a new token.
-type NewAPITokenDTO struct {
-	APITokenDTO
-	Token string `json:"token"`
-}
-
-func apiTokenDTO(t appliance.APIToken) APITokenDTO {
-	return APITokenDTO{ID: t.ID, Name: t.Name, Role: t.Role, CreatedAt: t.CreatedAt.UTC(), CreatedBy: t.CreatedBy}
-}
-
 // --- authentication
 
 // maxPasscode bounds a passcode: a PIN (at most 8 characters by policy)

@@ -389,37 +389,6 @@ func (s *Server) listAudit(c *gin.Context) {
 	render(c, http.StatusOK, AuditPageDTO{Items: mapDTO(page.Items, auditDTO), NextCursor: page.NextCursor})
 }
 
-func (s *Server) createAPIToken(c *gin.Context) {
-	var req createAPITokenRequest
-	if err := decodeJSON(c, &req); err != nil {
-		s.WriteError(c, err)
-		return
-	}
-	t, secret, err := s.svc.CreateAPIToken(ctx(c), req.Name, req.Role)
-	if err != nil {
-		s.WriteError(c, err)
-		return
-	}
-	render(c, http.StatusCreated, NewAPITokenDTO{APITokenDTO: apiTokenDTO(t), Token: secret.Reveal()})
-}
-
-func (s *Server) listAPITokens(c *gin.Context) {
-	toks, err := s.svc.ListAPITokens(ctx(c))
-	if err != nil {
-		s.WriteError(c, err)
-		return
-	}
-	render(c, http.StatusOK, List[APITokenDTO]{Items: mapDTO(toks, apiTokenDTO)})
-}
-
-func (s *Server) revokeAPIToken(c *gin.Context) {
-	if err := s.svc.RevokeAPIToken(ctx(c), c.Param("id")); err != nil {
-		s.WriteError(c, err)
-		return
-	}
-	c.Status(http.StatusNoContent)
-}
-
 // --- authentication API
 
 // authenticate decides an agent's authentication attempt. The passcode is

@@ -94,6 +94,7 @@ func (s *Server) routes() []route {
 		{http.MethodPost, "/api-tokens", false, superOnly, s.createAPIToken},
 		{http.MethodGet, "/api-tokens", false, superOnly, s.listAPITokens},
 		{http.MethodDelete, "/api-tokens/:id", false, superOnly, s.revokeAPIToken},
+		{http.MethodPost, "/api-tokens/:id/rotate", false, superOnly, s.rotateAPIToken},
 
 		{http.MethodGet, "/backup", false, superOnly, s.backup},
 

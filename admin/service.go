@@ -55,6 +55,14 @@ type Service interface {
 	UnlockUser(ctx context.Context, userID string) (appliance.User, error)
 	// UnlockAdmin clears a console admin account's sign-in lockout.
 	UnlockAdmin(ctx context.Context, name string) (appliance.AdminAccount, error)
+	// Console admin accounts (admins.go).
+	CreateAdmin(ctx context.Context, in appliance.NewAdmin) (appliance.AdminAccount, appliance.Secret, error)
+	GetAdmin(ctx context.Context, name string) (appliance.AdminAccount, error)
+	ListAdmins(ctx context.Context) ([]appliance.AdminAccount, error)
+	ResetAdminPassword(ctx context.Context, name string, password appliance.Secret) (appliance.AdminAccount, appliance.Secret, error)
+	SetAdminDisabled(ctx context.Context, name string, disabled bool) (appliance.AdminAccount, error)
+	SetAdminSecondFactor(ctx context.Context, name, serial string) error
+	DeleteAdmin(ctx context.Context, name string) error
 	IssueEmergencyAccess(ctx context.Context, userID, kind string, count int, lifetime time.Duration) (appliance.EmergencyAccess, error)
 	RevokeEmergencyAccess(ctx context.Context, userID string) error
 
@@ -75,4 +83,7 @@ type Service interface {
 	CreateAPIToken(ctx context.Context, name, role string) (appliance.APIToken, appliance.Secret, error)
 	ListAPITokens(ctx context.Context) ([]appliance.APIToken, error)
 	RevokeAPIToken(ctx context.Context, id string) error
+	// IssueAPIToken is CreateAPIToken with an optional expiry.
+	IssueAPIToken(ctx context.Context, in appliance.NewAPIToken) (appliance.APIToken, appliance.Secret, error)
+	RotateAPIToken(ctx context.Context, id string) (appliance.APIToken, appliance.Secret, error)
 }

@@ -221,6 +221,17 @@ type APIToken struct {
 	Hash      []byte    `json:"hash"`
 	CreatedAt time.Time `json:"created_at"`
 	CreatedBy string    `json:"created_by"`
+	// ExpiresAt, when set, is when the token stops working (refused like a
+	// revoked one).
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	// LastUsedAt is when the token last authenticated a request, stored at
+	// most once a minute per token (apiTokenUse).
+	LastUsedAt time.Time `json:"last_used_at,omitzero"`
+}
+
+// Expired reports whether the token no longer works at now.
+func (t APIToken) Expired(now time.Time) bool {
+	return !t.ExpiresAt.IsZero() && !now.Before(t.ExpiresAt)
 }
 
 // Page cursors are opaque strings; an empty NextCursor means the end.

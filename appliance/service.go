@@ -74,6 +74,8 @@ type Service struct {
 	// handouts holds generated token files until their one download
 	// (seeddelivery.go).
 	handouts handouts
+	// apiUse coalesces API tokens' last-use writes (apitokens.go).
+	apiUse apiTokenUse
 	// grace is Config.ReplacementGrace (lifecycle.go).
 	grace time.Duration
 	// rollouts tracks rollouts applied in the background (rollouts.go).

@@ -63,6 +63,7 @@ func (a *app) newAdminCmd() *cobra.Command {
 	_ = create.MarkFlagRequired("role")
 	admin.AddCommand(create)
 	admin.AddCommand(a.newAdminUnlockCmd())
+	admin.AddCommand(a.newRotateBootstrapTokenCmd())
 	return admin
 }
 

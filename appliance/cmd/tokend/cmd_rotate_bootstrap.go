@@ -1,0 +1,223 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"tokend/appliance"
+	"tokend/appliance/internal/boltstore"
+)
+
+// newRotateBootstrapTokenCmd replaces the bootstrap super-admin API token
+// (DATA_DIR/admin-token) whether or not tokend runs: a stopped store is
+// changed directly, a running tokend is asked through its admin API (as
+// `tokend backup` does) with the token being replaced.
+func (a *app) newRotateBootstrapTokenCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "rotate-bootstrap-token",
+		Short: "Replace the bootstrap admin API token in DATA_DIR/admin-token",
+		Long: "Give the bootstrap super-admin API token a new secret and write it to\n" +
+			"DATA_DIR/admin-token (0600, replaced atomically). The old token is refused from\n" +
+			"that moment. Works while tokend runs (through its admin API, authenticated with\n" +
+			"the old token, over DATA_DIR/tls.crt or tls_cert) and while it is stopped.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(a.flags, a.lookupEnv)
+			if err != nil {
+				return err
+			}
+			paths, err := newDataPaths(cfg.DataDir)
+			if err != nil {
+				return err
+			}
+			// Reserve the new file before the token changes: a data dir we
+			// cannot write to must fail while the old token still works.
+			f, err := os.CreateTemp(paths.DataDir, ".admin-token.tmp-*")
+			if err != nil {
+				return fmt.Errorf("admin token file: %w", unwrapPath(err))
+			}
+			tmp := f.Name()
+			defer os.Remove(tmp) // a no-op once renamed
+			if err := f.Chmod(0o600); err != nil {
+				f.Close()
+				return err
+			}
+
+			secret, where, err := a.rotateBootstrapToken(cmd.Context(), cfg, paths)
+			if err != nil {
+				f.Close()
+				return err
+			}
+			lost := func(err error) error {
+				return fmt.Errorf("the bootstrap token was rotated but %s could not be written (%w); "+
+					"stop tokend, delete the file and start tokend to get a new one", paths.AdminToken, err)
+			}
+			if _, err := f.WriteString(secret.Reveal() + "\n"); err != nil {
+				f.Close()
+				return lost(err)
+			}
+			if err := f.Sync(); err != nil {
+				f.Close()
+				return lost(err)
+			}
+			if err := f.Close(); err != nil {
+				return lost(err)
+			}
+			if err := os.Rename(tmp, paths.AdminToken); err != nil {
+				return lost(err)
+			}
+			if err := syncDir(filepath.Dir(paths.AdminToken)); err != nil {
+				return lost(err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "bootstrap admin token rotated (%s); the old one is refused; the new one is in %s\n",
+				where, paths.AdminToken)
+			return nil
+		},
+	}
+}
+
+// rotateBootstrapToken rotates the token in the store of a stopped tokend,
+// or through the admin API of the running one, and returns the new secret
+// and which way it went.
+func (a *app) rotateBootstrapToken(ctx context.Context, cfg *Config, paths dataPaths) (appliance.Secret, string, error) {
+	var secret appliance.Secret
+	err := a.withOfflineService(ctx, func(ctx context.Context, svc *appliance.Service) error {
+		_, s, err := svc.ReplaceNamedAPIToken(ctx, adminTokenName, appliance.RoleSuperAdmin)
+		secret = s
+		return err
+	})
+	if err == nil {
+		return secret, "stopped store", nil
+	}
+	if !errors.Is(err, boltstore.ErrLocked) {
+		return "", "", err
+	}
+	secret, err = rotateOnline(ctx, cfg, paths)
+	if err != nil {
+		return "", "", fmt.Errorf("tokend is running: %w", err)
+	}
+	return secret, "through the running tokend", nil
+}
+
+// rotateOnline rotates the bootstrap token through the running tokend's
+// admin API, authenticated with the token it replaces. Any other token of
+// the bootstrap name (there should be none) is revoked.
+func rotateOnline(ctx context.Context, cfg *Config, paths dataPaths) (appliance.Secret, error) {
+	api, err := newRunningAdminAPI(cfg, paths)
+	if err != nil {
+		return "", err
+	}
+	var list struct {
+		Items []struct {
+			ID   string `json:"id"`
+			Name string `json:"name"`
+		} `json:"items"`
+	}
+	if err := api.do(ctx, http.MethodGet, "/api/v1/api-tokens", http.StatusOK, &list); err != nil {
+		return "", err
+	}
+	var ids []string
+	for _, t := range list.Items {
+		if t.Name == adminTokenName {
+			ids = append(ids, t.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return "", fmt.Errorf("the running tokend has no bootstrap token (%s)", adminTokenName)
+	}
+	var rotated struct {
+		Token string `json:"token"`
+	}
+	if err := api.do(ctx, http.MethodPost, "/api/v1/api-tokens/"+ids[0]+"/rotate", http.StatusOK, &rotated); err != nil {
+		return "", err
+	}
+	if !strings.HasPrefix(rotated.Token, "tkd_") {
+		return "", errors.New("the running tokend answered the rotation without a token")
+	}
+	api.token = rotated.Token
+	for _, id := range ids[1:] {
+		if err := api.do(ctx, http.MethodDelete, "/api/v1/api-tokens/"+id, http.StatusNoContent, nil); err != nil {
+			return appliance.Secret(rotated.Token), fmt.Errorf("revoking another bootstrap token: %w", err)
+		}
+	}
+	return appliance.Secret(rotated.Token), nil
+}
+
+// runningAdminAPI calls the admin API of the tokend running on a data dir.
+type runningAdminAPI struct {
+	base   string
+	token  string
+	client *http.Client
+}
+
+func newRunningAdminAPI(cfg *Config, paths dataPaths) (*runningAdminAPI, error) {
+	token, err := os.ReadFile(paths.AdminToken)
+	if err != nil {
+		return nil, fmt.Errorf("reading its admin token: %w", err)
+	}
+	certFile := cfg.TLSCert
+	if certFile == "" {
+		certFile = paths.TLSCert
+	}
+	pem, err := os.ReadFile(certFile)
+	if err != nil {
+		return nil, fmt.Errorf("reading its certificate: %w", err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	host, port, err := net.SplitHostPort(cfg.AdminListen)
+	if err != nil {
+		return nil, err
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "localhost"
+	}
+	return &runningAdminAPI{base: "https://" + net.JoinHostPort(host, port), token: strings.TrimSpace(string(token)),
+		client: &http.Client{Timeout: 30 * time.Second,
+			Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}}, nil
+}
+
+// do sends one request and decodes the answer into out (if not nil). The
+// error quotes the problem's title and code only, never a body that could
+// hold a token.
+func (r *runningAdminAPI) do(ctx context.Context, method, path string, want int, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, r.base+path, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+r.token)
+	resp, err := r.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != want {
+		var p struct {
+			Code   string `json:"code"`
+			Detail string `json:"detail"`
+		}
+		_ = json.Unmarshal(body, &p)
+		return fmt.Errorf("%s %s: %s (%s: %s)", method, path, resp.Status, p.Code, p.Detail)
+	}
+	if out != nil {
+		return json.Unmarshal(body, out)
+	}
+	return nil
+}
