@@ -19,10 +19,11 @@ import (
 
 // Defaults of Options.
 const (
-	DefaultPrefix        = "/tokend/"
-	DefaultDialTimeout   = 5 * time.Second
-	DefaultMaxAttempts   = 64
-	DefaultPurgeInterval = 10 * time.Minute
+	DefaultPrefix         = "/tokend/"
+	DefaultDialTimeout    = 5 * time.Second
+	DefaultRequestTimeout = 5 * time.Second
+	DefaultMaxAttempts    = 64
+	DefaultPurgeInterval  = 10 * time.Minute
 )
 
 // maxTxnOps is etcd's default --max-txn-ops: the most compares, and
@@ -77,6 +78,10 @@ type Options struct {
 	TLS *tls.Config
 	// DialTimeout bounds Open's first contact and Ping. 0: the default.
 	DialTimeout time.Duration
+	// RequestTimeout bounds each request to etcd (a read, a commit) when
+	// the caller's context allows longer: without quorum the client waits
+	// for one, and a door's caller must get an answer. 0: the default.
+	RequestTimeout time.Duration
 	// MaxAttempts bounds the runs of one Update's function before it
 	// fails with ErrConflict. 0: the default.
 	MaxAttempts int
@@ -97,6 +102,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.DialTimeout <= 0 {
 		o.DialTimeout = DefaultDialTimeout
+	}
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = DefaultRequestTimeout
 	}
 	if o.MaxAttempts <= 0 {
 		o.MaxAttempts = DefaultMaxAttempts
@@ -306,7 +314,9 @@ func (s *Store) attempt(ctx context.Context, fn func(appliance.Tx) error, exclus
 		w, _ := t.ws.Lookup(k)
 		ops = append(ops, clientv3.OpPut(s.data+k, string(encode(w))))
 	}
-	resp, err := s.cli.Txn(ctx).If(t.compares()...).Then(ops...).Commit()
+	rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+	defer cancel()
+	resp, err := s.cli.Txn(rctx).If(t.compares()...).Then(ops...).Commit()
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return false, 0, fmt.Errorf("etcdstore: commit (outcome unknown): %w", ctxErr)

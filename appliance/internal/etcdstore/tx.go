@@ -48,7 +48,9 @@ func (t *tx) get(key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, 
 	if t.rev != 0 {
 		opts = append(opts, clientv3.WithRev(t.rev))
 	}
-	resp, err := t.s.cli.Get(t.ctx, key, opts...)
+	ctx, cancel := context.WithTimeout(t.ctx, t.s.opts.RequestTimeout)
+	defer cancel()
+	resp, err := t.s.cli.Get(ctx, key, opts...)
 	if err != nil {
 		t.err = readErr(t.ctx, err)
 		return nil, t.err
