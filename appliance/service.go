@@ -121,7 +121,7 @@ func New(cfg Config) (*Service, error) {
 // use, and on later starts fails with seal.ErrWrongKey if the master key is
 // not the one the store was created with.
 func (s *Service) Init(ctx context.Context) error {
-	return s.store.Update(ctx, func(tx Tx) error {
+	err := s.store.Update(ctx, func(tx Tx) error {
 		if err := s.initTx(tx); err != nil {
 			return err
 		}
@@ -129,21 +129,33 @@ func (s *Service) Init(ctx context.Context) error {
 		// tokend lack.
 		return prepareIndexes(tx)
 	})
+	if err != nil {
+		return err
+	}
+	return s.loadHashKey(ctx) // rekey.go
 }
 
 // CheckStore is Init for inspection commands: it verifies the master key
 // and the schema version in a read-only transaction and writes nothing, so
 // a verifier leaves the store byte for byte as it found it.
 func (s *Service) CheckStore(ctx context.Context) error {
-	return s.store.View(ctx, func(tx Tx) error {
+	err := s.store.View(ctx, func(tx Tx) error {
 		if _, err := tx.Get(keyKeyCheck); errors.Is(err, ErrNotFound) {
 			return fmt.Errorf("the store was never initialised by tokend: %w", ErrInvalidState)
 		}
 		return s.initTx(tx)
 	})
+	if err != nil {
+		return err
+	}
+	return s.loadHashKey(ctx)
 }
 
 func (s *Service) initTx(tx Tx) error {
+	// A store mid-rotation holds values under two keys (rekey.go).
+	if err := rekeyGuardTx(tx); err != nil {
+		return err
+	}
 	check, err := tx.Get(keyKeyCheck)
 	switch {
 	case errors.Is(err, ErrNotFound):

@@ -129,3 +129,39 @@ func (s *Sealer) Verify(stored []byte) error {
 	}
 	return nil
 }
+
+// HashKeyAAD binds a sealed keyed-hash key (SealHashKey) to its one use.
+const HashKeyAAD = "meta/hash-key"
+
+// ErrHashKey means a sealed keyed-hash key did not open under this sealer.
+var ErrHashKey = errors.New("seal: the stored keyed-hash key does not open under this master key")
+
+// SealHashKey returns this sealer's keyed-hash key sealed under its own
+// sealing key (AAD HashKeyAAD), with a nonce from Nonce. A master key
+// rotation re-seals everything sealed but cannot recompute keyed hashes
+// (their secrets are not stored), so the store keeps the hash key sealed
+// and carries it from key to key.
+func (s *Sealer) SealHashKey(nonce []byte) []byte {
+	return s.SealNonce(nonce, s.hashKey, HashKeyAAD)
+}
+
+// WithSealedHashKey returns a Sealer that seals, opens and checks like s but
+// hashes with the keyed-hash key in sealed (made by SealHashKey and perhaps
+// re-sealed since under s's master key). s is unchanged.
+func (s *Sealer) WithSealedHashKey(sealed []byte) (*Sealer, error) {
+	k, err := s.Open(sealed, HashKeyAAD)
+	if err != nil || len(k) != KeySize {
+		return nil, ErrHashKey
+	}
+	c := *s
+	c.hashKey = k
+	return &c, nil
+}
+
+// Fingerprint is a short public name of the master key behind a check value
+// (CheckValue or a stored one), for messages that say which key a store
+// holds. It reveals nothing about the key.
+func Fingerprint(check []byte) string {
+	sum := sha256.Sum256(check)
+	return fmt.Sprintf("%x", sum[:8])
+}

@@ -100,3 +100,74 @@ func TestSealNonceIsDeterministicAndOpens(t *testing.T) {
 		t.Fatal("two nonces alike")
 	}
 }
+
+func TestSealedHashKeyTravelsToANewKey(t *testing.T) {
+	old, next := newSealer(t, 1), newSealer(t, 2)
+	nonce, err := old.Nonce()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealedOld := old.SealHashKey(nonce)
+	// A rotation opens the sealed hash key with the old key and re-seals it
+	// under the new one, as it does every sealed value.
+	raw, err := old.Open(sealedOld, HashKeyAAD)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealedNew, err := next.Seal(raw, HashKeyAAD)
+	if err != nil {
+		t.Fatal(err)
+	}
+	carried, err := next.WithSealedHashKey(sealedNew)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := []byte("123456789012")
+	if !bytes.Equal(carried.Hash("code", secret), old.Hash("code", secret)) {
+		t.Fatal("the carried hash key hashes differently from the old key")
+	}
+	if bytes.Equal(next.Hash("code", secret), old.Hash("code", secret)) {
+		t.Fatal("two master keys derive the same hash key")
+	}
+	// Sealing and the check value stay the new key's.
+	if err := carried.Verify(next.CheckValue()); err != nil {
+		t.Fatalf("carried sealer's check: %v", err)
+	}
+	s, err := carried.Seal(secret, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := next.Open(s, "a"); err != nil {
+		t.Fatalf("carried sealer seals under another key: %v", err)
+	}
+	tests := []struct {
+		name   string
+		sealer *Sealer
+		sealed []byte
+	}{
+		{"sealed under the old key", next, sealedOld},
+		{"under another key", newSealer(t, 3), sealedNew},
+		{"truncated", next, sealedNew[:20]},
+		{"not a hash key", next, s},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := tc.sealer.WithSealedHashKey(tc.sealed); !errors.Is(err, ErrHashKey) {
+				t.Fatalf("WithSealedHashKey = %v, want ErrHashKey", err)
+			}
+		})
+	}
+}
+
+func TestFingerprintNamesTheKey(t *testing.T) {
+	a, b := newSealer(t, 1), newSealer(t, 2)
+	if Fingerprint(a.CheckValue()) != Fingerprint(newSealer(t, 1).CheckValue()) {
+		t.Fatal("one key, two fingerprints")
+	}
+	if Fingerprint(a.CheckValue()) == Fingerprint(b.CheckValue()) {
+		t.Fatal("two keys, one fingerprint")
+	}
+	if len(Fingerprint(a.CheckValue())) != 16 {
+		t.Fatalf("fingerprint %q", Fingerprint(a.CheckValue()))
+	}
+}
