@@ -134,15 +134,27 @@ type TokenDTO struct {
 	// AdminSecondFactor (only when true) tells that the token is an
 	// admin's console second factor, which only a super admin may change.
 	AdminSecondFactor bool `json:"admin_second_factor,omitempty"`
+	// Lifecycle: a pending replacement names the other token on each
+	// side, and the old token's grace end; a lost token has state "lost".
+	ReplacedBy        *string    `json:"replaced_by"`
+	Replaces          *string    `json:"replaces"`
+	ReplacementEndsAt *time.Time `json:"replacement_ends_at,omitempty"`
+	LostAt            *time.Time `json:"lost_at,omitempty"`
 }
 
 func tokenDTO(t appliance.Token) TokenDTO {
-	return TokenDTO{Serial: t.Serial, Kind: t.Kind, Algorithm: t.Algorithm, Digits: t.Digits, Interval: t.Interval,
+	out := TokenDTO{Serial: t.Serial, Kind: t.Kind, Algorithm: t.Algorithm, Digits: t.Digits, Interval: t.Interval,
 		ExpiresAt: optTime(t.ExpiresAt), State: t.State, Provisioned: t.Provisioned, ActivationPending: len(t.CodeHash) > 0,
 		UserID: optString(t.UserID), ManagedBy: t.ManagedBy, Profile: optString(t.Profile), PINMode: optString(t.PINMode),
 		CreatedAt: optTime(t.CreatedAt), UpdatedAt: optTime(t.UpdatedAt), AssignedAt: optTime(t.AssignedAt),
 		ProvisionedAt: optTime(t.ProvisionedAt), LastUsedAt: optTime(t.LastUsedAt),
-		PINSet: t.PINHash != "", NewPINRequired: t.NewPINRequired, Drift: t.Drift, AdminSecondFactor: t.AdminSecondFactor}
+		PINSet: t.PINHash != "", NewPINRequired: t.NewPINRequired, Drift: t.Drift, AdminSecondFactor: t.AdminSecondFactor,
+		ReplacedBy: optString(t.ReplacedBy), Replaces: optString(t.Replaces), ReplacementEndsAt: optTime(t.ReplaceUntil),
+		LostAt: optTime(t.LostAt)}
+	if t.Lost {
+		out.State = "lost"
+	}
+	return out
 }
 
 type assignRequest struct {
@@ -218,6 +230,7 @@ type ProfileDTO struct {
 	CTFBinding        string     `json:"ctf_binding,omitempty"`
 	Hash              string     `json:"hash,omitempty"`
 	ActivationCodeTTL string     `json:"activation_code_ttl"`
+	MaxLifetime       string     `json:"max_lifetime,omitempty"`
 	DisplayName       string     `json:"display_name"`
 	HelpText          string     `json:"help_text"`
 	CreatedAt         *time.Time `json:"created_at,omitempty"`
@@ -234,6 +247,7 @@ type profileRequest struct {
 	CTFBinding        string `json:"ctf_binding"`
 	Hash              string `json:"hash"`
 	ActivationCodeTTL string `json:"activation_code_ttl"`
+	MaxLifetime       string `json:"max_lifetime"`
 	DisplayName       string `json:"display_name"`
 	HelpText          string `json:"help_text"`
 }
@@ -248,13 +262,29 @@ func (r profileRequest) profile() (appliance.Profile, error) {
 		}
 		p.ActivationCodeTTL = d
 	}
+	if r.MaxLifetime != "" {
+		d, err := time.ParseDuration(r.MaxLifetime)
+		if err != nil {
+			return p, invalid("max_lifetime", `must be a duration such as "8760h"`)
+		}
+		p.MaxLifetime = d
+	}
 	return p, nil
 }
 
 func profileDTO(p appliance.Profile) ProfileDTO {
 	return ProfileDTO{Name: p.Name, DeviceType: p.DeviceType, DeliveryMethod: p.DeliveryMethod, Digits: p.Digits,
 		Interval: p.Interval, PINMode: p.PINMode, CTFBinding: p.CTFBinding, Hash: p.Hash, ActivationCodeTTL: p.ActivationCodeTTL.String(),
-		DisplayName: p.DisplayName, HelpText: p.HelpText, CreatedAt: optTime(p.CreatedAt), UpdatedAt: optTime(p.UpdatedAt)}
+		DisplayName: p.DisplayName, HelpText: p.HelpText, CreatedAt: optTime(p.CreatedAt), UpdatedAt: optTime(p.UpdatedAt),
+		MaxLifetime: durationOrEmpty(p.MaxLifetime)}
+}
+
+// durationOrEmpty renders an optional duration ("" for none).
+func durationOrEmpty(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return d.String()
 }
 
 // --- distribution

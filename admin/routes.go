@@ -63,6 +63,15 @@ func (s *Server) routes() []route {
 		{http.MethodGet, "/tokens/:serial/distribution/token.sdtid", false, operators, s.downloadTokenFile},
 		{http.MethodPost, "/tokens/:serial/pin", false, operators, s.changePIN},
 		{http.MethodPost, "/tokens/:serial/resync", false, operators, s.resync},
+		// Lifecycle (lifecycle.go): deleting from the inventory is the
+		// super admin's.
+		{http.MethodPost, "/tokens/:serial/replace", false, operators, s.replaceToken},
+		{http.MethodPost, "/tokens/:serial/replace/complete", false, operators, s.endReplacement(true)},
+		{http.MethodDelete, "/tokens/:serial/replace", false, operators, s.endReplacement(false)},
+		{http.MethodPost, "/tokens/:serial/lost", false, operators, s.markLost},
+		{http.MethodPost, "/tokens/:serial/found", false, operators, s.markFound},
+		{http.MethodPost, "/tokens/:serial/extend", false, operators, s.extendToken},
+		{http.MethodDelete, "/tokens/:serial", false, superOnly, s.deleteToken},
 
 		{http.MethodPost, "/profiles", false, superOnly, s.createProfile},
 		{http.MethodGet, "/profiles", false, readers, s.listProfiles},
@@ -71,6 +80,7 @@ func (s *Server) routes() []route {
 		{http.MethodDelete, "/profiles/:name", false, superOnly, s.deleteProfile},
 
 		{http.MethodGet, "/audit", false, auditReaders, s.listAudit},
+		{http.MethodGet, "/reports/:name", false, readers, s.report},
 
 		// Identity sources: the help desk has none (their settings name
 		// directory servers and bind accounts).
@@ -101,5 +111,13 @@ func (s *Server) routes() []route {
 		// Console admin accounts: a lockout after failed sign-ins is lifted
 		// by a super admin (or `tokend admin unlock`).
 		{http.MethodPost, "/admins/:name/unlock", false, superOnly, s.unlockAdmin},
+		{http.MethodGet, "/admins", false, superOnly, s.listAdmins},
+		{http.MethodPost, "/admins", false, superOnly, s.createAdmin},
+		{http.MethodGet, "/admins/:name", false, superOnly, s.getAdmin},
+		{http.MethodDelete, "/admins/:name", false, superOnly, s.deleteAdmin},
+		{http.MethodPost, "/admins/:name/password", false, superOnly, s.resetAdminPassword},
+		{http.MethodPost, "/admins/:name/disable", false, superOnly, s.setAdminDisabled(true)},
+		{http.MethodPost, "/admins/:name/enable", false, superOnly, s.setAdminDisabled(false)},
+		{http.MethodPut, "/admins/:name/second-factor", false, superOnly, s.setAdminSecondFactor},
 	}
 }

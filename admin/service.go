@@ -52,6 +52,15 @@ type Service interface {
 	Authenticate(ctx context.Context, req appliance.AuthRequest) (appliance.AuthResult, error)
 	ChangePIN(ctx context.Context, serial string, ch appliance.PINChange) (appliance.Token, error)
 	Resync(ctx context.Context, serial, first, second string) (appliance.Token, error)
+	// Token lifecycle (lifecycle.go) and reports (reports.go).
+	ReplaceToken(ctx context.Context, oldSerial string, req appliance.ReplaceRequest) (appliance.Replacement, error)
+	CompleteReplacement(ctx context.Context, oldSerial string) error
+	CancelReplacement(ctx context.Context, oldSerial string) error
+	MarkLost(ctx context.Context, serial string, em *appliance.EmergencyRequest) (appliance.LostResult, error)
+	MarkFound(ctx context.Context, serial string) (appliance.Token, error)
+	ExtendToken(ctx context.Context, serial string, expiresAt time.Time) (appliance.Token, error)
+	DeleteToken(ctx context.Context, serial string) error
+	Report(ctx context.Context, q appliance.ReportQuery) (appliance.ReportPage, error)
 	UnlockUser(ctx context.Context, userID string) (appliance.User, error)
 	// UnlockAdmin clears a console admin account's sign-in lockout.
 	UnlockAdmin(ctx context.Context, name string) (appliance.AdminAccount, error)

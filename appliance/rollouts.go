@@ -192,8 +192,10 @@ type RolloutDelivery struct {
 
 // rolloutRunner tracks background applies.
 type rolloutRunner struct {
-	rec RolloutRecorder
-	wg  sync.WaitGroup
+	rec     RolloutRecorder
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	cancels map[string]context.CancelFunc // by runner
 }
 
 func (r *rolloutRunner) count(result string, n int) {
@@ -634,17 +636,30 @@ func (s *Service) ApplyRollout(ctx context.Context, id string) (Rollout, error) 
 }
 
 // StartRollout claims the rollout as ApplyRollout does and applies it in
-// the background (detached from ctx's cancellation, keeping its actor);
-// progress is read with GetRollout.
+// the background (detached from ctx's cancellation, keeping its actor,
+// until StopRollouts); progress is read with GetRollout.
 func (s *Service) StartRollout(ctx context.Context, id string) (Rollout, error) {
 	runner, err := s.claimRollout(ctx, id)
 	if err != nil {
 		return Rollout{}, err
 	}
-	bg := context.WithoutCancel(ctx)
-	s.rollouts.wg.Add(1)
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	rr := &s.rollouts
+	rr.mu.Lock()
+	if rr.cancels == nil {
+		rr.cancels = map[string]context.CancelFunc{}
+	}
+	rr.cancels[runner] = cancel
+	rr.wg.Add(1)
+	rr.mu.Unlock()
 	go func() {
-		defer s.rollouts.wg.Done()
+		defer rr.wg.Done()
+		defer func() {
+			rr.mu.Lock()
+			delete(rr.cancels, runner)
+			rr.mu.Unlock()
+			cancel()
+		}()
 		if _, err := s.runRollout(bg, id, runner); err != nil {
 			s.log.Warn("rollout stopped", "rollout", id, "reason", ReasonOf(err), "err", err)
 		}
@@ -652,8 +667,43 @@ func (s *Service) StartRollout(ctx context.Context, id string) (Rollout, error) 
 	return s.GetRollout(ctx, id)
 }
 
-// WaitRollouts waits for the rollouts StartRollout runs.
+// WaitRollouts waits for the rollouts StartRollout runs to end.
 func (s *Service) WaitRollouts() { s.rollouts.wg.Wait() }
+
+// StopRollouts stops the rollouts StartRollout runs after their current
+// chunk, marks them interrupted (apply again, or the next start, resumes
+// them) and waits for them. main calls it before closing the store.
+func (s *Service) StopRollouts() {
+	s.rollouts.mu.Lock()
+	for _, cancel := range s.rollouts.cancels {
+		cancel()
+	}
+	s.rollouts.mu.Unlock()
+	s.rollouts.wg.Wait()
+}
+
+// ResumeRollouts starts, in the background, every interrupted rollout (as
+// InterruptRollouts leaves them at start). It returns the ids it started.
+func (s *Service) ResumeRollouts(ctx context.Context) ([]string, error) {
+	all, err := listJSON[Rollout](ctx, s.store, pfxRollout)
+	if err != nil {
+		return nil, err
+	}
+	var started []string
+	for _, r := range all {
+		if r.State != RolloutInterrupted {
+			continue
+		}
+		if _, err := s.StartRollout(ctx, r.ID); err != nil {
+			if isDomainError(err) {
+				continue // claimed meanwhile, or not due yet
+			}
+			return started, err
+		}
+		started = append(started, r.ID)
+	}
+	return started, nil
+}
 
 // errRolloutLost: another apply took the rollout over.
 var errRolloutLost = fmt.Errorf("the rollout is being applied by another request: %w", ErrConflict)
@@ -706,6 +756,9 @@ type pendingItem struct {
 // transaction, while it holds the claim.
 func (s *Service) runRollout(ctx context.Context, id, runner string) (Rollout, error) {
 	for {
+		if err := ctx.Err(); err != nil {
+			return s.stopRollout(ctx, id, runner, err)
+		}
 		r, items, err := s.nextRolloutChunk(ctx, id)
 		if err != nil {
 			return s.stopRollout(ctx, id, runner, err)

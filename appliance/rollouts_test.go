@@ -529,3 +529,62 @@ func TestRolloutPlanRefusals(t *testing.T) {
 		}
 	}
 }
+
+// gateStore holds the Update after the first `pass` until its context is
+// cancelled; every other Update goes through.
+type gateStore struct {
+	appliance.Store
+	pass    atomic.Int64
+	blocked chan struct{}
+}
+
+func (s *gateStore) Update(ctx context.Context, fn func(appliance.Tx) error) error {
+	if s.pass.Add(-1) == -1 {
+		close(s.blocked)
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return s.Store.Update(ctx, fn)
+}
+
+// TestRolloutStopAndResume is main's path: a background apply stopped at
+// shutdown is marked interrupted, and ResumeRollouts (at the next start)
+// finishes it.
+func TestRolloutStopAndResume(t *testing.T) {
+	var names []string
+	for i := range 35 {
+		names = append(names, fmt.Sprintf("user%02d", i))
+	}
+	f := newRolloutFixture(t, memstore.New(), 40, names...)
+	r := f.plan(t)
+	gate := &gateStore{Store: f.store, blocked: make(chan struct{})}
+	gate.pass.Store(2) // the claim and one chunk
+	svc, err := appliance.New(appliance.Config{Store: gate, Sealer: mustSealer(t, f.key), Now: f.clock.Now, CTKIPURL: f.svc.CTKIPURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	started, err := svc.StartRollout(f.ctx, r.ID)
+	if err != nil || started.State != appliance.RolloutApplying {
+		t.Fatalf("start %+v %v", started, err)
+	}
+	<-gate.blocked
+	svc.StopRollouts()
+	mid, err := f.svc.GetRollout(f.ctx, r.ID)
+	if err != nil || mid.State != appliance.RolloutInterrupted || mid.Done != 10 {
+		t.Fatalf("after stop: %+v %v", mid, err)
+	}
+	ids, err := f.svc.ResumeRollouts(f.ctx)
+	if err != nil || len(ids) != 1 {
+		t.Fatalf("resumed %v %v", ids, err)
+	}
+	f.svc.WaitRollouts()
+	done, err := f.svc.GetRollout(f.ctx, r.ID)
+	if err != nil || done.State != appliance.RolloutCompleted || done.Done != 35 {
+		t.Fatalf("after resume: %+v %v", done, err)
+	}
+	for n, c := range f.phones(t) {
+		if c != 1 {
+			t.Errorf("%s holds %d tokens of the profile", n, c)
+		}
+	}
+}

@@ -76,10 +76,14 @@ func runServe(ctx context.Context, env *serveEnv) error {
 	svc, err := appliance.New(appliance.Config{Store: store, Sealer: sealer, CTKIPURL: strings.TrimRight(env.CTKIPPublicURL, "/") + ctkipPath,
 		DefaultCodeTTL: cfg.ActivationCodeTTL, Auth: authPolicy(cfg.Auth), AuthRecorder: m, Logger: log, Now: env.Now, Rand: env.Rand,
 		AdminSignIn:  adminSignInPolicy(cfg.Console, m),
-		DecodeRecord: gojson.Unmarshal, CredentialsDir: cfg.IdentitySources.CredentialsDir, SpoolDir: env.Paths.DataDir})
+		DecodeRecord: gojson.Unmarshal, CredentialsDir: cfg.IdentitySources.CredentialsDir, SpoolDir: env.Paths.DataDir,
+		RolloutRecorder: m.Rollouts()})
 	if err != nil {
 		return err
 	}
+	// Deferred after the store's Close, so it runs first: a rollout being
+	// applied stops after its chunk and is marked interrupted.
+	defer svc.StopRollouts()
 	sys := appliance.WithActor(ctx, appliance.Actor{ID: "system", Name: "system"})
 	if err := svc.Init(sys); err != nil {
 		if errors.Is(err, seal.ErrWrongKey) {
@@ -98,6 +102,20 @@ func runServe(ctx context.Context, env *serveEnv) error {
 	}
 	for _, id := range interrupted {
 		log.Warn("import interrupted by the previous stop; post the same file again to resume it", "job", id)
+	}
+	// Rollouts a previous run left applying continue where their journal
+	// stopped (items already applied are not applied again).
+	if ids, err := svc.InterruptRollouts(sys); err != nil {
+		return fmt.Errorf("marking interrupted rollouts: %w", err)
+	} else if len(ids) > 0 {
+		log.Warn("rollouts interrupted by the previous stop", "rollouts", ids)
+	}
+	resumed, err := svc.ResumeRollouts(sys)
+	if err != nil {
+		return fmt.Errorf("resuming rollouts: %w", err)
+	}
+	for _, id := range resumed {
+		log.Info("rollout resumed", "rollout", id)
 	}
 	key, err := svc.CTKIPKey(sys, cfg.CTKIP.RSABits)
 	if err != nil {
