@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -166,6 +167,13 @@ func problemFor(err error) (p Problem, ok bool) {
 		return p, true
 	case errors.Is(err, appliance.ErrUnauthenticated), errors.Is(err, errUnauthenticated):
 		return NewProblem(http.StatusUnauthorized, CodeUnauthenticated, "a valid bearer token is required"), true
+	case errors.Is(err, appliance.ErrStoreUnavailable), diskFailed(err):
+		// Known but not the client's doing: the handler logs it. The
+		// detail is fixed; the cause (a path, an errno) is in the log.
+		// Checked before ErrImportBody: an import spooled to a full disk
+		// fails inside the copy of its body, but not by the client.
+		return NewProblem(http.StatusServiceUnavailable, CodeStoreUnavailable,
+			"the store could not write to disk (full or failing): the change was not saved; retry later"), false
 	case errors.Is(err, appliance.ErrImportBody):
 		// Checked after *http.MaxBytesError, which it may wrap.
 		return NewProblem(http.StatusBadRequest, CodeInvalidRequest,
@@ -189,17 +197,20 @@ func problemFor(err error) (p Problem, ok bool) {
 		return NewProblem(http.StatusConflict, CodeInvalidState, err.Error()), true
 	case errors.Is(err, appliance.ErrBusy):
 		return NewProblem(http.StatusTooManyRequests, CodeBusy, err.Error()), true
-	case errors.Is(err, appliance.ErrStoreUnavailable):
-		// Known but not the client's doing: the handler logs it. The
-		// detail is fixed; the cause (a path, an errno) is in the log.
-		return NewProblem(http.StatusServiceUnavailable, CodeStoreUnavailable,
-			"the store could not write to disk (full or failing): the change was not saved; retry later"), false
 	case errors.As(err, &sfe):
 		// Checked last: a sync error wrapping a sentinel maps as above.
 		return NewProblem(http.StatusBadGateway, CodeSyncFailed, sfe.err.Error()), true
 	}
 	return NewProblem(http.StatusInternalServerError, CodeInternal,
 		"the server could not complete the request; the error has been logged"), false
+}
+
+// diskFailed reports an error of the data dir's filesystem that reached a
+// door without the store's wrapping (an import's spool file): full, over
+// quota, read-only or failing. No client input produces these.
+func diskFailed(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) ||
+		errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.EIO)
 }
 
 // WriteError translates err into problem JSON and ends the request. Routes

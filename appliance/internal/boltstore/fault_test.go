@@ -13,7 +13,6 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	bolt "go.etcd.io/bbolt"
 
 	"tokend/appliance"
 	"tokend/appliance/internal/boltstore/storefault"
@@ -31,14 +30,7 @@ func fileSum(t *testing.T, path string) [32]byte {
 // checkClean runs bbolt's consistency check over the file.
 func checkClean(t *testing.T, s *Store) {
 	t.Helper()
-	err := s.db.View(func(tx *bolt.Tx) error {
-		var errs []error
-		for err := range tx.Check() {
-			errs = append(errs, err)
-		}
-		return errors.Join(errs...)
-	})
-	if err != nil {
+	if err := s.Check(); err != nil {
 		t.Fatalf("bbolt check: %v", err)
 	}
 }

@@ -164,11 +164,16 @@ type request struct {
 // with an error wrapping ErrLocked.
 func Open(path string, opts Options) (*Store, error) {
 	opts = opts.withDefaults()
+	return open(path, opts, boltOptions(opts))
+}
+
+// boltOptions are the bbolt options Open uses for opts (with defaults).
+func boltOptions(opts Options) *bolt.Options {
 	timeout := opts.LockTimeout
 	if timeout < 0 {
 		timeout = 0 // bbolt: wait forever
 	}
-	db, err := bolt.Open(path, opts.FileMode, &bolt.Options{
+	return &bolt.Options{
 		Timeout:         timeout,
 		InitialMmapSize: opts.InitialMmapSize,
 		MaxSize:         opts.MaxSize,
@@ -178,7 +183,13 @@ func Open(path string, opts Options) (*Store, error) {
 		FreelistType:   bolt.FreelistMapType,
 		ReadOnly:       opts.ReadOnly,
 		OpenFile:       opts.OpenFile,
-	})
+	}
+}
+
+// open is Open with the bbolt options given (the cold-open measurement
+// compares freelist settings through it).
+func open(path string, opts Options, bo *bolt.Options) (*Store, error) {
+	db, err := bolt.Open(path, opts.FileMode, bo)
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("open %s: no lock within %v: %w", path, opts.LockTimeout, ErrLocked)
 	}
@@ -251,6 +262,24 @@ func (s *Store) View(ctx context.Context, fn func(appliance.Tx) error) error {
 		return fmt.Errorf("boltstore: view: %w", err)
 	}
 	return fnErr
+}
+
+// Check runs bbolt's consistency check (every page reachable once, the
+// freelist and the tree agree, keys in order) on a snapshot and returns
+// every problem found, joined. It only reads, so a read-only store works.
+func (s *Store) Check() error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return appliance.ErrClosed
+	}
+	return s.db.View(func(tx *bolt.Tx) error {
+		var errs []error
+		for err := range tx.Check() {
+			errs = append(errs, err)
+		}
+		return errors.Join(errs...)
+	})
 }
 
 // Backup writes a consistent copy of the whole database to w while readers
