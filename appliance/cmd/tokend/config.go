@@ -199,8 +199,10 @@ func defaultConfig() Config {
 }
 
 // ConfigError lists every problem found in a configuration, so an operator
-// fixes them all in one go. Problems from the YAML file carry "FILE:LINE: ";
-// validation problems start with the key they are about.
+// fixes them all in one go. Every problem starts with where it was made:
+// "FILE:LINE: " in the YAML file, or the flag ("--admin-listen: ") or
+// environment variable ("TOKEND_LOG_FORMAT: ") that set the value; then,
+// for validation problems, the key they are about (configlines.go).
 type ConfigError struct {
 	File     string // the config file, if the problems came from one
 	Problems []string
@@ -434,6 +436,7 @@ type lookupEnvFunc func(string) (string, bool)
 func loadConfig(flags *configFlags, lookupEnv lookupEnvFunc) (*Config, error) {
 	cfg := defaultConfig()
 	var problems []string
+	origins := configOrigins{} // where each key was set, for the problems
 	path := flags.configFile
 	if !flags.fs.Changed("config") {
 		path = env(lookupEnv, "TOKEND_CONFIG")
@@ -443,27 +446,34 @@ func loadConfig(flags *configFlags, lookupEnv lookupEnvFunc) (*Config, error) {
 		if err != nil {
 			return nil, fmt.Errorf("config file %s: %w", path, unwrapPath(err))
 		}
-		decoded, fileProblems, usable := decodeConfigProblems(f, path, cfg)
+		data, err := io.ReadAll(io.LimitReader(f, maxConfigSize+1))
 		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("config file %s: %w", path, unwrapPath(err))
+		}
+		decoded, fileProblems, usable := decodeConfigProblems(bytes.NewReader(data), path, cfg)
 		if !usable {
 			return nil, &ConfigError{File: path, Problems: fileProblems}
 		}
 		problems = append(problems, fileProblems...)
 		cfg = decoded
+		origins.fileLines(data, path)
 	}
 	for _, ev := range envVars {
 		if v := env(lookupEnv, ev.env); v != "" {
 			*cfg.field(ev.flag) = v
+			origins.setFlag(ev.flag, ev.env)
 		}
 	}
 	for _, ev := range envVars {
 		if flags.fs.Changed(ev.flag) {
 			*cfg.field(ev.flag) = *flags.values[ev.flag]
+			origins.setFlag(ev.flag, "--"+ev.flag)
 		}
 	}
 	var ve *ConfigError
 	if err := cfg.Validate(); errors.As(err, &ve) {
-		problems = append(problems, ve.Problems...)
+		problems = append(problems, origins.locate(ve.Problems)...)
 	}
 	if len(problems) > 0 {
 		return nil, &ConfigError{File: path, Problems: problems}

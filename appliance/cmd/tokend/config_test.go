@@ -225,6 +225,7 @@ log:
 func TestLoadConfigErrors(t *testing.T) {
 	tests := []struct {
 		name string
+		file string // config file content, if any (named FILE in want)
 		args []string
 		env  map[string]string
 		want string // the whole error message
@@ -237,22 +238,45 @@ func TestLoadConfigErrors(t *testing.T) {
 		{
 			name: "env value validated like the others",
 			env:  map[string]string{"TOKEND_LOG_FORMAT": "logfmt"},
-			want: `invalid configuration: log.format "logfmt": want one of "text", "json"`,
+			want: `invalid configuration: TOKEND_LOG_FORMAT: log.format "logfmt": want one of "text", "json"`,
 		},
 		{
 			name: "flag and env problems together",
 			args: []string{"--admin-listen", "nope"},
 			env:  map[string]string{"TOKEND_TLS_KEY": "/k"},
-			want: `invalid configuration: 2 problems: admin_listen "nope": missing port in address; tls_key is set but tls_cert is not; set both or neither`,
+			want: `invalid configuration: 2 problems: --admin-listen: admin_listen "nope": missing port in address; TOKEND_TLS_KEY: tls_key is set but tls_cert is not; set both or neither`,
+		},
+		{
+			name: "each problem names the layer that set its key",
+			file: "admin_listen: nope\nlog:\n  format: logfmt\n  level: loud\nauth:\n  max_failures: -1\n",
+			args: []string{"--log-level", "shouty"},
+			env:  map[string]string{"TOKEND_LOG_FORMAT": "xml"},
+			want: `invalid configuration (FILE): 4 problems: FILE:1: admin_listen "nope": missing port in address; ` +
+				`TOKEND_LOG_FORMAT: log.format "xml": want one of "text", "json"; ` +
+				`--log-level: log.level "shouty": want one of "debug", "info", "warn", "error"; ` +
+				`FILE:6: auth.max_failures -1: must be positive`,
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := loadConfig(parseFlags(t, tt.args...), mapEnv(tt.env))
+			args := tt.args
+			file := ""
+			if tt.file != "" {
+				file = filepath.Join(t.TempDir(), "tokend.yaml")
+				if err := os.WriteFile(file, []byte(tt.file), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				args = append([]string{"--config", file}, args...)
+			}
+			_, err := loadConfig(parseFlags(t, args...), mapEnv(tt.env))
 			if err == nil {
 				t.Fatal("loadConfig succeeded, want an error")
 			}
-			if got := err.Error(); got != tt.want {
+			got := err.Error()
+			if file != "" {
+				got = strings.ReplaceAll(got, file, "FILE")
+			}
+			if got != tt.want {
 				t.Errorf("error:\n got %s\nwant %s", got, tt.want)
 			}
 		})
@@ -613,39 +637,43 @@ func TestConfigFiles(t *testing.T) {
 			"not-a-mapping.yaml:1: cannot unmarshal !!seq into main.Config",
 		},
 		"invalid-values.yaml": {
-			"data_dir: must not be empty",
-			`admin_listen "8443": missing port in address`,
-			`ctkip_listen "localhost:https": port must be a number from 0 to 65535`,
-			`ctkip_public_url "http://tokens.example.com": must be an absolute https URL such as https://tokend.example.com:8444`,
-			"tls_cert is set but tls_key is not; set both or neither",
-			`log.format "xml": want one of "text", "json"`,
-			`log.level "verbose": want one of "debug", "info", "warn", "error"`,
-			`metrics.auth "basic": want one of "open", "token"`,
-			"ctkip.rsa_bits 512: want one of 1024, 2048, 3072, 4096",
-			"ctkip.session_ttl 0s: must be positive",
-			"shutdown_timeout -1s: must be positive",
-			"activation_code_ttl 0s: must be positive",
-			"ctkip.rate_per_client -1: must be a positive finite number",
-			"ctkip.rate_total NaN: must be a positive finite number",
-			"ctkip.burst_per_client 0: must be positive",
-			"ctkip.burst_total -5: must be positive",
-			"auth.max_failures 0: must be positive",
-			"auth.lockout_duration -1m0s: must not be negative (0 locks until an admin unlocks)",
-			"auth.large_window 2000: must be between auth.small_window (1) and 1000",
-			"auth.pin_min_length 9, auth.pin_max_length 8: want 4 <= min <= max <= 16",
-			"console.max_failures -1: must be positive",
-			"console.lockout_duration -30m0s: must not be negative (0 locks until unlocked)",
-			"console.rate_per_client 0: must be a positive finite number",
-			"console.burst_per_client 0: must be positive",
-			"console.rate_per_account +Inf: must be a positive finite number",
-			"console.burst_per_account -2: must be positive",
-			"console.argon2_slots 65: want 0 (one per core, at most 2) to 64",
-			`identity_sources.credentials_dir "etc/tokend/ldap": must be an absolute path to a directory other than /`,
+			"invalid-values.yaml:2: data_dir: must not be empty",
+			`invalid-values.yaml:3: admin_listen "8443": missing port in address`,
+			`invalid-values.yaml:4: ctkip_listen "localhost:https": port must be a number from 0 to 65535`,
+			`invalid-values.yaml:5: ctkip_public_url "http://tokens.example.com": must be an absolute https URL such as https://tokend.example.com:8444`,
+			"invalid-values.yaml:6: tls_cert is set but tls_key is not; set both or neither",
+			`invalid-values.yaml:8: log.format "xml": want one of "text", "json"`,
+			`invalid-values.yaml:9: log.level "verbose": want one of "debug", "info", "warn", "error"`,
+			`invalid-values.yaml:11: metrics.auth "basic": want one of "open", "token"`,
+			"invalid-values.yaml:13: ctkip.rsa_bits 512: want one of 1024, 2048, 3072, 4096",
+			"invalid-values.yaml:14: ctkip.session_ttl 0s: must be positive",
+			"invalid-values.yaml:19: shutdown_timeout -1s: must be positive",
+			"invalid-values.yaml:20: activation_code_ttl 0s: must be positive",
+			"invalid-values.yaml:15: ctkip.rate_per_client -1: must be a positive finite number",
+			"invalid-values.yaml:17: ctkip.rate_total NaN: must be a positive finite number",
+			"invalid-values.yaml:16: ctkip.burst_per_client 0: must be positive",
+			"invalid-values.yaml:18: ctkip.burst_total -5: must be positive",
+			"invalid-values.yaml:22: auth.max_failures 0: must be positive",
+			"invalid-values.yaml:23: auth.lockout_duration -1m0s: must not be negative (0 locks until an admin unlocks)",
+			"invalid-values.yaml:24: auth.large_window 2000: must be between auth.small_window (1) and 1000",
+			"invalid-values.yaml:25: auth.pin_min_length 9, auth.pin_max_length 8: want 4 <= min <= max <= 16",
+			"invalid-values.yaml:27: console.max_failures -1: must be positive",
+			"invalid-values.yaml:28: console.lockout_duration -30m0s: must not be negative (0 locks until unlocked)",
+			"invalid-values.yaml:29: console.rate_per_client 0: must be a positive finite number",
+			"invalid-values.yaml:30: console.burst_per_client 0: must be positive",
+			"invalid-values.yaml:31: console.rate_per_account +Inf: must be a positive finite number",
+			"invalid-values.yaml:32: console.burst_per_account -2: must be positive",
+			"invalid-values.yaml:33: console.argon2_slots 65: want 0 (one per core, at most 2) to 64",
+			`invalid-values.yaml:35: identity_sources.credentials_dir "etc/tokend/ldap": must be an absolute path to a directory other than /`,
+		},
+		"cross-keys.yaml": {
+			"cross-keys.yaml:5: admin_listen and ctkip_listen: both are \":8443\"; they must differ",
+			"cross-keys.yaml:4: auth.large_window 10: must be between auth.small_window (20) and 1000",
 		},
 		"mixed.yaml": {
 			`mixed.yaml:5: unknown key "ctkip.sesion_ttl"`,
-			`admin_listen and ctkip_listen: both are ":8444"; they must differ`,
-			"ctkip.rsa_bits 1000: want one of 1024, 2048, 3072, 4096",
+			`mixed.yaml:2: admin_listen and ctkip_listen: both are ":8444"; they must differ`,
+			"mixed.yaml:4: ctkip.rsa_bits 1000: want one of 1024, 2048, 3072, 4096",
 		},
 	}
 

@@ -493,7 +493,7 @@ func TestServeCommandErrors(t *testing.T) {
 		{
 			name: "config problems",
 			args: []string{"--log-level", "loud", "--admin-listen", "8443"},
-			want: `tokend: invalid configuration: 2 problems: admin_listen "8443": missing port in address; log.level "loud": want one of "debug", "info", "warn", "error"` + "\n",
+			want: `tokend: invalid configuration: 2 problems: --admin-listen: admin_listen "8443": missing port in address; --log-level: log.level "loud": want one of "debug", "info", "warn", "error"` + "\n",
 		},
 		{
 			name: "database without master key",
