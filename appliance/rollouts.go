@@ -752,64 +752,120 @@ type pendingItem struct {
 	nonce []byte
 }
 
-// runRollout applies the rollout's items from its cursor, a chunk per
-// transaction, while it holds the claim.
-func (s *Service) runRollout(ctx context.Context, id, runner string) (Rollout, error) {
-	for {
-		if err := ctx.Err(); err != nil {
-			return s.stopRollout(ctx, id, runner, err)
+// rolloutWorkers chunks are applied at once: their commits share fsyncs
+// (group commit), which a lone chunk's few dozen writes would not fill.
+const rolloutWorkers = 4
+
+// rolloutJob is one chunk for a worker.
+type rolloutJob struct {
+	pend          []pendingItem
+	last, skipped int
+}
+
+// runRollout applies the rollout's items from its cursor, chunk by chunk,
+// while it holds the claim. Chunks run concurrently, so the stored cursor
+// is a low-water mark: every item up to it is handled; a resumed apply
+// reads the items after it and skips those a chunk already applied.
+func (s *Service) runRollout(parent context.Context, id, runner string) (Rollout, error) {
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
+	var (
+		mu       sync.Mutex
+		firstErr error
+		inflight []int // last seq of each dispatched chunk, in order
+		finished = map[int]bool{}
+		mark     int
+	)
+	fail := func(err error) {
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = err
 		}
-		r, items, err := s.nextRolloutChunk(ctx, id)
+		mu.Unlock()
+		cancel()
+	}
+	watermark := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return mark
+	}
+	finish := func(last int) {
+		mu.Lock()
+		defer mu.Unlock()
+		finished[last] = true
+		for len(inflight) > 0 && finished[inflight[0]] {
+			mark = inflight[0]
+			delete(finished, mark)
+			inflight = inflight[1:]
+		}
+	}
+	jobs := make(chan rolloutJob)
+	var wg sync.WaitGroup
+	for range rolloutWorkers {
+		wg.Go(func() {
+			for j := range jobs {
+				done, failed, err := s.applyChunkOrEach(ctx, id, runner, j.pend, watermark())
+				s.rollouts.count(RolloutResultDone, done)
+				s.rollouts.count(RolloutResultFailed, failed)
+				if err != nil {
+					fail(err)
+					continue
+				}
+				s.rollouts.count(RolloutResultSkipped, j.skipped)
+				finish(j.last)
+			}
+		})
+	}
+	after := -1
+	for ctx.Err() == nil {
+		r, items, err := s.nextRolloutChunk(ctx, id, after)
 		if err != nil {
-			return s.stopRollout(ctx, id, runner, err)
+			fail(err)
+			break
+		}
+		if after < 0 {
+			mu.Lock()
+			mark = r.Cursor
+			mu.Unlock()
 		}
 		if len(items) == 0 {
 			break
 		}
-		pend := make([]pendingItem, 0, len(items))
+		j := rolloutJob{last: items[len(items)-1].Seq}
 		for _, it := range items {
 			if it.Status != ItemAssign {
+				j.skipped++
 				continue
 			}
 			p, err := s.drawPending(it.Seq)
 			if err != nil {
-				return s.stopRollout(ctx, id, runner, err)
+				fail(err)
+				break
 			}
-			pend = append(pend, p)
+			j.pend = append(j.pend, p)
 		}
-		last := items[len(items)-1].Seq
-		skipped := len(items) - len(pend)
-		done, failed, err := s.applyChunk(ctx, r, runner, pend, last)
-		var ie *itemError
-		if errors.As(err, &ie) && isRefusal(ie.err) {
-			// One user's refusal rolled the chunk back: apply its users
-			// one by one, so the refusal fails that user only.
-			done, failed, err = 0, 0, nil
-			for i, p := range pend {
-				upTo := p.seq
-				if i == len(pend)-1 {
-					upTo = last
-				}
-				d, f, e := s.applyChunk(ctx, r, runner, pend[i:i+1], upTo)
-				if errors.As(e, &ie) && isRefusal(ie.err) {
-					d, f, e = s.failItem(ctx, r, runner, p.seq, upTo, ie.err)
-				}
-				if e != nil {
-					err = e
-					break
-				}
-				done, failed = done+d, failed+f
-			}
+		if ctx.Err() != nil {
+			break
 		}
-		s.rollouts.count(RolloutResultDone, done)
-		s.rollouts.count(RolloutResultFailed, failed)
-		if err != nil {
-			return s.stopRollout(ctx, id, runner, err)
+		mu.Lock()
+		inflight = append(inflight, j.last)
+		mu.Unlock()
+		select {
+		case jobs <- j:
+		case <-ctx.Done():
 		}
-		s.rollouts.count(RolloutResultSkipped, skipped)
+		after = j.last
+	}
+	close(jobs)
+	wg.Wait()
+	if firstErr == nil && ctx.Err() != nil {
+		firstErr = ctx.Err()
+	}
+	if firstErr != nil {
+		return s.stopRollout(parent, id, runner, firstErr)
 	}
 	var out Rollout
-	err := s.change(ctx, AuditEvent{Action: "rollout.complete", Target: id}, func(tx Tx, now time.Time, ev *AuditEvent) error {
+	err := s.change(parent, AuditEvent{Action: "rollout.complete", Target: id}, func(tx Tx, now time.Time, ev *AuditEvent) error {
 		r, err := getRollout(tx, id)
 		if err != nil {
 			return err
@@ -818,11 +874,38 @@ func (s *Service) runRollout(ctx context.Context, id, runner string) (Rollout, e
 			return errRolloutLost
 		}
 		r.State, r.Runner, r.FinishedAt, r.UpdatedAt = RolloutCompleted, "", now, now
+		r.Cursor = max(r.Cursor, after)
 		ev.Detail = fmt.Sprintf("done=%d failed=%d of %d", r.Done, r.Failed, r.ToAssign)
 		out = *r
 		return putJSON(tx, rolloutKey(id), r)
 	})
 	return out, err
+}
+
+// applyChunkOrEach applies a chunk in one transaction; if one user's
+// refusal rolls it back, it applies the chunk's users one by one, so the
+// refusal fails that user only.
+func (s *Service) applyChunkOrEach(ctx context.Context, id, runner string, pend []pendingItem, mark int) (done, failed int, err error) {
+	if len(pend) == 0 {
+		return 0, 0, nil
+	}
+	done, failed, err = s.applyChunk(ctx, id, runner, pend, mark)
+	var ie *itemError
+	if !errors.As(err, &ie) || !isRefusal(ie.err) {
+		return done, failed, err
+	}
+	done, failed = 0, 0
+	for i := range pend {
+		d, f, err := s.applyChunk(ctx, id, runner, pend[i:i+1], mark)
+		if errors.As(err, &ie) && isRefusal(ie.err) {
+			d, f, err = s.failItem(ctx, id, runner, pend[i].seq, mark, ie.err)
+		}
+		if err != nil {
+			return done, failed, err
+		}
+		done, failed = done+d, failed+f
+	}
+	return done, failed, nil
 }
 
 func (s *Service) drawPending(seq int) (pendingItem, error) {
@@ -837,8 +920,9 @@ func (s *Service) drawPending(seq int) (pendingItem, error) {
 	return pendingItem{seq: seq, code: code, hash: s.codeHash(code), nonce: nonce}, nil
 }
 
-// nextRolloutChunk reads the rollout and the items after its cursor.
-func (s *Service) nextRolloutChunk(ctx context.Context, id string) (*Rollout, []RolloutItem, error) {
+// nextRolloutChunk reads the rollout and the items after seq after (after
+// its cursor when after < 0).
+func (s *Service) nextRolloutChunk(ctx context.Context, id string, after int) (*Rollout, []RolloutItem, error) {
 	var (
 		r     *Rollout
 		items []RolloutItem
@@ -848,9 +932,12 @@ func (s *Service) nextRolloutChunk(ctx context.Context, id string) (*Rollout, []
 		if r, err = getRollout(tx, id); err != nil {
 			return err
 		}
+		if after < 0 {
+			after = r.Cursor
+		}
 		var from []byte
-		if r.Cursor > 0 {
-			from = rolloutItemKey(id, r.Cursor)
+		if after > 0 {
+			from = rolloutItemKey(id, after)
 		}
 		kvs, err := tx.Scan(rolloutItemPrefix(id), from, rolloutChunk)
 		if err != nil {
@@ -877,14 +964,14 @@ func (e *itemError) Error() string { return fmt.Sprintf("item %d: %v", e.seq, e.
 func (e *itemError) Unwrap() error { return e.err }
 
 // applyChunk assigns and distributes the pending users' tokens and moves
-// the cursor to upTo, in one transaction that first checks the claim. An
+// the cursor to mark, in one transaction that first checks the claim. An
 // item no longer waiting (a previous run applied it) is left alone.
-func (s *Service) applyChunk(ctx context.Context, r0 *Rollout, runner string, pend []pendingItem, upTo int) (done, failed int, err error) {
+func (s *Service) applyChunk(ctx context.Context, id, runner string, pend []pendingItem, mark int) (done, failed int, err error) {
 	actor := ActorFrom(ctx)
 	now := s.now().UTC()
 	err = s.store.Update(ctx, func(tx Tx) error {
 		done, failed = 0, 0
-		r, err := getRollout(tx, r0.ID)
+		r, err := getRollout(tx, id)
 		if err != nil {
 			return err
 		}
@@ -911,7 +998,7 @@ func (s *Service) applyChunk(ctx context.Context, r0 *Rollout, runner string, pe
 			return err
 		}
 		r.Done += done
-		r.Cursor = max(r.Cursor, upTo)
+		r.Cursor = max(r.Cursor, mark)
 		r.UpdatedAt = now
 		return putJSON(tx, rolloutKey(r.ID), r)
 	})
@@ -959,14 +1046,14 @@ func (s *Service) applyItem(tx Tx, r *Rollout, it *RolloutItem, p pendingItem, a
 	return appendAudit(tx, now, actor, ev)
 }
 
-// failItem records one user's refusal and moves the cursor to upTo.
-func (s *Service) failItem(ctx context.Context, r0 *Rollout, runner string, seq, upTo int, cause error) (done, failed int, err error) {
+// failItem records one user's refusal and moves the cursor to mark.
+func (s *Service) failItem(ctx context.Context, id, runner string, seq, mark int, cause error) (done, failed int, err error) {
 	actor := ActorFrom(ctx)
 	now := s.now().UTC()
 	reason := itemReason(cause)
 	err = s.store.Update(ctx, func(tx Tx) error {
 		failed = 0
-		r, err := getRollout(tx, r0.ID)
+		r, err := getRollout(tx, id)
 		if err != nil {
 			return err
 		}
@@ -989,7 +1076,7 @@ func (s *Service) failItem(ctx context.Context, r0 *Rollout, runner string, seq,
 			failed = 1
 		}
 		r.Failed += failed
-		r.Cursor = max(r.Cursor, upTo)
+		r.Cursor = max(r.Cursor, mark)
 		r.UpdatedAt = now
 		return putJSON(tx, rolloutKey(r.ID), r)
 	})
