@@ -541,6 +541,12 @@ func (h *Handler) toSCIMError(err error, id string) error {
 		return scimerr.ScimError{Status: http.StatusBadRequest, ScimType: scimerr.ScimTypeInvalidValue, Detail: "limit reached"}
 	case errors.Is(err, appliance.ErrConflict), errors.Is(err, appliance.ErrInvalidState):
 		return scimerr.ScimError{Status: http.StatusConflict, Detail: "conflict with the current state"}
+	case errors.Is(err, appliance.ErrStoreUnavailable):
+		// RFC 7644 §3.12 (and the library) allow no 503: a 500 whose
+		// detail tells the provider's admin what happened.
+		h.log.Error("scim: the store cannot write", "err", err)
+		return scimerr.ScimError{Status: http.StatusInternalServerError,
+			Detail: "store unavailable: tokend cannot write to its disk (full or failing); nothing was changed, retry later"}
 	}
 	h.log.Error("scim: request failed", "err", err)
 	return scimerr.ScimError{Status: http.StatusInternalServerError, Detail: "internal error"}

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gin-gonic/gin"
+
 	"tokend/admin"
 	"tokend/appliance"
 	"tokend/appliance/internal/boltstore"
@@ -20,6 +22,7 @@ import (
 	"tokend/appliance/metrics"
 	"tokend/appliance/seal"
 	"tokend/internal/stoken"
+	"tokend/sync/scim"
 )
 
 // TestFailingStoreEndToEnd: the real Service and admin API (HTTPS) and the
@@ -76,7 +79,13 @@ func testFailingStore(t *testing.T, mode storefault.Mode) {
 	ctSrv := httptest.NewTLSServer(ct)
 	t.Cleanup(ctSrv.Close)
 	svc.SetCTKIPURL(ctSrv.URL + ctkipPath)
-	admSrv := httptest.NewTLSServer(admin.New(svc, admin.Options{Logger: log, Backup: st.Backup}))
+	adm := admin.New(svc, admin.Options{Logger: log, Backup: st.Backup})
+	sc, err := scim.New(svc, scim.Options{Logger: log, Metrics: metrics.New("test")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	adm.Engine().Any("/scim/v2/*path", gin.WrapH(http.StripPrefix("/scim/v2", sc)))
+	admSrv := httptest.NewTLSServer(adm)
 	t.Cleanup(admSrv.Close)
 	in := &instance{dir: dir, admin: admSrv.URL, token: secret.Reveal(), client: admSrv.Client()}
 	ctClient := ctkipClient(&instance{client: ctSrv.Client()})
@@ -95,6 +104,25 @@ func testFailingStore(t *testing.T, mode storefault.Mode) {
 	}
 	in.json(t, "POST", "/api/v1/users", map[string]string{"user_name": "carol"}, http.StatusCreated, &carol)
 	in.json(t, "POST", "/api/v1/users/"+carol.ID+"/tokens", map[string]any{"serials": []string{"000100000004"}}, http.StatusOK, nil)
+
+	var scimSrc struct {
+		SCIMToken string `json:"scim_token"`
+	}
+	in.json(t, "POST", "/api/v1/identity-sources", map[string]any{"name": "entra", "type": "scim"}, http.StatusCreated, &scimSrc)
+	scimPush := func() (int, string) {
+		t.Helper()
+		hr, _ := http.NewRequest("POST", in.admin+"/scim/v2/Users", strings.NewReader(
+			`{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"dave@example.org","externalId":"e-dave"}`))
+		hr.Header.Set("Authorization", "Bearer "+scimSrc.SCIMToken)
+		hr.Header.Set("Content-Type", "application/scim+json")
+		resp, err := in.client.Do(hr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
 
 	// Each is valid against the state before the fault, so a refusal can
 	// only come from the store.
@@ -156,6 +184,10 @@ func testFailingStore(t *testing.T, mode storefault.Mode) {
 			t.Errorf("%s on the failing store = %d %v: %s; want 503 %s with Retry-After", r.name, status, h.Get("Retry-After"), b, admin.CodeStoreUnavailable)
 		}
 	}
+	// SCIM allows no 503 (RFC 7644 §3.12): a 500 that says why.
+	if status, b := scimPush(); status != http.StatusInternalServerError || !strings.Contains(b, "store unavailable") {
+		t.Errorf("SCIM POST /Users on the failing store = %d: %s; want 500 saying store unavailable", status, b)
+	}
 	// Authentication writes a replay mark: it cannot be accepted (the mark
 	// would be lost) and fails as unavailable, not as a reject.
 	stoken.Require(t)
@@ -191,6 +223,9 @@ func testFailingStore(t *testing.T, mode storefault.Mode) {
 		if status, _, b := do(r); status != r.want {
 			t.Errorf("%s after the fault cleared = %d: %s; want %d", r.name, status, b, r.want)
 		}
+	}
+	if status, b := scimPush(); status != http.StatusCreated {
+		t.Errorf("SCIM POST /Users after the fault cleared = %d: %s; want 201", status, b)
 	}
 	if status, _, b := do(authReq); status != http.StatusOK || !strings.Contains(string(b), `"accept"`) {
 		t.Errorf("authenticate after the fault cleared = %d: %s; want accept (the failed try left no replay mark)", status, b)
