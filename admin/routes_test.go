@@ -68,6 +68,16 @@ var wantRoles = map[string]string{
 
 	// RSA token files (seeddelivery.go).
 	"GET /api/v1/tokens/:serial/distribution/token.sdtid": "SH",
+
+	// Token lifecycle and reports (lifecycle.go, reports.go).
+	"POST /api/v1/tokens/:serial/replace":          "SH",
+	"POST /api/v1/tokens/:serial/replace/complete": "SH",
+	"DELETE /api/v1/tokens/:serial/replace":        "SH",
+	"POST /api/v1/tokens/:serial/lost":             "SH",
+	"POST /api/v1/tokens/:serial/found":            "SH",
+	"POST /api/v1/tokens/:serial/extend":           "SH",
+	"DELETE /api/v1/tokens/:serial":                "S",
+	"GET /api/v1/reports/:name":                    "SHA",
 }
 
 var roleLetters = map[string]string{

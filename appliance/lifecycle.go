@@ -180,6 +180,11 @@ func (s *Service) ReplaceToken(ctx context.Context, oldSerial string, req Replac
 				return fmt.Errorf("token %s is a %s token; only software tokens are distributed: %w", req.Serial, nt.Kind, ErrInvalidState)
 			}
 			method = p.DeliveryMethod
+			if method == DeliveryCTKIP && (req.Password != "" || req.DeviceID != "") {
+				// CT-KIP derives the seed on the device: a password or
+				// device id would protect nothing, so it is refused.
+				return &ValidationError{Problems: []FieldError{{"password", "a ctkip profile takes no password or device_id"}}}
+			}
 		}
 		return withCounts(tx, func(tx Tx) error {
 			held, err := userTokens(tx, old.UserID)
