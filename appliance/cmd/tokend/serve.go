@@ -167,6 +167,7 @@ func runServe(ctx context.Context, env *serveEnv) error {
 		}
 		ready.Store(true)
 		go syncs.loop(ctx, syncTick)
+		go sweepReplacements(ctx, svc, log, replacementSweepEvery) // replacesweep.go
 		log.Info("tokend ready", "admin", addrs["admin"].String(), "ctkip", addrs["ctkip"].String(), "ctkip_url", svc.CTKIPURL(),
 			"data_dir", env.Paths.DataDir)
 		return nil
