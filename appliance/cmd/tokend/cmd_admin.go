@@ -96,7 +96,7 @@ func (a *app) offlineService(ctx context.Context, readOnly bool, fn func(context
 	if err != nil {
 		return err
 	}
-	st, paths, err := openStoreOffline(cfg.DataDir, readOnly)
+	st, paths, err := openOfflineConfigured(ctx, cfg, readOnly)
 	if err != nil {
 		return err
 	}

@@ -62,6 +62,8 @@ type Config struct {
 	Console   ConsoleConfig   `yaml:"console"`
 
 	IdentitySources IdentitySourcesConfig `yaml:"identity_sources"`
+	// Store selects bbolt (default) or etcd (storeconfig.go).
+	Store StoreConfig `yaml:"store"`
 
 	// ShutdownTimeout bounds graceful shutdown: in-flight requests get this
 	// long to finish after SIGTERM.
@@ -195,6 +197,7 @@ func defaultConfig() Config {
 		ShutdownTimeout:   15 * time.Second,
 		ActivationCodeTTL: 168 * time.Hour,
 		RADIUS:            defaultRADIUS(),
+		Store:             defaultStoreConfig(),
 	}
 }
 
@@ -289,6 +292,7 @@ var (
 		"main.ConsoleConfig":   "console.",
 
 		"main.IdentitySourcesConfig": "identity_sources.",
+		"main.StoreConfig":           "store.",
 	}
 	yamlWant = map[string]string{
 		"time.Duration":        "want a duration such as 5m or 90s",
@@ -306,6 +310,7 @@ var (
 		"bool":                 "want true or false",
 
 		"main.IdentitySourcesConfig": "want a mapping of keys to values",
+		"main.StoreConfig":           "want a mapping of keys to values",
 	}
 )
 
@@ -361,6 +366,12 @@ var envVars = []struct{ env, flag string }{
 	{"TOKEND_LOG_LEVEL", "log-level"},
 	{"TOKEND_RADIUS_LISTEN", "radius-listen"},
 	{"TOKEND_REST_AUTHN_LISTEN", "rest-authn-listen"},
+	{"TOKEND_STORE", "store"},
+	{"TOKEND_ETCD_ENDPOINTS", "etcd-endpoints"},
+	{"TOKEND_ETCD_CA", "etcd-ca"},
+	{"TOKEND_ETCD_CERT", "etcd-cert"},
+	{"TOKEND_ETCD_KEY", "etcd-key"},
+	{"TOKEND_ETCD_PREFIX", "etcd-prefix"},
 }
 
 // field returns the Config field a flag (and its environment variable)
@@ -389,6 +400,18 @@ func (c *Config) field(flag string) *string {
 		return &c.RADIUS.Listen
 	case "rest-authn-listen":
 		return &c.RESTAuthn.Listen
+	case "store":
+		return &c.Store.Backend
+	case "etcd-endpoints":
+		return &c.Store.EtcdEndpoints
+	case "etcd-ca":
+		return &c.Store.EtcdCA
+	case "etcd-cert":
+		return &c.Store.EtcdCert
+	case "etcd-key":
+		return &c.Store.EtcdKey
+	case "etcd-prefix":
+		return &c.Store.EtcdPrefix
 	}
 	panic("config: no field for flag " + flag) // programming error, caught by tests
 }
@@ -418,6 +441,12 @@ func addConfigFlags(fs *pflag.FlagSet) *configFlags {
 		"log-level":         "log level: debug, info, warn or error (default info)",
 		"radius-listen":     "RADIUS UDP listen address, bound once a RADIUS agent exists; empty: off (default :1812)",
 		"rest-authn-listen": "RSA SecurID Authentication API (REST) HTTPS listen address, e.g. :5555; empty: off (default off)",
+		"store":             "store backend: bolt (DATA_DIR/tokend.db) or etcd (default bolt)",
+		"etcd-endpoints":    "etcd client URLs, comma-separated, with --store etcd",
+		"etcd-ca":           "PEM CA of the etcd members' certificates",
+		"etcd-cert":         "PEM client certificate for etcd",
+		"etcd-key":          "PEM client key for etcd",
+		"etcd-prefix":       "key prefix in etcd (default /tokend/)",
 	}
 	for _, ev := range envVars {
 		v := new(string)
@@ -581,6 +610,7 @@ func (c *Config) Validate() error {
 		add("identity_sources.credentials_dir %q: must be an absolute path to a directory other than /", d)
 	}
 	p = append(p, c.agentProblems()...)
+	p = append(p, c.storeProblems()...)
 
 	if len(p) > 0 {
 		return &ConfigError{Problems: p}

@@ -599,7 +599,10 @@ func TestConfigFiles(t *testing.T) {
 				IdentitySources: IdentitySourcesConfig{CredentialsDir: "/etc/tokend/ldap"},
 				RADIUS: RADIUSConfig{Listen: "127.0.0.1:1812", RatePerAgent: 50, BurstPerAgent: 100, MaxInFlight: 64,
 					DuplicateWindow: 5 * time.Second},
-				RESTAuthn:         RESTAuthnConfig{Listen: ":5555"},
+				RESTAuthn: RESTAuthnConfig{Listen: ":5555"},
+				Store: StoreConfig{Backend: "etcd", EtcdEndpoints: "https://etcd1.example.com:2379,https://etcd2.example.com:2379",
+					EtcdCA: "/etc/tokend/etcd-ca.pem", EtcdCert: "/etc/tokend/etcd-client.pem", EtcdKey: "/etc/tokend/etcd-client.key",
+					EtcdPrefix: "/tokend/prod/"},
 				ShutdownTimeout:   30 * time.Second,
 				ActivationCodeTTL: 72 * time.Hour,
 			}
@@ -669,6 +672,12 @@ func TestConfigFiles(t *testing.T) {
 		"cross-keys.yaml": {
 			"cross-keys.yaml:5: admin_listen and ctkip_listen: both are \":8443\"; they must differ",
 			"cross-keys.yaml:4: auth.large_window 10: must be between auth.small_window (20) and 1000",
+		},
+		"store.yaml": {
+			`store.yaml:3: store.etcd_endpoints "http://etcd1:2379": plain http while store.etcd_ca or store.etcd_cert is set; use https`,
+			`store.yaml:3: store.etcd_endpoints "etcd2:2379": want a URL such as https://etcd1:2379`,
+			"store.yaml:5: store.etcd_cert and store.etcd_key: set both or neither",
+			`store.yaml:6: store.etcd_prefix "tokend": must start and end with / (e.g. /tokend/)`,
 		},
 		"mixed.yaml": {
 			`mixed.yaml:5: unknown key "ctkip.sesion_ttl"`,

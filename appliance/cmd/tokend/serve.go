@@ -22,7 +22,6 @@ import (
 	"tokend/agents/radius"
 	"tokend/agents/rsarest"
 	"tokend/appliance"
-	"tokend/appliance/internal/boltstore"
 	"tokend/appliance/metrics"
 	"tokend/appliance/seal"
 	"tokend/internal/accesslog"
@@ -57,12 +56,9 @@ func runServe(ctx context.Context, env *serveEnv) error {
 		debug.SetGCPercent(400)
 	}
 	m := metrics.New(releaseVersion())
-	store, err := boltstore.Open(env.Paths.DB, boltstore.Options{Observer: m})
-	if errors.Is(err, boltstore.ErrLocked) {
-		return fmt.Errorf("data dir %s is in use by another tokend (%s is locked)", env.Paths.DataDir, env.Paths.DB)
-	}
+	store, err := openConfiguredStore(ctx, cfg, env.Paths, storeOpenOptions{Observer: m})
 	if err != nil {
-		return fmt.Errorf("open store: %w", err)
+		return err
 	}
 	defer func() {
 		if err := store.Close(); err != nil {
@@ -87,7 +83,7 @@ func runServe(ctx context.Context, env *serveEnv) error {
 	sys := appliance.WithActor(ctx, appliance.Actor{ID: "system", Name: "system"})
 	if err := svc.Init(sys); err != nil {
 		if errors.Is(err, seal.ErrWrongKey) {
-			return fmt.Errorf("master key %s is not the key of the store %s", env.MasterKeyPath, env.Paths.DB)
+			return fmt.Errorf("master key %s is not the key of the store %s", env.MasterKeyPath, store.Where)
 		}
 		return fmt.Errorf("init store: %w", err)
 	}
@@ -136,6 +132,14 @@ func runServe(ctx context.Context, env *serveEnv) error {
 		Ready: func() error {
 			if !ready.Load() {
 				return errors.New("listeners not bound yet")
+			}
+			if store.Ping != nil {
+				// Without a quorum this node can neither read nor write.
+				pctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				defer cancel()
+				if err := store.Ping(pctx); err != nil {
+					return err
+				}
 			}
 			return doors.ready()
 		}})

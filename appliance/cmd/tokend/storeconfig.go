@@ -1,0 +1,200 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"tokend/appliance"
+	"tokend/appliance/internal/boltstore"
+	"tokend/appliance/internal/etcdstore"
+)
+
+// Store backends.
+const (
+	backendBolt = "bolt"
+	backendEtcd = "etcd"
+)
+
+// StoreConfig selects the store: the embedded bbolt file in DATA_DIR (the
+// default) or an etcd cluster shared by several tokend nodes.
+type StoreConfig struct {
+	// Backend is "bolt" or "etcd".
+	Backend string `yaml:"backend"`
+	// EtcdEndpoints are the etcd members' client URLs, comma-separated
+	// (http:// or https://).
+	EtcdEndpoints string `yaml:"etcd_endpoints"`
+	// EtcdCA is the PEM CA that signed the members' certificates; EtcdCert
+	// and EtcdKey a client certificate for etcd's client-cert-auth.
+	EtcdCA   string `yaml:"etcd_ca"`
+	EtcdCert string `yaml:"etcd_cert"`
+	EtcdKey  string `yaml:"etcd_key"`
+	// EtcdPrefix namespaces tokend's keys; several clusters of tokend may
+	// share one etcd with different prefixes.
+	EtcdPrefix string `yaml:"etcd_prefix"`
+}
+
+func defaultStoreConfig() StoreConfig {
+	return StoreConfig{Backend: backendBolt, EtcdPrefix: etcdstore.DefaultPrefix}
+}
+
+// endpoints splits EtcdEndpoints.
+func (s StoreConfig) endpoints() []string {
+	var out []string
+	for _, e := range strings.Split(s.EtcdEndpoints, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// storeProblems validates the store section.
+func (c *Config) storeProblems() []string {
+	var p []string
+	add := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
+	s := c.Store
+	switch s.Backend {
+	case backendBolt:
+		// etcd settings may stand beside bolt: `tokend migrate` uses them.
+		return p
+	case backendEtcd:
+	default:
+		add("store.backend %q: want %q or %q", s.Backend, backendBolt, backendEtcd)
+		return p
+	}
+	eps := s.endpoints()
+	if len(eps) == 0 {
+		add("store.etcd_endpoints: required with store.backend etcd (e.g. https://etcd1:2379,https://etcd2:2379)")
+	}
+	for _, e := range eps {
+		u, err := url.Parse(e)
+		switch {
+		case err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https"):
+			add("store.etcd_endpoints %q: want a URL such as https://etcd1:2379", e)
+		case u.Scheme == "http" && (s.EtcdCA != "" || s.EtcdCert != ""):
+			add("store.etcd_endpoints %q: plain http while store.etcd_ca or store.etcd_cert is set; use https", e)
+		case u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "":
+			add("store.etcd_endpoints %q: want only scheme, host and port", e)
+		}
+	}
+	if (s.EtcdCert == "") != (s.EtcdKey == "") {
+		add("store.etcd_cert and store.etcd_key: set both or neither")
+	}
+	if !strings.HasPrefix(s.EtcdPrefix, "/") || !strings.HasSuffix(s.EtcdPrefix, "/") {
+		add("store.etcd_prefix %q: must start and end with / (e.g. /tokend/)", s.EtcdPrefix)
+	}
+	return p
+}
+
+// etcdTLS builds the client TLS configuration, or nil when no file is set.
+func (s StoreConfig) etcdTLS() (*tls.Config, error) {
+	if s.EtcdCA == "" && s.EtcdCert == "" {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if s.EtcdCA != "" {
+		pem, err := os.ReadFile(s.EtcdCA)
+		if err != nil {
+			return nil, fmt.Errorf("store.etcd_ca: %w", unwrapPath(err))
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("store.etcd_ca %s: no PEM certificate", s.EtcdCA)
+		}
+		cfg.RootCAs = pool
+	}
+	if s.EtcdCert != "" {
+		pair, err := tls.LoadX509KeyPair(s.EtcdCert, s.EtcdKey)
+		if err != nil {
+			return nil, fmt.Errorf("store.etcd_cert/etcd_key: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	return cfg, nil
+}
+
+// openedStore is the configured store and what the daemon needs of it
+// beyond appliance.Store; the functions are nil where a backend lacks them.
+type openedStore struct {
+	appliance.Store
+	Backup func(w io.Writer) (int64, error) // a consistent copy while running (bbolt)
+	Size   func() int64                     // bytes on disk, for metrics (bbolt)
+	Ping   func(ctx context.Context) error  // can the node reach its store (etcd)
+	Where  string                           // for messages: a file or endpoints and prefix
+}
+
+// storeOpenOptions carries what only some callers set.
+type storeOpenOptions struct {
+	Observer    boltstore.CommitObserver // also fits etcdstore.CommitObserver
+	ReadOnly    bool
+	LockTimeout time.Duration // bbolt: 0 waits boltstore's default
+	NoPurge     bool          // etcd: no background tombstone purge (one-shot commands)
+}
+
+// openEtcd opens the etcd store a StoreConfig names.
+func openEtcd(ctx context.Context, s StoreConfig, o storeOpenOptions) (*etcdstore.Store, error) {
+	tlsCfg, err := s.etcdTLS()
+	if err != nil {
+		return nil, err
+	}
+	opts := etcdstore.Options{Endpoints: s.endpoints(), Prefix: s.EtcdPrefix, TLS: tlsCfg, ReadOnly: o.ReadOnly}
+	if o.Observer != nil {
+		opts.Observer = o.Observer
+	}
+	if o.NoPurge {
+		opts.PurgeInterval = -1
+	}
+	st, err := etcdstore.Open(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("open etcd store: %w", err)
+	}
+	return st, nil
+}
+
+// openConfiguredStore opens the store cfg selects. paths.DB is the bbolt
+// file; for etcd, the data directory keeps only the node's own files.
+func openConfiguredStore(ctx context.Context, cfg *Config, paths dataPaths, o storeOpenOptions) (*openedStore, error) {
+	if cfg.Store.Backend == backendEtcd {
+		st, err := openEtcd(ctx, cfg.Store, o)
+		if err != nil {
+			return nil, err
+		}
+		return &openedStore{Store: st, Ping: st.Ping,
+			Where: "etcd " + strings.Join(cfg.Store.endpoints(), ",") + " prefix " + cfg.Store.EtcdPrefix}, nil
+	}
+	bo := boltstore.Options{Observer: o.Observer, ReadOnly: o.ReadOnly, LockTimeout: o.LockTimeout}
+	st, err := boltstore.Open(paths.DB, bo)
+	if errors.Is(err, boltstore.ErrLocked) {
+		return nil, fmt.Errorf("data dir %s is in use by another tokend (%s is locked): %w", paths.DataDir, paths.DB, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	return &openedStore{Store: st, Backup: st.Backup, Size: st.Size, Where: paths.DB}, nil
+}
+
+// openOfflineConfigured opens the configured store for a command-line tool:
+// bbolt as openStoreOffline does (the file of a stopped tokend); etcd
+// directly, since it is shared with running nodes anyway.
+func openOfflineConfigured(ctx context.Context, cfg *Config, readOnly bool) (appliance.Store, dataPaths, error) {
+	if cfg.Store.Backend != backendEtcd {
+		return openStoreOffline(cfg.DataDir, readOnly)
+	}
+	paths, err := newDataPaths(cfg.DataDir)
+	if err != nil {
+		return nil, paths, err
+	}
+	st, err := openEtcd(ctx, cfg.Store, storeOpenOptions{ReadOnly: readOnly, NoPurge: true})
+	if err != nil {
+		return nil, paths, err
+	}
+	return st, paths, nil
+}
