@@ -71,7 +71,7 @@ func (d *agentDoors) servers(env *serveEnv) []namedServer {
 	if d.rest == nil {
 		return nil
 	}
-	return []namedServer{{Name: "rest_authn", Addr: d.cfg.RESTAuthn.Listen, Server: d.rest, TLS: serverTLSConfig(env.TLS.Certificate, false)}}
+	return []namedServer{{Name: "rest_authn", Addr: d.cfg.RESTAuthn.Listen, Server: d.rest, TLS: env.Certs.config(false)}}
 }
 
 // start binds the RADIUS socket now if a RADIUS agent exists (a port in

@@ -230,6 +230,9 @@ type serveEnv struct {
 	TLS      *tlsMaterial // certificate, parsed leaf (expiry metric), files, Generated
 	AdminTLS *tls.Config  // for the admin listener: TLS 1.2+, h2 and http/1.1
 	CTKIPTLS *tls.Config  // for the CT-KIP listener: TLS 1.2+, http/1.1
+	// Certs serves TLS.Certificate to every HTTPS listener and replaces it
+	// on SIGHUP or when the files change (tlsreload.go); runServe starts it.
+	Certs *certReloader
 
 	// CTKIPPublicURL is the URL devices are told to use: ctkip_public_url,
 	// or derived from ctkip_listen and Hostname. With ctkip_listen on port 0
@@ -325,6 +328,7 @@ func (a *app) prepareServe(cfg *Config) (*serveEnv, error) {
 		logger.Info("generated a self-signed TLS certificate", "cert", mat.CertFile, "sha256", mat.Fingerprint(), "not_after", mat.Leaf.NotAfter)
 	}
 
+	certs := newCertReloader(mat, logger)
 	return &serveEnv{
 		Config:           cfg,
 		Logger:           logger,
@@ -334,8 +338,9 @@ func (a *app) prepareServe(cfg *Config) (*serveEnv, error) {
 		MasterKeySource:  source,
 		MasterKeyCreated: created,
 		TLS:              mat,
-		AdminTLS:         serverTLSConfig(mat.Certificate, true),
-		CTKIPTLS:         serverTLSConfig(mat.Certificate, false),
+		Certs:            certs,
+		AdminTLS:         certs.config(true),
+		CTKIPTLS:         certs.config(false),
 		CTKIPPublicURL:   ctkipURL,
 		Hostname:         hostname,
 		Now:              a.now,

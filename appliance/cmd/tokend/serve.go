@@ -120,6 +120,15 @@ func runServe(ctx context.Context, env *serveEnv) error {
 	m.RegisterInventory(svc, store.Size, log)
 	m.TLSExpiry("admin", env.TLS.Leaf.NotAfter)
 	m.TLSExpiry("ctkip", env.TLS.Leaf.NotAfter)
+	// A renewed certificate goes into service without a restart.
+	env.Certs.OnReload = func(mat *tlsMaterial) {
+		m.TLSExpiry("admin", mat.Leaf.NotAfter)
+		m.TLSExpiry("ctkip", mat.Leaf.NotAfter)
+		if cfg.RESTAuthn.Listen != "" {
+			m.TLSExpiry("rest_authn", mat.Leaf.NotAfter)
+		}
+	}
+	env.Certs.Start(ctx, tlsPollEvery)
 	doors, err := newAgentDoors(env, svc, m) // RADIUS and the RSA REST API (agentsdoor.go)
 	if err != nil {
 		return err
