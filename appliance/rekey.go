@@ -399,7 +399,11 @@ func runRekey(ctx context.Context, cfg RekeyConfig, state string) (RekeyStatus, 
 			}
 			if cur.end() || stop != nil && !cur.less(*stop) {
 				finished = true
-				st = RekeyStatus{KeyCheck: check}
+				st = j.status(check)
+				st.State, st.Field = "", ""
+				if state == RekeyForward {
+					st.KeyCheck = j.NewCheck
+				}
 				return finishRekey(tx, j, now, cfg.Actor)
 			}
 			next, n, err := resealChunk(tx, cur, stop, from, to, nonces)
@@ -418,7 +422,7 @@ func runRekey(ctx context.Context, cfg RekeyConfig, state string) (RekeyStatus, 
 			return RekeyStatus{}, err
 		}
 		if finished {
-			return ReadRekeyStatus(ctx, cfg.Store)
+			return st, nil
 		}
 		if cfg.Progress != nil {
 			cfg.Progress(st)

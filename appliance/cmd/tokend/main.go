@@ -113,6 +113,7 @@ func (a *app) newRootCmd() *cobra.Command {
 		a.newBackupCmd(),
 		a.newRestoreCmd(),
 		a.newAdminCmd(),
+		a.newRekeyCmd(),
 		a.newMigrateCmd(),
 	)
 	return root
