@@ -108,6 +108,16 @@ func (s *Server) routes() []route {
 
 		{http.MethodGet, "/backup", false, superOnly, s.backup},
 
+		// Rollouts to a group (rollouts.go): a mass assignment, so the
+		// super admin's; readers follow the progress. Deliveries and
+		// exports carry activation codes.
+		{http.MethodPost, "/rollouts", false, superOnly, s.createRollout},
+		{http.MethodGet, "/rollouts", false, readers, s.listRollouts},
+		{http.MethodGet, "/rollouts/:id", false, readers, s.getRollout},
+		{http.MethodPost, "/rollouts/:id/apply", false, superOnly, s.applyRollout},
+		{http.MethodGet, "/rollouts/:id/items/:seq/delivery", false, superOnly, s.takeRolloutDelivery},
+		{http.MethodGet, "/rollouts/:id/export", false, superOnly, s.exportRollout},
+
 		// Console admin accounts: a lockout after failed sign-ins is lifted
 		// by a super admin (or `tokend admin unlock`).
 		{http.MethodPost, "/admins/:name/unlock", false, superOnly, s.unlockAdmin},

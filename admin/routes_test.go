@@ -69,6 +69,14 @@ var wantRoles = map[string]string{
 	// RSA token files (seeddelivery.go).
 	"GET /api/v1/tokens/:serial/distribution/token.sdtid": "SH",
 
+	// Rollouts (rollouts.go).
+	"POST /api/v1/rollouts":                        "S",
+	"GET /api/v1/rollouts":                         "SHA",
+	"GET /api/v1/rollouts/:id":                     "SHA",
+	"POST /api/v1/rollouts/:id/apply":              "S",
+	"GET /api/v1/rollouts/:id/items/:seq/delivery": "S",
+	"GET /api/v1/rollouts/:id/export":              "S",
+
 	// Token lifecycle and reports (lifecycle.go, reports.go).
 	"POST /api/v1/tokens/:serial/replace":          "SH",
 	"POST /api/v1/tokens/:serial/replace/complete": "SH",

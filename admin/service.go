@@ -95,4 +95,7 @@ type Service interface {
 	// IssueAPIToken is CreateAPIToken with an optional expiry.
 	IssueAPIToken(ctx context.Context, in appliance.NewAPIToken) (appliance.APIToken, appliance.Secret, error)
 	RotateAPIToken(ctx context.Context, id string) (appliance.APIToken, appliance.Secret, error)
+
+	// RolloutService: rollouts to a group (rollouts.go).
+	RolloutService
 }
