@@ -17,6 +17,8 @@ import (
 //
 //	meta/schema                      schema version
 //	meta/keycheck                    master key check value
+//	meta/hash-key                    the keyed-hash key, sealed (written by the first rekey: rekey.go)
+//	meta/rekey                       journal of a master key rotation in progress (rekey.go)
 //	meta/audit-head                  {seq, hash} of the newest audit record
 //	meta/audit-ix                    where the audit filter indexes start (audit.go)
 //	meta/count/tokens, meta/count/users  inventory counters (counters.go)
