@@ -613,3 +613,25 @@ func TestRekeySealsEverySealCallSite(t *testing.T) {
 		t.Fatalf("found %d sealing call sites; the scan is broken", sites)
 	}
 }
+
+// TestRekeyFullChunksStayWithinTheStoreLimits rotates with the default chunk
+// (99 secrets and the journal: the contract's 100 writes) on memstore, which
+// enforces the limits as a real backend does.
+func TestRekeyFullChunksStayWithinTheStoreLimits(t *testing.T) {
+	st := memstore.New()
+	t.Cleanup(func() { st.Close() })
+	oldKey, nextKey := newKey(t), newKey(t)
+	w := populate(t, st, oldKey, 150)
+	cs := &crashStore{Store: st, left: -1}
+	got, err := appliance.Rekey(context.Background(), appliance.RekeyConfig{Store: cs, Old: sealerOf(t, oldKey), New: sealerOf(t, nextKey),
+		Actor: cli, Now: fixtureNow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 150 seeds, the CT-KIP key, the hash key, a RADIUS secret, a bind
+	// password: the start, two full chunks, and the finish.
+	if got.Resealed != 154 || cs.updates != 4 {
+		t.Fatalf("%d re-sealed in %d transactions, want 154 in 4", got.Resealed, cs.updates)
+	}
+	verifyWorld(t, st, w, nextKey, oldKey)
+}
