@@ -305,7 +305,7 @@ func (s *Store) attempt(ctx context.Context, fn func(appliance.Tx) error, exclus
 		return false, 0, t.err
 	case fnErr != nil:
 		return false, 0, fnErr
-	case t.ws.Count() == 0:
+	case t.ws.Count() == 0 && !t.stale:
 		// Read-only: the reads were one snapshot, nothing to commit.
 		return true, 0, nil
 	}

@@ -3,9 +3,11 @@ package etcdstore
 import (
 	"cmp"
 	"context"
+	"errors"
 	"slices"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"tokend/appliance"
@@ -30,6 +32,7 @@ type tx struct {
 	done     bool
 
 	rev   int64  // read revision; 0 until the first read
+	stale bool   // the first read was serializable (may be behind the quorum)
 	reads []span // what an Update read, for its compares
 	err   error  // the first failed read: it poisons the transaction
 
@@ -44,21 +47,44 @@ func (t *tx) usable() error {
 }
 
 // get reads from etcd at the transaction's revision.
+//
+// Which reads need a quorum: a View's first read is linearizable (it must
+// see every Update that returned before it started). An Update's first read
+// may be stale (serializable: the member answers from its own state, no
+// round to the leader): its commit compares everything it read with that
+// revision, so a stale read costs a retry, never a wrong commit; an Update
+// that writes nothing confirms its reads with a compare-only Txn instead.
+// Later reads are at a known committed revision; a member that has not
+// applied it yet answers ErrFutureRev, and the read goes to the quorum.
 func (t *tx) get(key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
-	if t.rev != 0 {
-		opts = append(opts, clientv3.WithRev(t.rev))
-	}
 	ctx, cancel := context.WithTimeout(t.ctx, t.s.opts.RequestTimeout)
 	defer cancel()
-	resp, err := t.s.cli.Get(ctx, key, opts...)
+	first := t.rev == 0
+	if !first {
+		opts = append(opts, clientv3.WithRev(t.rev))
+	}
+	serializable := !first || !t.readOnly
+	resp, err := t.s.cli.Get(ctx, key, append(opts, withSerializable(serializable))...)
+	if err != nil && serializable && !first && errors.Is(err, rpctypes.ErrFutureRev) {
+		resp, err = t.s.cli.Get(ctx, key, opts...)
+	}
 	if err != nil {
 		t.err = readErr(t.ctx, err)
 		return nil, t.err
 	}
-	if t.rev == 0 {
+	if first {
 		t.rev = resp.Header.Revision
+		t.stale = serializable
 	}
 	return resp, nil
+}
+
+// withSerializable is clientv3.WithSerializable when on.
+func withSerializable(on bool) clientv3.OpOption {
+	if on {
+		return clientv3.WithSerializable()
+	}
+	return func(*clientv3.Op) {}
 }
 
 func (t *tx) record(start, end string) {
