@@ -51,6 +51,9 @@ type Service interface {
 	GetAgent(ctx context.Context, id string) (appliance.Agent, error)
 	CreateAgent(ctx context.Context, in appliance.AgentInput) (appliance.Agent, appliance.Secret, error)
 	UpdateAgent(ctx context.Context, id string, in appliance.AgentInput) (appliance.Agent, error)
+
+	// The token page's lifecycle actions and the Reports page (lifecycle.go).
+	lifecycleService
 }
 
 // SourceStatus is what the Identity sources page shows of one source.
@@ -145,7 +148,8 @@ func New(svc Service, opts Options) *Console {
 }
 
 var pageNames = []string{"login", "home", "users", "user", "assign", "distribute", "distribution",
-	"tokens", "import", "import_report", "profiles", "profile_form", "sources", "audit", "error", "agents", "seeddelivery"}
+	"tokens", "import", "import_report", "profiles", "profile_form", "sources", "audit", "error", "agents", "seeddelivery",
+	"token", "reports"}
 
 func parsePages() map[string]*template.Template {
 	funcs := template.FuncMap{
@@ -221,6 +225,7 @@ func (c *Console) Mount(e *gin.Engine) {
 	r.POST("/agents", c.signedIn(superOnly...), c.createAgent)
 	r.POST("/agents/:id/enable", c.signedIn(superOnly...), c.setAgentEnabled(true))
 	r.POST("/agents/:id/disable", c.signedIn(superOnly...), c.setAgentEnabled(false))
+	c.mountLifecycle(r) // token page and reports (lifecycle.go)
 }
 
 // csp allows only our own script and style files and the QR code's data:
