@@ -54,6 +54,9 @@ type Service interface {
 
 	// The token page's lifecycle actions and the Reports page (lifecycle.go).
 	lifecycleService
+
+	// The Rollouts pages (rollouts.go).
+	rolloutsService
 }
 
 // SourceStatus is what the Identity sources page shows of one source.
@@ -169,7 +172,7 @@ func parsePages() map[string]*template.Template {
 	}
 	base := template.Must(template.New("layout.html").Funcs(funcs).ParseFS(assets, "templates/layout.html"))
 	out := make(map[string]*template.Template, len(pageNames))
-	for _, n := range pageNames {
+	for _, n := range slices.Concat(pageNames, rolloutPageNames) {
 		out[n] = template.Must(template.Must(base.Clone()).ParseFS(assets, "templates/"+n+".html"))
 	}
 	return out
@@ -226,6 +229,9 @@ func (c *Console) Mount(e *gin.Engine) {
 	r.POST("/agents/:id/enable", c.signedIn(superOnly...), c.setAgentEnabled(true))
 	r.POST("/agents/:id/disable", c.signedIn(superOnly...), c.setAgentEnabled(false))
 	c.mountLifecycle(r) // token page and reports (lifecycle.go)
+
+	// Rollouts to a group (rollouts.go).
+	c.mountRollouts(r)
 }
 
 // csp allows only our own script and style files and the QR code's data:

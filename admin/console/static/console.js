@@ -7,6 +7,11 @@ document.addEventListener("DOMContentLoaded", function () {
       if (!window.confirm(f.getAttribute("data-confirm"))) { e.preventDefault(); }
     });
   });
+  // A rollout being applied: reload its page to move the progress bar.
+  var bar = document.getElementById("rollout-progress");
+  if (bar && bar.dataset.refresh) {
+    window.setTimeout(function () { window.location.reload(); }, 1000 * Number(bar.dataset.refresh));
+  }
   // "Select all" on the assign list.
   var all = document.getElementById("check-all");
   if (all) {

@@ -1,0 +1,185 @@
+package console
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"tokend/appliance"
+)
+
+// Rollouts page: plan a rollout to a group (a dry run), read its plan,
+// apply it and follow the progress bar, then download the two CSV files of
+// deliveries (links, codes), each once. The rules are the Service's
+// (appliance/rollouts.go); the API has the same actions (admin/rollouts.go).
+
+// rolloutsService is what these pages need beyond the console's Service.
+type rolloutsService interface {
+	PlanRollout(ctx context.Context, req appliance.RolloutRequest) (appliance.Rollout, error)
+	GetRollout(ctx context.Context, id string) (appliance.Rollout, error)
+	ListRollouts(ctx context.Context, limit int) ([]appliance.Rollout, error)
+	ListRolloutItems(ctx context.Context, id string, after, limit int, status string) (appliance.RolloutItemPage, error)
+	StartRollout(ctx context.Context, id string) (appliance.Rollout, error)
+	ExportRollout(ctx context.Context, id, part string, start func() io.Writer) error
+}
+
+// rolloutPageNames are the templates of these pages.
+var rolloutPageNames = []string{"rollouts", "rollout"}
+
+func (c *Console) mountRollouts(r gin.IRoutes) {
+	r.GET("/rollouts", c.signedIn(readers...), c.rollouts)
+	r.POST("/rollouts", c.signedIn(superOnly...), c.planRollout)
+	r.GET("/rollouts/:id", c.signedIn(readers...), c.rollout)
+	r.POST("/rollouts/:id/apply", c.signedIn(superOnly...), c.applyRollout)
+	r.POST("/rollouts/:id/export/:part", c.signedIn(superOnly...), c.exportRollout)
+}
+
+type rolloutsData struct {
+	Rollouts []appliance.Rollout
+	Profiles []appliance.Profile
+	// Plan: the signed-in admin may plan, apply and export (super admin).
+	Plan bool
+}
+
+func (c *Console) rollouts(g *gin.Context) {
+	ctx := g.Request.Context()
+	rs, err := c.svc.ListRollouts(ctx, 50)
+	if err != nil {
+		c.fail(g, err)
+		return
+	}
+	ps, err := c.svc.ListProfiles(ctx)
+	if err != nil {
+		c.fail(g, err)
+		return
+	}
+	c.render(g, http.StatusOK, "rollouts", "Rollouts", rolloutsData{Rollouts: rs, Profiles: ps,
+		Plan: actorOf(g).Role == appliance.RoleSuperAdmin})
+}
+
+// planRollout reads the form: a SCIM group (source and group id), every
+// user of a source (source only) or a list of users (one per line).
+func (c *Console) planRollout(g *gin.Context) {
+	req := appliance.RolloutRequest{Profile: g.PostForm("profile"), Delivery: g.PostForm("delivery")}
+	for _, line := range strings.Split(g.PostForm("users"), "\n") {
+		if u := strings.TrimSpace(line); u != "" {
+			req.Users = append(req.Users, u)
+		}
+	}
+	if src := strings.TrimSpace(g.PostForm("source")); src != "" {
+		req.Group = &appliance.RolloutGroup{Source: src, ID: strings.TrimSpace(g.PostForm("group"))}
+	}
+	if g.PostForm("pool") == "any" {
+		req.Pool.AnySoftware = true
+	} else {
+		req.Pool.SerialPrefix = strings.TrimSpace(g.PostForm("prefix"))
+	}
+	if req.Delivery == "" {
+		// The profile's own method: the form need not repeat it.
+		if p, err := c.svc.GetProfile(g.Request.Context(), req.Profile); err == nil {
+			req.Delivery = p.DeliveryMethod
+		}
+	}
+	if s := g.PostForm("schedule"); s != "" {
+		t, err := time.Parse("2006-01-02T15:04", s)
+		if err != nil {
+			c.fail(g, &appliance.ValidationError{Problems: []appliance.FieldError{{Field: "schedule", Reason: "a date and time (UTC)"}}})
+			return
+		}
+		req.Schedule = t.UTC()
+	}
+	r, err := c.svc.PlanRollout(g.Request.Context(), req)
+	if err != nil {
+		c.fail(g, err)
+		return
+	}
+	c.sessions.setFlash(sessionOf(g), fmt.Sprintf("Planned: %d of %d users would get a token. Nothing is assigned until you apply it.",
+		r.ToAssign, r.Users))
+	redirect(g, "/rollouts/"+r.ID)
+}
+
+type rolloutData struct {
+	Rollout  appliance.Rollout
+	Items    []appliance.RolloutItem
+	Next     string
+	Status   string
+	Percent  int
+	Handled  int
+	CanApply bool
+	Plan     bool
+	Running  bool
+	Statuses []string
+}
+
+func (c *Console) rollout(g *gin.Context) {
+	ctx := g.Request.Context()
+	r, err := c.svc.GetRollout(ctx, g.Param("id"))
+	if err != nil {
+		c.fail(g, err)
+		return
+	}
+	after, _ := strconv.Atoi(g.Query("after"))
+	status := g.Query("status")
+	page, err := c.svc.ListRolloutItems(ctx, r.ID, max(after, 0), 100, status)
+	if err != nil {
+		c.fail(g, err)
+		return
+	}
+	d := rolloutData{Rollout: r, Items: page.Items, Status: status, Handled: r.Done + r.Failed, Percent: 100,
+		Plan:    actorOf(g).Role == appliance.RoleSuperAdmin,
+		Running: r.State == appliance.RolloutApplying,
+		Statuses: []string{appliance.ItemAssign, appliance.ItemHasProfile, appliance.ItemAtLimit, appliance.ItemInactive,
+			appliance.ItemNoToken, appliance.ItemDone, appliance.ItemFailed}}
+	d.CanApply = d.Plan && (r.State == appliance.RolloutPlanned || r.State == appliance.RolloutInterrupted)
+	if r.ToAssign > 0 {
+		d.Percent = d.Handled * 100 / r.ToAssign
+	}
+	if page.NextAfter > 0 {
+		d.Next = fmt.Sprintf("?after=%d", page.NextAfter)
+		if status != "" {
+			d.Next += "&status=" + status
+		}
+	}
+	c.render(g, http.StatusOK, "rollout", "Rollout", d)
+}
+
+func (c *Console) applyRollout(g *gin.Context) {
+	r, err := c.svc.StartRollout(g.Request.Context(), g.Param("id"))
+	if err != nil {
+		c.fail(g, err)
+		return
+	}
+	c.sessions.setFlash(sessionOf(g), "Applying: the page shows the progress.")
+	redirect(g, "/rollouts/"+r.ID)
+}
+
+// exportRollout downloads one part, once (a POST: a link prefetch must not
+// spend it).
+func (c *Console) exportRollout(g *gin.Context) {
+	id, part := g.Param("id"), g.Param("part")
+	if part != appliance.ExportLinks && part != appliance.ExportCodes {
+		c.notFound(g)
+		return
+	}
+	started := false
+	err := c.svc.ExportRollout(g.Request.Context(), id, part, func() io.Writer {
+		started = true
+		g.Header("Content-Type", "text/csv; charset=utf-8")
+		g.Header("Content-Disposition", fmt.Sprintf(`attachment; filename="rollout-%s-%s.csv"`, id, part))
+		g.Status(http.StatusOK)
+		return g.Writer
+	})
+	switch {
+	case err != nil && started:
+		c.log.ErrorContext(g.Request.Context(), "console: rollout export failed", "rollout", id, "part", part, "err", err)
+		g.Abort()
+	case err != nil:
+		c.fail(g, err)
+	}
+}
