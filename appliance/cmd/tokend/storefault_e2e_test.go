@@ -16,6 +16,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"tokend/admin"
+	"tokend/agents/rsarest"
 	"tokend/appliance"
 	"tokend/appliance/internal/boltstore"
 	"tokend/appliance/internal/boltstore/storefault"
@@ -87,6 +88,12 @@ func testFailingStore(t *testing.T, mode storefault.Mode) {
 	adm.Engine().Any("/scim/v2/*path", gin.WrapH(http.StripPrefix("/scim/v2", sc)))
 	admSrv := httptest.NewTLSServer(adm)
 	t.Cleanup(admSrv.Close)
+	rest, err := rsarest.New(rsarest.Config{Service: svc, Logger: log, Rand: rand.Reader})
+	if err != nil {
+		t.Fatal(err)
+	}
+	restSrv := httptest.NewTLSServer(rest)
+	t.Cleanup(restSrv.Close)
 	in := &instance{dir: dir, admin: admSrv.URL, token: secret.Reveal(), client: admSrv.Client()}
 	ctClient := ctkipClient(&instance{client: ctSrv.Client()})
 
@@ -123,6 +130,11 @@ func testFailingStore(t *testing.T, mode storefault.Mode) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
+
+	var restAgent struct {
+		AccessKey string `json:"access_key"`
+	}
+	in.json(t, "POST", "/api/v1/agents", map[string]string{"name": "idp", "kind": "rest"}, http.StatusCreated, &restAgent)
 
 	// Each is valid against the state before the fault, so a refusal can
 	// only come from the store.
@@ -196,6 +208,21 @@ func testFailingStore(t *testing.T, mode storefault.Mode) {
 		body: `{"user_name":"alice","passcode":"` + code + `"}`}
 	if status, _, b := do(authReq); status != http.StatusServiceUnavailable || !strings.Contains(string(b), admin.CodeStoreUnavailable) {
 		t.Errorf("authenticate on the failing store = %d: %s; want 503 %s", status, b, admin.CodeStoreUnavailable)
+	}
+	// The RSA REST door answers its own unavailable shape.
+	hr, _ := http.NewRequest("POST", restSrv.URL+rsarest.BasePath+"initialize", strings.NewReader(
+		`{"clientId":"idp","subjectName":"alice","subjectCredentials":[{"methodId":"SECURID","collectedInputs":[{"name":"SECURID","value":"`+code+`"}]}],`+
+			`"context":{"authnAttemptId":"","messageId":"m-1","inResponseTo":""}}`))
+	hr.Header.Set("client-key", restAgent.AccessKey)
+	hr.Header.Set("Content-Type", "application/json")
+	if resp, err := restSrv.Client().Do(hr); err != nil {
+		t.Fatal(err)
+	} else {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(b), `"SERVICE_UNAVAILABLE"`) {
+			t.Errorf("REST initialize on the failing store = %d: %s; want 503 SERVICE_UNAVAILABLE", resp.StatusCode, b)
+		}
 	}
 	// CT-KIP: a SOAP fault, and the activation code is not used up.
 	if _, err := ctClient.Provision(context.Background(), d.CTKIPURL, d.ActivationCode); err == nil ||
