@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,6 +18,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"tokend/admin"
+	"tokend/agents/radius"
 	"tokend/agents/rsarest"
 	"tokend/appliance"
 	"tokend/appliance/internal/boltstore"
@@ -131,6 +134,31 @@ func testFailingStore(t *testing.T, mode storefault.Mode) {
 		return resp.StatusCode, string(b)
 	}
 
+	var radAgent struct {
+		Secret string `json:"secret"`
+	}
+	in.json(t, "POST", "/api/v1/agents", map[string]string{"name": "pam", "kind": "radius", "address": "127.0.0.1"}, http.StatusCreated, &radAgent)
+	radSrv, err := radius.New(radius.Config{Service: svc, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	radConn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = radSrv.Serve(radConn) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = radSrv.Shutdown(ctx)
+	})
+	radclientBin := requireTool(t, "radclient", "freeradius-utils")
+	radAuth := func(code string) string {
+		cmd := exec.Command(radclientBin, "-x", "-r", "1", "-t", "2", radConn.LocalAddr().String(), "auth", radAgent.Secret)
+		cmd.Stdin = strings.NewReader("User-Name=alice,User-Password=" + code + ",Message-Authenticator=0x00\n")
+		out, _ := cmd.CombinedOutput() // exit 1 on a reject or no reply; the output tells
+		return string(out)
+	}
 	var restAgent struct {
 		AccessKey string `json:"access_key"`
 	}
@@ -209,6 +237,11 @@ func testFailingStore(t *testing.T, mode storefault.Mode) {
 	if status, _, b := do(authReq); status != http.StatusServiceUnavailable || !strings.Contains(string(b), admin.CodeStoreUnavailable) {
 		t.Errorf("authenticate on the failing store = %d: %s; want 503 %s", status, b, admin.CodeStoreUnavailable)
 	}
+	// RADIUS drops the request (no answer, as for any internal error): the
+	// agent retries or fails over instead of telling the user "wrong code".
+	if out := radAuth(code); strings.Contains(out, "Received Access-") || !strings.Contains(out, "No reply") {
+		t.Errorf("RADIUS on the failing store answered; want no reply:\n%s", out)
+	}
 	// The RSA REST door answers its own unavailable shape.
 	hr, _ := http.NewRequest("POST", restSrv.URL+rsarest.BasePath+"initialize", strings.NewReader(
 		`{"clientId":"idp","subjectName":"alice","subjectCredentials":[{"methodId":"SECURID","collectedInputs":[{"name":"SECURID","value":"`+code+`"}]}],`+
@@ -256,6 +289,10 @@ func testFailingStore(t *testing.T, mode storefault.Mode) {
 	}
 	if status, _, b := do(authReq); status != http.StatusOK || !strings.Contains(string(b), `"accept"`) {
 		t.Errorf("authenticate after the fault cleared = %d: %s; want accept (the failed try left no replay mark)", status, b)
+	}
+	next := stoken.Tokencode(t, res.Seed[:], res.Serial, res.Digits, res.Interval, stoken.NoPIN, time.Now().Add(time.Duration(res.Interval)*time.Second))
+	if out := radAuth(next); !strings.Contains(out, "Received Access-Accept") {
+		t.Errorf("RADIUS after the fault cleared; want Access-Accept:\n%s", out)
 	}
 	if got, err := ctClient.Provision(context.Background(), d.CTKIPURL, d.ActivationCode); err != nil || got.Serial != "000100000001" {
 		t.Errorf("provision after the fault cleared: %+v %v", got, err)
