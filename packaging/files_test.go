@@ -80,7 +80,7 @@ func TestDefaultConfigKeys(t *testing.T) {
 	known := map[string]map[string]bool{
 		"": {"data_dir": true, "master_key_file": true, "admin_listen": true, "ctkip_listen": true,
 			"ctkip_public_url": true, "tls_cert": true, "tls_key": true, "log": true, "metrics": true,
-			"ctkip": true, "shutdown_timeout": true, "activation_code_ttl": true, "auth": true,
+			"ctkip": true, "shutdown_timeout": true, "activation_code_ttl": true, "replacement_grace": true, "auth": true,
 			"console": true, "radius": true, "rest_authn": true, "identity_sources": true},
 		"auth": {"max_failures": true, "lockout_duration": true, "small_window": true, "large_window": true,
 			"session_ttl": true, "pin_min_length": true, "pin_max_length": true, "pin_alphanumeric": true, "pin_system_generated": true,

@@ -71,6 +71,9 @@ type Config struct {
 	// ActivationCodeTTL is the default lifetime of an activation code for
 	// profiles that do not set their own.
 	ActivationCodeTTL time.Duration `yaml:"activation_code_ttl"`
+	// ReplacementGrace is how long a replaced token keeps working while
+	// its replacement has not authenticated (appliance lifecycle.go).
+	ReplacementGrace time.Duration `yaml:"replacement_grace"`
 }
 
 // LogConfig selects the log format and threshold.
@@ -196,6 +199,7 @@ func defaultConfig() Config {
 		},
 		ShutdownTimeout:   15 * time.Second,
 		ActivationCodeTTL: 168 * time.Hour,
+		ReplacementGrace:  14 * 24 * time.Hour,
 		RADIUS:            defaultRADIUS(),
 		Store:             defaultStoreConfig(),
 	}
@@ -562,6 +566,7 @@ func (c *Config) Validate() error {
 	positiveDuration("ctkip.session_ttl", c.CTKIP.SessionTTL)
 	positiveDuration("shutdown_timeout", c.ShutdownTimeout)
 	positiveDuration("activation_code_ttl", c.ActivationCodeTTL)
+	positiveDuration("replacement_grace", c.ReplacementGrace)
 	positiveRate := func(key string, r float64) {
 		if !(r > 0) || math.IsInf(r, 0) { // also catches NaN
 			add("%s %v: must be a positive finite number", key, r)

@@ -605,6 +605,7 @@ func TestConfigFiles(t *testing.T) {
 					EtcdPrefix: "/tokend/prod/"},
 				ShutdownTimeout:   30 * time.Second,
 				ActivationCodeTTL: 72 * time.Hour,
+				ReplacementGrace:  48 * time.Hour,
 			}
 		},
 		"partial.yaml": func(c *Config) {

@@ -70,7 +70,7 @@ func runServe(ctx context.Context, env *serveEnv) error {
 		return err
 	}
 	svc, err := appliance.New(appliance.Config{Store: store, Sealer: sealer, CTKIPURL: strings.TrimRight(env.CTKIPPublicURL, "/") + ctkipPath,
-		DefaultCodeTTL: cfg.ActivationCodeTTL, Auth: authPolicy(cfg.Auth), AuthRecorder: m, Logger: log, Now: env.Now, Rand: env.Rand,
+		DefaultCodeTTL: cfg.ActivationCodeTTL, ReplacementGrace: cfg.ReplacementGrace, Auth: authPolicy(cfg.Auth), AuthRecorder: m, Logger: log, Now: env.Now, Rand: env.Rand,
 		AdminSignIn:  adminSignInPolicy(cfg.Console, m),
 		DecodeRecord: gojson.Unmarshal, CredentialsDir: cfg.IdentitySources.CredentialsDir, SpoolDir: env.Paths.DataDir,
 		RolloutRecorder: m.Rollouts()})
