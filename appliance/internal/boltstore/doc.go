@@ -22,5 +22,11 @@
 // shared bbolt transaction, in order. A function that fails therefore leaves
 // nothing, and later functions of the group see exactly the writes of the
 // successful earlier ones: the group is a serial schedule. If the commit
-// fails, every caller whose writes were in it gets the error.
+// fails (a write, fsync or growth of the file refused: full or failing
+// disk, MaxSize), bbolt rolls it back and every caller whose writes were in
+// it gets an error wrapping appliance.ErrStoreUnavailable and the cause;
+// reads go on, and the next commit tries the disk again.
+//
+// Opening. The freelist is written at every commit, so Open reads one page
+// of it instead of walking the whole file to rebuild it (TestBigStoreOpen).
 package boltstore
