@@ -44,6 +44,9 @@ const (
 	CodeSyncBrake            = "sync_brake"
 	CodeSyncFailed           = "sync_failed"
 	CodeBusy                 = "busy"
+	CodeLastSuperAdmin       = "last_superadmin"
+	CodeOwnAdminAccount      = "own_admin_account"
+	CodeSecondFactorRefused  = "second_factor_refused"
 	CodeStoreUnavailable     = "store_unavailable"
 	CodeInternal             = "internal"
 )
@@ -70,6 +73,9 @@ var problemTitles = map[string]string{
 	CodeSyncBrake:            "Sync refused by the mass-deactivation brake",
 	CodeSyncFailed:           "Directory sync failed",
 	CodeBusy:                 "Too many password or PIN checks in progress: retry shortly",
+	CodeLastSuperAdmin:       "The last enabled superadmin account must stay",
+	CodeOwnAdminAccount:      "An admin cannot disable or delete their own account",
+	CodeSecondFactorRefused:  "The token cannot be this admin's second factor",
 	CodeStoreUnavailable:     "The store cannot take writes (disk full or failing): retry later",
 	CodeInternal:             "Internal error",
 }
@@ -193,6 +199,12 @@ func problemFor(err error) (p Problem, ok bool) {
 		return NewProblem(http.StatusConflict, CodeTokenLimit, err.Error()), true
 	case errors.Is(err, appliance.ErrConflict):
 		return NewProblem(http.StatusConflict, CodeConflict, err.Error()), true
+	case errors.Is(err, appliance.ErrLastSuperAdmin):
+		return NewProblem(http.StatusConflict, CodeLastSuperAdmin, err.Error()), true
+	case errors.Is(err, appliance.ErrOwnAdminAccount):
+		return NewProblem(http.StatusConflict, CodeOwnAdminAccount, err.Error()), true
+	case errors.As(err, new(*appliance.SecondFactorError)):
+		return NewProblem(http.StatusConflict, CodeSecondFactorRefused, err.Error()), true
 	case errors.Is(err, appliance.ErrInvalidState):
 		return NewProblem(http.StatusConflict, CodeInvalidState, err.Error()), true
 	case errors.Is(err, appliance.ErrBusy):
@@ -237,6 +249,7 @@ func writeProblem(c *gin.Context, p Problem) {
 		c.Header("Retry-After", "30")
 	}
 	c.Header("Cache-Control", "no-store")
+	c.Set(problemCodeKey, p.Code) // for auditRefusals
 	c.Render(p.Status, problemRender{p})
 	c.Abort()
 }

@@ -65,6 +65,14 @@ var wantRoles = map[string]string{
 	"DELETE /api/v1/api-tokens/:id":                  "S",
 	"GET /api/v1/backup":                             "S",
 	"POST /api/v1/admins/:name/unlock":               "S",
+	"GET /api/v1/admins":                             "S",
+	"POST /api/v1/admins":                            "S",
+	"GET /api/v1/admins/:name":                       "S",
+	"DELETE /api/v1/admins/:name":                    "S",
+	"POST /api/v1/admins/:name/password":             "S",
+	"POST /api/v1/admins/:name/disable":              "S",
+	"POST /api/v1/admins/:name/enable":               "S",
+	"PUT /api/v1/admins/:name/second-factor":         "S",
 
 	// RSA token files (seeddelivery.go).
 	"GET /api/v1/tokens/:serial/distribution/token.sdtid": "SH",
