@@ -387,6 +387,10 @@ func TestLimitCountsPendingReplacementOnce(t *testing.T) {
 	if _, err := f.svc.AssignTokens(f.ctx, u.ID, []string{"150000000005"}); !errors.Is(err, appliance.ErrLimit) {
 		t.Fatalf("assign beyond the limit with pending pairs = %v, want ErrLimit", err)
 	}
+	// Five tokens held, three counted: the store check agrees.
+	if rep, err := f.svc.CheckConsistency(f.ctx); err != nil || rep.ProblemsTotal != 0 {
+		t.Fatalf("consistency with pending replacements: %+v, %v", rep, err)
+	}
 	page, err := f.svc.Report(f.ctx, appliance.ReportQuery{Name: appliance.ReportUsersAtLimit})
 	if err != nil || len(page.Items) != 1 || page.Items[0].Detail != "3 tokens" {
 		t.Fatalf("users at limit = %+v, %v", page, err)

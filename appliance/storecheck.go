@@ -183,7 +183,9 @@ func checkConsistency(tx Tx, rep *ConsistencyReport) error {
 			} else if !ok {
 				rep.addf("token %s: no tokens-by-user entry for its user %q", serial, t.UserID)
 			}
-			if countsTowardLimit(&t) {
+			// The new token of a pending replacement counts with its
+			// old one (lifecycle.go limitCount).
+			if countsTowardLimit(&t) && t.Replaces == "" {
 				perUser[t.UserID]++
 			}
 		}
