@@ -148,7 +148,20 @@ func TestCrash(t *testing.T) {
 		}
 		killAfter := time.Duration(r.rng.Int64N(int64(1500*time.Millisecond))) + 20*time.Millisecond
 		wl := r.startWorkload(d, trial)
-		time.Sleep(killAfter)
+		if r.rng.IntN(3) == 0 {
+			// Aim at an import of several chunks: kill within 150 ms of
+			// its post (or at killAfter if none comes).
+			aim := time.Duration(r.rng.Int64N(int64(150 * time.Millisecond)))
+			t0 := time.Now()
+			select {
+			case <-wl.bigImport:
+				time.Sleep(aim)
+				killAfter = time.Since(t0)
+			case <-time.After(killAfter):
+			}
+		} else {
+			time.Sleep(killAfter)
+		}
 		killedAt := time.Now()
 		d.kill()
 		killToExit := time.Since(killedAt)

@@ -95,6 +95,9 @@ func (l *ledger) counts() ackCounts {
 type workload struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// bigImport is told when a file of several chunks is posted, so that
+	// some kills land inside an import.
+	bigImport chan struct{}
 }
 
 // stop ends the clients (their requests to the killed tokend fail) and
@@ -177,6 +180,7 @@ func (d *tokendProc) do(ctx context.Context, method, path, bearer, ctype string,
 type client struct {
 	r     *crashRun
 	d     *tokendProc
+	w     *workload
 	rng   *rand.Rand
 	led   *ledger
 	token string
@@ -188,7 +192,7 @@ type client struct {
 // distributor-provisioners, two authenticators and, once, an LDAP sync.
 func (r *crashRun) startWorkload(d *tokendProc, trial int) *workload {
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &workload{cancel: cancel}
+	w := &workload{cancel: cancel, bigImport: make(chan struct{}, 1)}
 	token := r.adminToken()
 	roles := []func(*client){(*client).importer, (*client).userWriter, (*client).assigner, (*client).assigner, (*client).assigner,
 		(*client).provisioner, (*client).provisioner, (*client).authenticator, (*client).authenticator}
@@ -196,7 +200,7 @@ func (r *crashRun) startWorkload(d *tokendProc, trial int) *workload {
 		roles = append(roles, (*client).ldapSync)
 	}
 	for i, role := range roles {
-		c := &client{r: r, d: d, rng: rand.New(rand.NewPCG(r.seed, uint64(trial)<<8|uint64(i))), led: r.led, token: token, ctx: ctx}
+		c := &client{r: r, d: d, rng: rand.New(rand.NewPCG(r.seed, uint64(trial)<<8|uint64(i))), led: r.led, token: token, ctx: ctx, w: w}
 		w.wg.Go(func() { role(c) })
 	}
 	return w
@@ -279,6 +283,12 @@ func (c *client) importer() {
 			l.pending[f.sum] = f
 		}
 		l.mu.Unlock()
+		if len(f.serials) > 2*46 {
+			select {
+			case c.w.bigImport <- struct{}{}:
+			default:
+			}
+		}
 		st, b, ok := c.call("POST", "/api/v1/tokens/import?format=csv", "text/csv", f.body)
 		if !ok {
 			continue
