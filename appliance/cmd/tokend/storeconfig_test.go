@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"tokend/appliance"
+	"tokend/appliance/memstore"
+)
+
+// TestStoreConfigLayers: the store section comes from YAML, TOKEND_*
+// variables and flags, each overriding the one before, and every problem
+// of it is reported at once.
+func TestStoreConfigLayers(t *testing.T) {
+	yamlFile := writeFile(t, "tokend.yaml", "store:\n  backend: etcd\n  etcd_endpoints: https://yaml:2379\n  etcd_prefix: /yaml/\n")
+	rows := []struct {
+		name     string
+		args     []string
+		env      map[string]string
+		want     StoreConfig
+		problems []string
+	}{
+		{name: "default is bolt", want: StoreConfig{Backend: "bolt", EtcdPrefix: "/tokend/"}},
+		{name: "environment", env: map[string]string{"TOKEND_STORE": "etcd", "TOKEND_ETCD_ENDPOINTS": "http://a:2379, http://b:2379"},
+			want: StoreConfig{Backend: "etcd", EtcdEndpoints: "http://a:2379, http://b:2379", EtcdPrefix: "/tokend/"}},
+		{name: "flags over environment", args: []string{"--store", "etcd", "--etcd-endpoints", "https://flag:2379", "--etcd-prefix", "/f/"},
+			env:  map[string]string{"TOKEND_ETCD_ENDPOINTS": "https://env:2379", "TOKEND_ETCD_CA": "/ca.pem"},
+			want: StoreConfig{Backend: "etcd", EtcdEndpoints: "https://flag:2379", EtcdCA: "/ca.pem", EtcdPrefix: "/f/"}},
+		{name: "environment over file", args: []string{"--config", yamlFile}, env: map[string]string{"TOKEND_ETCD_PREFIX": "/env/"},
+			want: StoreConfig{Backend: "etcd", EtcdEndpoints: "https://yaml:2379", EtcdPrefix: "/env/"}},
+		{name: "every problem at once", args: []string{"--store", "etcd", "--etcd-prefix", "x", "--etcd-key", "/k.pem"},
+			problems: []string{"store.etcd_endpoints: required", "store.etcd_cert and store.etcd_key", `store.etcd_prefix "x"`}},
+		{name: "unknown backend", args: []string{"--store", "consul"}, problems: []string{`store.backend "consul"`}},
+	}
+	for _, r := range rows {
+		t.Run(r.name, func(t *testing.T) {
+			cfg, err := loadConfig(parseFlags(t, r.args...), mapEnv(r.env))
+			if r.problems == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if diff := cmp.Diff(r.want, cfg.Store); diff != "" {
+					t.Errorf("store (-want +got):\n%s", diff)
+				}
+				return
+			}
+			var ce *ConfigError
+			if !errors.As(err, &ce) || len(ce.Problems) != len(r.problems) {
+				t.Fatalf("error %v; want %d problems", err, len(r.problems))
+			}
+			for i, p := range r.problems {
+				if !strings.Contains(ce.Problems[i], p) {
+					t.Errorf("problem %d = %q; want it to say %q", i, ce.Problems[i], p)
+				}
+			}
+		})
+	}
+}
+
+func fillStore(t *testing.T, s appliance.Store, kvs map[string]string) {
+	t.Helper()
+	for k, v := range kvs {
+		if err := s.Update(context.Background(), func(tx appliance.Tx) error { return tx.Put([]byte(k), []byte(v)) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestMigrateStore: the destination ends equal to the source (empty values
+// stay values), a destination holding a subset of the source (an
+// interrupted run) is completed without --force, one holding other data is
+// refused without it and replaced with it, and the write limit is kept.
+func TestMigrateStore(t *testing.T) {
+	src := memstore.New()
+	want := map[string]string{"empty": ""}
+	for i := range 250 {
+		want[fmt.Sprintf("k/%04d", i)] = fmt.Sprintf("v%d", i)
+	}
+	fillStore(t, src, want)
+	ctx := context.Background()
+	read := func(s appliance.Store) map[string]string {
+		out := map[string]string{}
+		err := s.View(ctx, func(tx appliance.Tx) error {
+			kvs, err := tx.Scan(nil, nil, 0)
+			for _, kv := range kvs {
+				out[string(kv.Key)] = string(kv.Value)
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+
+	partial := memstore.New()
+	fillStore(t, partial, map[string]string{"k/0000": "v0", "k/0100": "v100"})
+	res, err := migrateStore(ctx, src, partial, false)
+	if err != nil {
+		t.Fatalf("completing an interrupted run: %v", err)
+	}
+	if res.Keys != 251 || res.Written != 249 || res.Removed != 0 {
+		t.Errorf("result %+v", res)
+	}
+	if diff := cmp.Diff(want, read(partial)); diff != "" {
+		t.Errorf("destination (-want +got):\n%s", diff)
+	}
+
+	other := memstore.New()
+	fillStore(t, other, map[string]string{"k/0001": "changed", "zzz": "extra"})
+	if _, err := migrateStore(ctx, src, other, false); !errors.Is(err, errMigrateDiffers) {
+		t.Fatalf("over other data without force: %v", err)
+	}
+	if got := read(other); got["k/0001"] != "changed" || got["zzz"] != "extra" || len(got) != 2 {
+		t.Fatalf("refused migration changed the destination: %v", got)
+	}
+	res, err = migrateStore(ctx, src, other, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Replaced != 1 || res.Removed != 1 {
+		t.Errorf("forced result %+v", res)
+	}
+	if diff := cmp.Diff(want, read(other)); diff != "" {
+		t.Errorf("forced destination (-want +got):\n%s", diff)
+	}
+	if res, err := migrateStore(ctx, src, other, false); err != nil || res.Written+res.Removed != 0 {
+		t.Errorf("rerun: %+v %v; want no change", res, err)
+	}
+}
