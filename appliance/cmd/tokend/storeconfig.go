@@ -198,3 +198,8 @@ func openOfflineConfigured(ctx context.Context, cfg *Config, readOnly bool) (app
 	}
 	return st, paths, nil
 }
+
+// errEtcdBackup: backup and restore copy the bbolt file; an etcd store is
+// the cluster's to copy.
+var errEtcdBackup = errors.New("the store is etcd: back it up with `etcdctl snapshot save` (restore: `etcdctl snapshot restore`, etcdutl from etcd 3.5), " +
+	"or copy it to a bbolt file with `tokend migrate --from etcd:… --to bolt:FILE`; keep the master key with it")

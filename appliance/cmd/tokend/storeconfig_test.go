@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -131,5 +133,25 @@ func TestMigrateStore(t *testing.T) {
 	}
 	if res, err := migrateStore(ctx, src, other, false); err != nil || res.Written+res.Removed != 0 {
 		t.Errorf("rerun: %+v %v; want no change", res, err)
+	}
+}
+
+// TestBackupRefusesEtcd: backup and restore copy a bbolt file; on etcd they
+// say what to use instead and write nothing.
+func TestBackupRefusesEtcd(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "backup.db")
+	etcd := []string{"--data-dir", dir, "--store", "etcd", "--etcd-endpoints", "http://127.0.0.1:1"}
+	for _, args := range [][]string{
+		append([]string{"backup", "--out", out}, etcd...),
+		append([]string{"restore", "--in", out}, etcd...),
+	} {
+		code, msg := runCLI(t, args...)
+		if code == 0 || !strings.Contains(msg, "etcdctl snapshot save") {
+			t.Errorf("%s on etcd: %d %q", args[0], code, msg)
+		}
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("backup file written: %v", err)
 	}
 }

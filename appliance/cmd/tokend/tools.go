@@ -226,6 +226,9 @@ func (a *app) newBackupCmd() *cobra.Command {
 }
 
 func (a *app) backupTo(ctx context.Context, cfg *Config, w io.Writer) (int64, error) {
+	if cfg.Store.Backend == backendEtcd {
+		return 0, errEtcdBackup
+	}
 	st, paths, err := openStoreOffline(cfg.DataDir, true)
 	if err == nil {
 		defer st.Close()
@@ -289,6 +292,9 @@ func (a *app) newRestoreCmd() *cobra.Command {
 			cfg, err := loadConfig(a.flags, a.lookupEnv)
 			if err != nil {
 				return err
+			}
+			if cfg.Store.Backend == backendEtcd {
+				return errEtcdBackup
 			}
 			paths, err := newDataPaths(cfg.DataDir)
 			if err != nil {
