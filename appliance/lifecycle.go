@@ -79,6 +79,11 @@ func limitCount(held []Token) int {
 	return n
 }
 
+// HeldTowardLimit is how many of a user's tokens count against
+// MaxTokensPerUser, a pending replacement once (for displays; the Service
+// checks the limit itself).
+func HeldTowardLimit(held []Token) int { return limitCount(held) }
+
 // graceEnded reports whether t is a replaced token whose grace period is
 // over: it no longer authenticates, even before the sweep retires it.
 func graceEnded(t *Token, now time.Time) bool {

@@ -59,6 +59,8 @@ func TestConsoleTokenLifecycle(t *testing.T) {
 		{name: "replace", b: help, method: "POST", path: tok + "/replace", form: url.Values{"new_serial": {"100000000002"}},
 			status: 303, want: "/console/users/" + alice.ID + "/tokens/100000000002/distribute"},
 		{name: "pending replacement shown", b: help, method: "GET", path: tok, status: 200, want: "Being replaced by"},
+		{name: "the pair counts once on the user page", b: help, method: "GET", path: "/console/users/" + alice.ID, status: 200,
+			want: "(1 of 3)"},
 		{name: "second replacement refused", b: help, method: "POST", path: tok + "/replace",
 			form: url.Values{"new_serial": {"100000000003"}}, status: 409},
 		{name: "complete", b: help, method: "POST", path: tok + "/replace/complete", status: 303, want: tok},

@@ -44,15 +44,7 @@ type userData struct {
 	Max        int
 }
 
-func countHeld(toks []appliance.Token) int {
-	n := 0
-	for _, t := range toks {
-		if (t.Kind == appliance.KindSoftware || t.Kind == appliance.KindHardware) && t.ManagedBy != appliance.ManagedCloud {
-			n++
-		}
-	}
-	return n
-}
+func countHeld(toks []appliance.Token) int { return appliance.HeldTowardLimit(toks) }
 
 func (c *Console) sourceName(g *gin.Context, id string) string {
 	if id == appliance.SourceInternal || c.src == nil {
