@@ -27,7 +27,7 @@ type RolloutService interface {
 	ListRolloutItems(ctx context.Context, id string, after, limit int, status string) (appliance.RolloutItemPage, error)
 	StartRollout(ctx context.Context, id string) (appliance.Rollout, error)
 	TakeRolloutDelivery(ctx context.Context, id string, seq int) (appliance.RolloutDelivery, error)
-	ExportRollout(ctx context.Context, id, part string, start func() io.Writer) error
+	ExportRollout(ctx context.Context, id, part string, start func(name, mediaType string) io.Writer) error
 }
 
 type rolloutGroupDTO struct {
@@ -103,8 +103,9 @@ type RolloutDTO struct {
 	Error           string             `json:"error,omitempty"`
 }
 
-// RolloutItemDTO is one user of a rollout. Delivery is waiting (stored,
-// sealed, to be taken once), taken, or none.
+// RolloutItemDTO is one user of a rollout. Delivery is waiting (some of it
+// stored, sealed, to be taken or exported once), taken (one by one),
+// exported, or none.
 type RolloutItemDTO struct {
 	Seq       int        `json:"seq"`
 	UserID    string     `json:"user_id"`
@@ -124,12 +125,22 @@ type RolloutDetailDTO struct {
 	NextAfter int              `json:"next_after"`
 }
 
-// RolloutDeliveryDTO is one user's delivery, answered once.
+// RolloutDeliveryDTO is one user's delivery, answered once: CT-KIP URL,
+// activation code, expiry and device link (ctkip), the CTF link and its
+// password (ctf), or the token file (base64) and its password (file).
 type RolloutDeliveryDTO struct {
-	DistributionDTO
-	UserID   string `json:"user_id"`
-	UserName string `json:"user_name"`
-	Email    string `json:"email,omitempty"`
+	Serial         string     `json:"serial"`
+	Profile        string     `json:"profile"`
+	Method         string     `json:"method"`
+	UserID         string     `json:"user_id"`
+	UserName       string     `json:"user_name"`
+	Email          string     `json:"email,omitempty"`
+	CTKIPURL       string     `json:"ctkip_url,omitempty"`
+	ActivationCode string     `json:"activation_code,omitempty"`
+	ExpiresAt      *time.Time `json:"expires_at,omitempty"`
+	DeviceURL      string     `json:"device_url,omitempty"`
+	Password       string     `json:"password,omitempty"`
+	TokenFile      []byte     `json:"token_file,omitempty"`
 }
 
 func rolloutDTO(r appliance.Rollout) RolloutDTO {
@@ -157,8 +168,10 @@ func rolloutItemDTO(it appliance.RolloutItem) RolloutItemDTO {
 	switch {
 	case it.Taken:
 		d.Delivery = "taken"
-	case it.Status == appliance.ItemDone:
+	case it.Stored:
 		d.Delivery = "waiting"
+	case it.Status == appliance.ItemDone:
+		d.Delivery = "exported"
 	}
 	return d
 }
@@ -252,9 +265,11 @@ func (s *Server) takeRolloutDelivery(c *gin.Context) {
 		return
 	}
 	c.Header("Cache-Control", "no-store")
-	render(c, http.StatusOK, RolloutDeliveryDTO{DistributionDTO: DistributionDTO{Serial: d.Serial, Profile: d.Profile,
-		CTKIPURL: d.CTKIPURL, ActivationCode: d.ActivationCode.Reveal(), ExpiresAt: d.ExpiresAt.UTC(),
-		DeviceURL: d.DeviceURL.Reveal()}, UserID: d.UserID, UserName: d.UserName, Email: d.Email})
+	render(c, http.StatusOK, RolloutDeliveryDTO{Serial: d.Serial, Profile: d.Profile, Method: d.Method,
+		UserID: d.UserID, UserName: d.UserName, Email: d.Email, CTKIPURL: d.CTKIPURL,
+		ActivationCode: d.ActivationCode.Reveal(), ExpiresAt: optTime(d.ExpiresAt), DeviceURL: d.DeviceURL.Reveal(),
+		Password: d.Password.Reveal(), TokenFile: d.File})
+	clear(d.File)
 }
 
 // exportRollout answers one part of a completed rollout as CSV, once.
@@ -266,11 +281,11 @@ func (s *Server) exportRollout(c *gin.Context) {
 	}
 	id := c.Param("id")
 	started := false
-	err := s.svc.ExportRollout(ctx(c), id, part, func() io.Writer {
+	err := s.svc.ExportRollout(ctx(c), id, part, func(name, mediaType string) io.Writer {
 		started = true
 		c.Header("Cache-Control", "no-store")
-		c.Header("Content-Disposition", fmt.Sprintf(`attachment; filename="rollout-%s-%s.csv"`, id, part))
-		c.Header("Content-Type", "text/csv; charset=utf-8")
+		c.Header("Content-Disposition", `attachment; filename="`+name+`"`)
+		c.Header("Content-Type", mediaType)
 		c.Status(http.StatusOK)
 		return c.Writer
 	})

@@ -32,6 +32,14 @@ func newRolloutEnv(t *testing.T, pool int) *rolloutEnv {
 		DeliveryMethod: appliance.DeliveryCTKIP}); err != nil {
 		t.Fatal(err)
 	}
+	for _, p := range []appliance.Profile{
+		{Name: "ctf-pw", DeviceType: appliance.DeviceIOS, DeliveryMethod: appliance.DeliveryCTF, PINMode: appliance.PINModeNone},
+		{Name: "ctf-dev", DeviceType: appliance.DeviceAndroid, DeliveryMethod: appliance.DeliveryCTF, CTFBinding: appliance.CTFBindingDeviceID},
+	} {
+		if _, err := e.svc.CreateProfile(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
 	var serials []string
 	for i := range pool {
 		serials = append(serials, fmt.Sprintf("%012d", 170000000000+i))
@@ -229,7 +237,9 @@ func TestRolloutAPIProblems(t *testing.T) {
 		{"unknown pool field", "POST", base, appliance.RoleSuperAdmin, with("pool", map[string]any{"prefix": "17"}), 400, CodeUnknownField},
 		{"no group", "POST", base, appliance.RoleSuperAdmin, with("users", nil), 400, CodeInvalidRequest},
 		{"bad delivery", "POST", base, appliance.RoleSuperAdmin, with("delivery", "fax"), 400, CodeInvalidRequest},
-		{"file delivery", "POST", base, appliance.RoleSuperAdmin, with("delivery", "file"), 400, CodeInvalidRequest},
+		{"delivery not the profile's", "POST", base, appliance.RoleSuperAdmin, with("delivery", "file"), 400, CodeInvalidRequest},
+		{"ctf bound to a device", "POST", base, appliance.RoleSuperAdmin, map[string]any{"users": []string{"ann"}, "profile": "ctf-dev",
+			"pool": map[string]any{"serial_prefix": "17"}, "delivery": "ctf"}, 400, CodeInvalidRequest},
 		{"unknown profile", "POST", base, appliance.RoleSuperAdmin, with("profile", "nope"), 404, CodeNotFound},
 		{"unknown user", "POST", base, appliance.RoleSuperAdmin, with("users", []string{"zed"}), 400, CodeInvalidRequest},
 		{"unknown group", "POST", base, appliance.RoleSuperAdmin, map[string]any{"group": map[string]any{"source": "nope", "id": "g"},
@@ -262,4 +272,45 @@ func TestRolloutAPIProblems(t *testing.T) {
 	var later RolloutDTO
 	readAs(t, e.http("POST", base, appliance.RoleSuperAdmin, with("schedule", epoch.Add(24*60*60*1e9))), http.StatusCreated, &later)
 	readProblem(t, e.http("POST", base+"/"+later.ID+"/apply", appliance.RoleSuperAdmin, nil), http.StatusConflict, CodeInvalidState)
+}
+
+// TestRolloutAPICTF: a CTF rollout hands out each user's link and
+// password once, and exports them as two files.
+func TestRolloutAPICTF(t *testing.T) {
+	e := newRolloutEnv(t, 5)
+	const base = "/api/v1/rollouts"
+	var plan RolloutDTO
+	readAs(t, e.http("POST", base, appliance.RoleSuperAdmin, map[string]any{"users": e.users, "profile": "ctf-pw",
+		"pool": map[string]any{"serial_prefix": "17"}, "delivery": "ctf"}), http.StatusCreated, &plan)
+	readAs(t, e.http("POST", base+"/"+plan.ID+"/apply", appliance.RoleSuperAdmin, nil), http.StatusAccepted, nil)
+	e.svc.WaitRollouts()
+	var d RolloutDeliveryDTO
+	readAs(t, e.http("GET", base+"/"+plan.ID+"/items/1/delivery", appliance.RoleSuperAdmin, nil), http.StatusOK, &d)
+	if d.Method != "ctf" || len(d.Password) != 16 || !strings.HasPrefix(d.DeviceURL, "com.rsa.securid") || d.ActivationCode != "" {
+		t.Fatalf("delivery %+v", d)
+	}
+	var detail RolloutDetailDTO
+	readAs(t, e.http("GET", base+"/"+plan.ID, appliance.RoleAuditor, nil), http.StatusOK, &detail)
+	if detail.Items[0].Delivery != "taken" || detail.Items[1].Delivery != "waiting" {
+		t.Fatalf("delivery states %+v", detail.Items)
+	}
+	links, err := csv.NewReader(strings.NewReader(readAs(t, e.http("GET", base+"/"+plan.ID+"/export?part=links", appliance.RoleSuperAdmin, nil),
+		http.StatusOK, nil))).ReadAll()
+	if err != nil || len(links) != 5 || links[0][3] != "link" || !strings.HasPrefix(links[1][3], "com.rsa.securid") {
+		t.Fatalf("links %v %v", links, err)
+	}
+	pws, err := csv.NewReader(strings.NewReader(readAs(t, e.http("GET", base+"/"+plan.ID+"/export?part=codes", appliance.RoleSuperAdmin, nil),
+		http.StatusOK, nil))).ReadAll()
+	if err != nil || len(pws) != 5 || pws[0][3] != "password" || len(pws[1][3]) != 16 {
+		t.Fatalf("passwords %v %v", pws, err)
+	}
+	readAs(t, e.http("GET", base+"/"+plan.ID, appliance.RoleAuditor, nil), http.StatusOK, &detail)
+	if detail.Items[1].Delivery != "exported" {
+		t.Fatalf("after the exports %+v", detail.Items[1])
+	}
+	for _, row := range pws[1:] {
+		if strings.Contains(e.logs.String(), row[3]) {
+			t.Error("a password is in the log")
+		}
+	}
 }

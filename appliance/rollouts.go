@@ -1,6 +1,8 @@
 package appliance
 
 import (
+	"archive/zip"
+	"bytes"
 	"context"
 	"encoding/csv"
 	"errors"
@@ -92,6 +94,12 @@ func rolloutItemKey(id string, seq int) []byte {
 func codeAAD(rollout string, seq int) string {
 	return fmt.Sprintf("rollout/%s/%06d/activation-code", rollout, seq)
 }
+func linkAAD(rollout string, seq int) string {
+	return fmt.Sprintf("rollout/%s/%06d/link", rollout, seq)
+}
+func fileAAD(rollout string, seq int) string {
+	return fmt.Sprintf("rollout/%s/%06d/file", rollout, seq)
+}
 
 // RolloutGroup names a group: a SCIM group (Source and ID) or every user
 // of an identity source (Source only; an LDAP source's filter is its group).
@@ -156,8 +164,10 @@ type Rollout struct {
 	Runner          string    `json:"runner,omitempty"`
 }
 
-// RolloutItem is one user of a rollout. Code is the activation code,
-// sealed, until it is taken (TakeRolloutDelivery) or exported.
+// RolloutItem is one user of a rollout. Its delivery is stored sealed until
+// it is taken (TakeRolloutDelivery) or exported: Code is the activation
+// code (ctkip) or the generated password (file, ctf), Link the CTF link,
+// File the token file.
 type RolloutItem struct {
 	Seq       int       `json:"seq"`
 	UserID    string    `json:"user_id"`
@@ -167,15 +177,20 @@ type RolloutItem struct {
 	Status    string    `json:"status"`
 	Reason    string    `json:"reason,omitempty"`
 	Code      Sealed    `json:"code,omitempty"`
+	Link      Sealed    `json:"link,omitempty"`
+	File      Sealed    `json:"file,omitempty"`
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
 	DoneAt    time.Time `json:"done_at,omitzero"`
-	// Taken: the delivery was handed out (one by one or in the codes
-	// export); it is not stored any more.
+	// Taken: the delivery was handed out one by one; it is not stored any
+	// more and the exports leave the user out.
 	Taken bool `json:"taken,omitempty"`
+	// Stored is set by ListRolloutItems (which drops the sealed fields):
+	// some of the delivery is still stored.
+	Stored bool `json:"-"`
 }
 
 // Waiting reports whether the item's delivery is still stored.
-func (it RolloutItem) Waiting() bool { return len(it.Code) > 0 }
+func (it RolloutItem) Waiting() bool { return len(it.Code) > 0 || len(it.Link) > 0 || len(it.File) > 0 }
 
 // RolloutItemPage is one page of a rollout's items in seq order.
 type RolloutItemPage struct {
@@ -186,8 +201,15 @@ type RolloutItemPage struct {
 
 // RolloutDelivery is one user's delivery, shown once.
 type RolloutDelivery struct {
+	// Distribution: the CT-KIP URL, activation code and device link
+	// (ctkip); Serial, Profile and, for ctf, DeviceURL (the CTF link).
 	Distribution
+	Method                  string
 	UserID, UserName, Email string
+	// Password protects the token file (file) or binds the CTF string (ctf).
+	Password Secret
+	// File is the .sdtid token file (file).
+	File []byte
 }
 
 // rolloutRunner tracks background applies.
@@ -268,9 +290,7 @@ func (req *RolloutRequest) validate() *ValidationError {
 		v.Add("pool.serial_prefix", "up to 12 digits")
 	}
 	switch req.Delivery {
-	case DeliveryCTKIP:
-	case DeliveryFile, DeliveryCTF:
-		v.Add("delivery", "only ctkip rollouts are supported so far; deliver files and CTF strings per token")
+	case DeliveryCTKIP, DeliveryFile, DeliveryCTF:
 	default:
 		v.Add("delivery", "must be ctkip, file or ctf")
 	}
@@ -298,6 +318,13 @@ func (s *Service) PlanRollout(ctx context.Context, req RolloutRequest) (Rollout,
 		if p.DeliveryMethod != req.Delivery {
 			return &ValidationError{Problems: []FieldError{{"delivery",
 				fmt.Sprintf("profile %s delivers by %s", p.Name, p.DeliveryMethod)}}}
+		}
+		if p.DeliveryMethod == DeliveryCTF && p.CTFBinding != CTFBindingPassword {
+			// The password goes by the other channel; a string bound to
+			// nothing is the seed in clear, one bound to a device needs
+			// each user's device id.
+			return &ValidationError{Problems: []FieldError{{"profile",
+				fmt.Sprintf("a rollout binds each CTF string to a generated password; profile %s binds to %s", p.Name, p.CTFBinding)}}}
 		}
 		prof = p
 		userIDs, err = resolveRolloutUsers(tx, req)
@@ -612,7 +639,8 @@ func (s *Service) ListRolloutItems(ctx context.Context, id string, after, limit 
 				page.NextAfter = page.Items[limit-1].Seq
 				return false
 			}
-			it.Code = nil // never leaves the Service
+			it.Stored = it.Waiting()
+			it.Code, it.Link, it.File = nil, nil, nil // never leave the Service
 			page.Items = append(page.Items, it)
 			return true
 		})
@@ -750,7 +778,13 @@ type pendingItem struct {
 	code  string
 	hash  []byte
 	nonce []byte
+	// file and ctf: the seed, its sealing nonce, the generated password,
+	// the token file's batch secret and the nonces sealing link and file.
+	seedBuf, seedNonce, fileRand, linkNonce, fileNonce []byte
+	password                                           Secret
 }
+
+func (p *pendingItem) clear() { clear(p.seedBuf); clear(p.fileRand) }
 
 // rolloutWorkers chunks are applied at once: their commits share fsyncs
 // (group commit), which a lone chunk's few dozen writes would not fill.
@@ -805,6 +839,9 @@ func (s *Service) runRollout(parent context.Context, id, runner string) (Rollout
 		wg.Go(func() {
 			for j := range jobs {
 				done, failed, err := s.applyChunkOrEach(ctx, id, runner, j.pend, watermark())
+				for i := range j.pend {
+					j.pend[i].clear()
+				}
 				s.rollouts.count(RolloutResultDone, done)
 				s.rollouts.count(RolloutResultFailed, failed)
 				if err != nil {
@@ -837,7 +874,7 @@ func (s *Service) runRollout(parent context.Context, id, runner string) (Rollout
 				j.skipped++
 				continue
 			}
-			p, err := s.drawPending(it.Seq)
+			p, err := s.drawPending(it.Seq, r.Delivery)
 			if err != nil {
 				fail(err)
 				break
@@ -908,16 +945,34 @@ func (s *Service) applyChunkOrEach(ctx context.Context, id, runner string, pend 
 	return done, failed, nil
 }
 
-func (s *Service) drawPending(seq int) (pendingItem, error) {
-	code, err := s.newCode()
-	if err != nil {
-		return pendingItem{}, err
-	}
+func (s *Service) drawPending(seq int, delivery string) (pendingItem, error) {
 	nonce, err := s.sealer.Nonce()
 	if err != nil {
 		return pendingItem{}, err
 	}
-	return pendingItem{seq: seq, code: code, hash: s.codeHash(code), nonce: nonce}, nil
+	if delivery == DeliveryCTKIP {
+		code, err := s.newCode()
+		if err != nil {
+			return pendingItem{}, err
+		}
+		return pendingItem{seq: seq, code: code, hash: s.codeHash(code), nonce: nonce}, nil
+	}
+	p := pendingItem{seq: seq, nonce: nonce, seedBuf: make([]byte, 64), fileRand: make([]byte, 16)}
+	if _, err := io.ReadFull(s.rand, p.seedBuf); err != nil {
+		return pendingItem{}, fmt.Errorf("new seed: %w", err)
+	}
+	if _, err := io.ReadFull(s.rand, p.fileRand); err != nil {
+		return pendingItem{}, fmt.Errorf("token file: %w", err)
+	}
+	for _, n := range []*[]byte{&p.seedNonce, &p.linkNonce, &p.fileNonce} {
+		if *n, err = s.sealer.Nonce(); err != nil {
+			return pendingItem{}, err
+		}
+	}
+	if p.password, err = s.filePassword(); err != nil {
+		return pendingItem{}, err
+	}
+	return p, nil
 }
 
 // nextRolloutChunk reads the rollout and the items after seq after (after
@@ -1033,12 +1088,34 @@ func (s *Service) applyItem(tx Tx, r *Rollout, it *RolloutItem, p pendingItem, a
 	if err := s.assignInTx(tx, u.ID, []string{it.Serial}, now, &uv); err != nil {
 		return err
 	}
-	d, err := distributeInTx(tx, actor, &ev, it.Serial, r.Profile, p.code, p.hash, r.CTKIPURL, now)
-	if err != nil {
-		return err
+	it.Status, it.DoneAt, it.Reason = ItemDone, now, ""
+	if r.Delivery == DeliveryCTKIP {
+		d, err := distributeInTx(tx, actor, &ev, it.Serial, r.Profile, p.code, p.hash, r.CTKIPURL, now)
+		if err != nil {
+			return err
+		}
+		it.ExpiresAt = d.ExpiresAt
+		it.Code = Sealed(s.sealer.SealNonce(p.nonce, []byte(p.code), codeAAD(r.ID, it.Seq)))
+	} else {
+		// A token file or a CTF string bound to the generated password.
+		req := SeedDeliveryRequest{Profile: r.Profile, Password: p.password}
+		o, err := s.deliverSeedInTx(tx, actor, &ev, it.Serial, req, p.seedBuf, p.seedNonce, now)
+		if err != nil {
+			return err
+		}
+		out, doc, err := seedDeliveryOf(o, req, now, bytes.NewReader(p.fileRand))
+		if err != nil {
+			return err
+		}
+		it.Code = Sealed(s.sealer.SealNonce(p.nonce, []byte(p.password.Reveal()), codeAAD(r.ID, it.Seq)))
+		if doc != nil {
+			it.File = Sealed(s.sealer.SealNonce(p.fileNonce, doc, fileAAD(r.ID, it.Seq)))
+			clear(doc)
+		}
+		if out.DeviceURL != "" {
+			it.Link = Sealed(s.sealer.SealNonce(p.linkNonce, []byte(out.DeviceURL.Reveal()), linkAAD(r.ID, it.Seq)))
+		}
 	}
-	it.Status, it.DoneAt, it.ExpiresAt, it.Reason = ItemDone, now, d.ExpiresAt, ""
-	it.Code = Sealed(s.sealer.SealNonce(p.nonce, []byte(p.code), codeAAD(r.ID, it.Seq)))
 	if err := putJSON(tx, rolloutItemKey(r.ID, it.Seq), it); err != nil {
 		return err
 	}
@@ -1188,9 +1265,10 @@ func (s *Service) InterruptRollouts(ctx context.Context) ([]string, error) {
 	return marked, nil
 }
 
-// TakeRolloutDelivery hands out one user's delivery (CT-KIP URL, activation
-// code, device link) once: the sealed code is deleted in the same
-// transaction.
+// TakeRolloutDelivery hands out one user's delivery once: the CT-KIP URL,
+// activation code and device link (ctkip), the CTF link and its password
+// (ctf) or the token file and its password (file). The sealed delivery is
+// deleted in the same transaction.
 func (s *Service) TakeRolloutDelivery(ctx context.Context, id string, seq int) (RolloutDelivery, error) {
 	var out RolloutDelivery
 	actor := ActorFrom(ctx)
@@ -1207,30 +1285,70 @@ func (s *Service) TakeRolloutDelivery(ctx context.Context, id string, seq int) (
 		if err := guardAdminFactor(tx, actor, ev, it.Serial); err != nil {
 			return err
 		}
-		if !it.Waiting() {
+		if !it.Waiting() || it.Taken {
 			return fmt.Errorf("rollout %s item %d has no delivery waiting: each is handed out once: %w", id, seq, ErrNotFound)
 		}
-		code, err := s.sealer.Open(it.Code, codeAAD(id, seq))
+		secrets, err := s.openItem(r, it)
 		if err != nil {
 			return err
 		}
-		out = RolloutDelivery{Distribution: Distribution{Serial: it.Serial, Profile: r.Profile, CTKIPURL: r.CTKIPURL,
-			ActivationCode: Secret(code), ExpiresAt: it.ExpiresAt, DeviceURL: Secret(deviceURL(r.DeviceType, r.CTKIPURL, string(code)))},
-			UserID: it.UserID, UserName: it.UserName, Email: it.Email}
-		clear(code)
-		it.Code, it.Taken = nil, true
+		out = RolloutDelivery{Distribution: Distribution{Serial: it.Serial, Profile: r.Profile, ExpiresAt: it.ExpiresAt,
+			DeviceURL: Secret(secrets.link)}, Method: r.Delivery, UserID: it.UserID, UserName: it.UserName, Email: it.Email,
+			Password: Secret(secrets.code), File: secrets.file}
+		if r.Delivery == DeliveryCTKIP {
+			out.CTKIPURL, out.ActivationCode, out.Password = r.CTKIPURL, Secret(secrets.code), ""
+			out.DeviceURL = Secret(deviceURL(r.DeviceType, r.CTKIPURL, secrets.code))
+		}
+		it.Code, it.Link, it.File, it.Taken = nil, nil, nil, true
 		return putJSON(tx, rolloutItemKey(id, seq), it)
 	})
 	return out, err
 }
 
-// ExportRollout writes one part of a completed rollout's deliveries as CSV,
-// once per part: links (user, e-mail, serial, CT-KIP URL, expiry) for one
-// channel, codes (user, e-mail, serial, activation code) for another. The
-// claim is stored before start is called for the writer; exporting the
-// codes deletes them from the store as they are written. Users whose
-// delivery was taken one by one are left out.
-func (s *Service) ExportRollout(ctx context.Context, id, part string, start func() io.Writer) error {
+// itemSecrets is an item's delivery, opened.
+type itemSecrets struct {
+	code, link string
+	file       []byte
+}
+
+func (s *Service) openItem(r *Rollout, it *RolloutItem) (itemSecrets, error) {
+	var out itemSecrets
+	for _, f := range []struct {
+		sealed Sealed
+		aad    string
+		to     func([]byte)
+	}{
+		{it.Code, codeAAD(r.ID, it.Seq), func(b []byte) { out.code = string(b) }},
+		{it.Link, linkAAD(r.ID, it.Seq), func(b []byte) { out.link = string(b) }},
+		{it.File, fileAAD(r.ID, it.Seq), func(b []byte) { out.file = b }},
+	} {
+		if len(f.sealed) == 0 {
+			continue
+		}
+		b, err := s.sealer.Open(f.sealed, f.aad)
+		if err != nil {
+			return itemSecrets{}, err
+		}
+		f.to(b)
+	}
+	return out, nil
+}
+
+// ExportRollout writes one part of a completed rollout's deliveries, once
+// per part, for split-channel mail merge: the links for one channel, the
+// codes for another. As CSV (user_name, email, serial, then):
+//
+//	links, ctkip: ctkip_url, expires_at (no secret)
+//	links, ctf:   link (the CTF string, bound to the password)
+//	codes, ctkip: activation_code
+//	codes, file and ctf: password
+//
+// and for file the links part is a ZIP of one .sdtid file per user with a
+// manifest.csv. The claim is stored before start is called with the
+// part's file name and media type for the writer; what an export hands out
+// is deleted from the store as it is written. Users whose delivery was
+// taken one by one are left out.
+func (s *Service) ExportRollout(ctx context.Context, id, part string, start func(name, mediaType string) io.Writer) error {
 	if part != ExportLinks && part != ExportCodes {
 		return &ValidationError{Problems: []FieldError{{"part", "must be links or codes"}}}
 	}
@@ -1259,12 +1377,36 @@ func (s *Service) ExportRollout(ctx context.Context, id, part string, start func
 	if err != nil {
 		return err
 	}
-	w := csv.NewWriter(start())
-	head := []string{"user_name", "email", "serial", "ctkip_url", "expires_at"}
-	if part == ExportCodes {
-		head = []string{"user_name", "email", "serial", "activation_code"}
+	zipped := part == ExportLinks && r.Delivery == DeliveryFile
+	name, media := fmt.Sprintf("rollout-%s-%s.csv", id, part), "text/csv; charset=utf-8"
+	if zipped {
+		name, media = fmt.Sprintf("rollout-%s-files.zip", id), "application/zip"
 	}
-	if err := w.Write(head); err != nil {
+	w := start(name, media)
+	var zw *zip.Writer
+	if zipped {
+		zw = zip.NewWriter(w)
+	}
+	// The manifest is written whole after the files: buffer its rows.
+	var manifest bytes.Buffer
+	cw := csv.NewWriter(w)
+	if zipped {
+		cw = csv.NewWriter(&manifest)
+	}
+	head := []string{"user_name", "email", "serial"}
+	switch {
+	case part == ExportCodes && r.Delivery == DeliveryCTKIP:
+		head = append(head, "activation_code")
+	case part == ExportCodes:
+		head = append(head, "password")
+	case r.Delivery == DeliveryCTKIP:
+		head = append(head, "ctkip_url", "expires_at")
+	case r.Delivery == DeliveryCTF:
+		head = append(head, "link")
+	default:
+		head = append(head, "file")
+	}
+	if err := cw.Write(head); err != nil {
 		return err
 	}
 	after := 0
@@ -1296,50 +1438,108 @@ func (s *Service) ExportRollout(ctx context.Context, id, part string, start func
 			break
 		}
 		after = page[len(page)-1].Seq
-		var taken []int
-		for _, it := range page {
-			if !it.Waiting() {
+		var handed []int
+		for i := range page {
+			it := &page[i]
+			if it.Status != ItemDone || it.Taken {
 				continue
 			}
 			row := []string{csvCell(it.UserName), csvCell(it.Email), it.Serial}
-			if part == ExportLinks {
+			switch {
+			case part == ExportLinks && r.Delivery == DeliveryCTKIP:
+				// No secret: the code goes by the other channel.
 				row = append(row, r.CTKIPURL, it.ExpiresAt.UTC().Format(time.RFC3339))
-			} else {
-				code, err := s.sealer.Open(it.Code, codeAAD(id, it.Seq))
+			case part == ExportLinks && len(it.Link) == 0 && len(it.File) == 0,
+				part == ExportCodes && len(it.Code) == 0:
+				continue
+			default:
+				sec, err := s.openItem(&r, &RolloutItem{Seq: it.Seq, Code: pick(part == ExportCodes, it.Code),
+					Link: pick(part == ExportLinks, it.Link), File: pick(part == ExportLinks, it.File)})
 				if err != nil {
 					return err
 				}
-				row = append(row, string(code))
-				clear(code)
-				taken = append(taken, it.Seq)
+				switch {
+				case part == ExportCodes:
+					row = append(row, sec.code)
+				case r.Delivery == DeliveryCTF:
+					row = append(row, sec.link)
+				default:
+					fname := fmt.Sprintf("%s-%s.sdtid", zipName(it.UserName), it.Serial)
+					f, err := zw.Create(fname)
+					if err == nil {
+						_, err = f.Write(sec.file)
+					}
+					clear(sec.file)
+					if err != nil {
+						return err
+					}
+					row = append(row, fname)
+				}
+				handed = append(handed, it.Seq)
 			}
-			if err := w.Write(row); err != nil {
+			if err := cw.Write(row); err != nil {
 				return err
 			}
 		}
-		w.Flush()
-		if err := w.Error(); err != nil {
+		cw.Flush()
+		if err := cw.Error(); err != nil {
 			return err
 		}
-		if err := s.dropCodes(ctx, id, taken); err != nil {
+		if err := s.dropHanded(ctx, id, part, handed); err != nil {
 			return err
 		}
 	}
-	w.Flush()
-	return w.Error()
+	cw.Flush()
+	if err := cw.Error(); err != nil {
+		return err
+	}
+	if zipped {
+		m, err := zw.Create("manifest.csv")
+		if err == nil {
+			_, err = m.Write(manifest.Bytes())
+		}
+		if err == nil {
+			err = zw.Close()
+		}
+		return err
+	}
+	return nil
 }
 
-// dropCodes deletes exported codes from their items.
-func (s *Service) dropCodes(ctx context.Context, id string, seqs []int) error {
+func pick(ok bool, b Sealed) Sealed {
+	if ok {
+		return b
+	}
+	return nil
+}
+
+// zipName keeps a user name safe as a file name inside the archive.
+func zipName(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '_', r == '-', r == '@':
+			return r
+		}
+		return '_'
+	}, s)
+}
+
+// dropHanded deletes what an export handed out from the items: the codes,
+// or the links and files.
+func (s *Service) dropHanded(ctx context.Context, id, part string, seqs []int) error {
 	for b := 0; b < len(seqs); b += rolloutItemWrites {
-		part := seqs[b:min(b+rolloutItemWrites, len(seqs))]
+		chunk := seqs[b:min(b+rolloutItemWrites, len(seqs))]
 		err := s.store.Update(ctx, func(tx Tx) error {
-			for _, seq := range part {
+			for _, seq := range chunk {
 				it, err := getRolloutItem(tx, id, seq)
 				if err != nil {
 					return err
 				}
-				it.Code, it.Taken = nil, true
+				if part == ExportCodes {
+					it.Code = nil
+				} else {
+					it.Link, it.File = nil, nil
+				}
 				if err := putJSON(tx, rolloutItemKey(id, seq), it); err != nil {
 					return err
 				}

@@ -1,6 +1,7 @@
 package appliance_test
 
 import (
+	"archive/zip"
 	"bytes"
 	"context"
 	"encoding/csv"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,6 +19,7 @@ import (
 	"tokend/appliance"
 	"tokend/appliance/internal/boltstore"
 	"tokend/appliance/memstore"
+	"tokend/appliance/tokenfile"
 )
 
 // rolloutFixture is a SCIM source with a group of users, a CT-KIP profile
@@ -216,7 +219,7 @@ func TestRolloutPlanIsADryRunThenApplyDelivers(t *testing.T) {
 	}
 	assertNotInStore(t, f.store, d.ActivationCode.Reveal())
 	for _, part := range []string{appliance.ExportLinks, appliance.ExportCodes} {
-		err := f.svc.ExportRollout(f.ctx, r.ID, part, func() io.Writer { return io.Discard })
+		err := f.svc.ExportRollout(f.ctx, r.ID, part, func(string, string) io.Writer { return io.Discard })
 		if !errors.Is(err, appliance.ErrInvalidState) {
 			t.Errorf("second export of %s: %v", part, err)
 		}
@@ -242,7 +245,7 @@ func TestRolloutPlanIsADryRunThenApplyDelivers(t *testing.T) {
 func exportPart(t *testing.T, f *fixture, id, part string) [][]string {
 	t.Helper()
 	var buf bytes.Buffer
-	if err := f.svc.ExportRollout(f.ctx, id, part, func() io.Writer { return &buf }); err != nil {
+	if err := f.svc.ExportRollout(f.ctx, id, part, func(string, string) io.Writer { return &buf }); err != nil {
 		t.Fatalf("export %s: %v", part, err)
 	}
 	rows, err := csv.NewReader(&buf).ReadAll()
@@ -589,5 +592,124 @@ func TestRolloutStopAndResume(t *testing.T) {
 		if c != 1 {
 			t.Errorf("%s holds %d tokens of the profile", n, c)
 		}
+	}
+}
+
+// TestRolloutFileAndCTF: file and CTF rollouts deliver a new seed per user,
+// bound to a generated password; the links part carries the strings (ctf)
+// or a ZIP of token files (file), the codes part the passwords; each
+// opens to the seed the token now holds.
+func TestRolloutFileAndCTF(t *testing.T) {
+	tests := []struct {
+		name    string
+		profile appliance.Profile
+	}{
+		{"ctf", appliance.Profile{Name: "ctf-phones", DeviceType: appliance.DeviceAndroid, DeliveryMethod: appliance.DeliveryCTF,
+			PINMode: appliance.PINModeNone}},
+		{"file", appliance.Profile{Name: "files", DeviceType: appliance.DeviceWindows, DeliveryMethod: appliance.DeliveryFile}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newRolloutFixture(t, memstore.New(), 3, "ann", "ben", "cat")
+			if _, err := f.svc.CreateProfile(f.ctx, tt.profile); err != nil {
+				t.Fatal(err)
+			}
+			r, err := f.svc.PlanRollout(f.ctx, appliance.RolloutRequest{Group: &appliance.RolloutGroup{Source: f.src.ID, ID: f.group.ID},
+				Profile: tt.profile.Name, Pool: appliance.RolloutPool{AnySoftware: true}, Delivery: tt.profile.DeliveryMethod})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if done, err := f.svc.ApplyRollout(f.ctx, r.ID); err != nil || done.Done != 3 {
+				t.Fatalf("apply %+v %v", done, err)
+			}
+			opens := func(serial, password string, link string, file []byte) {
+				t.Helper()
+				var seed []byte
+				switch tt.name {
+				case "ctf":
+					tok, err := tokenfile.DecodeCTF(link, tokenfile.CTFOptions{Password: password})
+					if err != nil {
+						t.Fatalf("CTF of %s: %v", serial, err)
+					}
+					seed = tok.Seed
+				default:
+					res, err := tokenfile.ParseSDTID(bytes.NewReader(file), tokenfile.SDTIDOptions{Password: password})
+					if err != nil || len(res.Records) != 1 {
+						t.Fatalf("file of %s: %v", serial, err)
+					}
+					seed = res.Records[0].Seed
+				}
+				want, err := f.svc.TokenSeed(f.ctx, serial)
+				if err != nil || !bytes.Equal(seed, want) {
+					t.Fatalf("the delivery of %s does not carry its seed (%v)", serial, err)
+				}
+			}
+			items := f.items(t, r.ID)
+			d, err := f.svc.TakeRolloutDelivery(f.ctx, r.ID, items["ann"].Seq)
+			if err != nil || d.Method != tt.profile.DeliveryMethod || len(d.Password.Reveal()) != 16 {
+				t.Fatalf("delivery %+v %v", d, err)
+			}
+			opens(d.Serial, d.Password.Reveal(), d.DeviceURL.Reveal(), d.File)
+			secrets := []string{d.Password.Reveal()}
+
+			var links, codes bytes.Buffer
+			var linksName string
+			if err := f.svc.ExportRollout(f.ctx, r.ID, appliance.ExportLinks, func(name, _ string) io.Writer { linksName = name; return &links }); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.svc.ExportRollout(f.ctx, r.ID, appliance.ExportCodes, func(string, string) io.Writer { return &codes }); err != nil {
+				t.Fatal(err)
+			}
+			pw, err := csv.NewReader(&codes).ReadAll()
+			if err != nil || len(pw) != 3 || pw[0][3] != "password" {
+				t.Fatalf("codes %v %v", pw, err)
+			}
+			byUser := map[string][]string{}
+			for _, row := range pw[1:] {
+				byUser[row[0]] = row
+				secrets = append(secrets, row[3])
+			}
+			switch tt.name {
+			case "ctf":
+				rows, err := csv.NewReader(&links).ReadAll()
+				if err != nil || len(rows) != 3 || rows[0][3] != "link" {
+					t.Fatalf("links %v %v", rows, err)
+				}
+				for _, row := range rows[1:] {
+					opens(row[2], byUser[row[0]][3], row[3], nil)
+				}
+			default:
+				if !strings.HasSuffix(linksName, ".zip") {
+					t.Fatalf("files part named %q", linksName)
+				}
+				zr, err := zip.NewReader(bytes.NewReader(links.Bytes()), int64(links.Len()))
+				if err != nil {
+					t.Fatal(err)
+				}
+				files := map[string][]byte{}
+				for _, zf := range zr.File {
+					rc, err := zf.Open()
+					if err != nil {
+						t.Fatal(err)
+					}
+					b, _ := io.ReadAll(rc)
+					rc.Close()
+					files[zf.Name] = b
+				}
+				manifest, err := csv.NewReader(bytes.NewReader(files["manifest.csv"])).ReadAll()
+				if err != nil || len(manifest) != 3 || len(files) != 3 {
+					t.Fatalf("zip %v manifest %v %v", len(files), manifest, err)
+				}
+				for _, row := range manifest[1:] {
+					opens(row[2], byUser[row[0]][3], "", files[row[3]])
+				}
+			}
+			for _, s := range secrets {
+				assertNotInStore(t, f.store, s)
+			}
+			if _, err := f.svc.TakeRolloutDelivery(f.ctx, r.ID, items["ben"].Seq); !errors.Is(err, appliance.ErrNotFound) {
+				t.Fatalf("take after both exports: %v", err)
+			}
+		})
 	}
 }

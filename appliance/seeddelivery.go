@@ -171,108 +171,135 @@ func (s *Service) DeliverSeed(ctx context.Context, serial string, req SeedDelive
 	if _, err := io.ReadFull(s.rand, seedBuf); err != nil {
 		return SeedDelivery{}, fmt.Errorf("new seed: %w", err)
 	}
-	seed := seedBuf[:16]
 	nonce, err := s.sealer.Nonce()
 	if err != nil {
 		return SeedDelivery{}, err
 	}
-	var (
-		p        *Profile
-		tok      Token
-		sealed   Sealed
-		userName string
-		ctf      string
-	)
+	var o seedOutcome
 	actor := ActorFrom(ctx)
 	err = s.changeGuarded(ctx, AuditEvent{Action: "token.distribute", Serial: serial, Target: req.Profile}, func(tx Tx, now time.Time, ev *AuditEvent) error {
-		t, pp, err := distributionTarget(tx, actor, ev, serial, req.Profile)
-		if err != nil {
-			return err
-		}
-		p = pp
-		switch {
-		case p.DeliveryMethod != DeliveryFile && p.DeliveryMethod != DeliveryCTF && p.DeliveryMethod != DeliveryOTPAuth:
-			return fmt.Errorf("profile %s delivers by %s, not by file, ctf or otpauth: %w", req.Profile, p.DeliveryMethod, ErrInvalidState)
-		case p.DeliveryMethod == DeliveryCTF && p.CTFBinding == CTFBindingPassword && req.Password == "":
-			return &ValidationError{Problems: []FieldError{{"password", "required: the profile binds the CTF string to a password"}}}
-		case p.DeliveryMethod == DeliveryCTF && p.CTFBinding == CTFBindingDeviceID && req.DeviceID == "":
-			return &ValidationError{Problems: []FieldError{{"device_id", "required: the profile binds the CTF string to a device"}}}
-		// A password or device id the profile does not use would protect
-		// nothing: refused, so no one believes an unbound seed is bound.
-		case req.Password != "" && p.DeliveryMethod != DeliveryFile && p.CTFBinding != CTFBindingPassword:
-			return &ValidationError{Problems: []FieldError{{"password", "not used by this profile: only a token file or a CTF string bound to a password takes one"}}}
-		case req.DeviceID != "" && p.CTFBinding != CTFBindingDeviceID:
-			return &ValidationError{Problems: []FieldError{{"device_id", "not used by this profile: only a CTF string bound to a device takes one"}}}
-		}
-		old := *t
-		if err := voidCode(tx, t); err != nil {
-			return err
-		}
-		seed = seedBuf[:16]
-		t.Algorithm, t.Hash = AlgSecurID, ""
-		if p.DeliveryMethod == DeliveryOTPAuth {
-			seed = seedBuf[:otpauthSecretLen(p.Hash)]
-			t.Algorithm, t.Hash = AlgTOTP, p.Hash
-			u, err := getUser(tx, t.UserID)
-			if err != nil {
-				return err
-			}
-			userName = u.UserName
-		}
-		sealed = Sealed(s.sealer.SealNonce(nonce, seed, seedAAD(serial)))
-		t.Seed, t.Provisioned, t.ProvisionedAt, t.UpdatedAt = sealed, true, now, now
-		t.Digits, t.Interval, t.PINMode, t.Counter = p.Digits, p.Interval, p.PINMode, 0
-		t.Profile = p.Name
-		resetVerifierState(t)
-		if p.DeliveryMethod == DeliveryCTF {
-			// Encoded before the seed is replaced (pure computation, so
-			// safe to re-run): a token the string cannot describe, such
-			// as an expiry outside 2000-2044, is refused with its seed
-			// intact rather than left with a seed nobody received.
-			if ctf, err = encodeCTF(serial, seed, t, p, req); err != nil {
-				return fmt.Errorf("token %s cannot be delivered as a CTF string (%w): %w", serial, err, ErrInvalidState)
-			}
-		}
-		if err := putToken(tx, t, &old); err != nil {
-			return err
-		}
-		// The audit says a new seed went out and how, never the seed.
-		ev.Detail = "delivery=" + p.DeliveryMethod + " new seed; the previous seed no longer works"
-		tok = *t
-		return nil
+		var err error
+		o, err = s.deliverSeedInTx(tx, actor, ev, serial, req, seedBuf, nonce, now)
+		return err
 	})
 	if err != nil {
 		return SeedDelivery{}, err
 	}
+	var generated Secret
+	if o.p.DeliveryMethod == DeliveryFile && req.Password == "" {
+		if generated, err = s.filePassword(); err != nil {
+			return SeedDelivery{}, err
+		}
+		req.Password = generated
+	}
+	out, doc, err := seedDeliveryOf(o, req, s.now(), s.rand)
+	if err != nil {
+		return SeedDelivery{}, err
+	}
+	out.FilePassword = generated
+	if doc != nil {
+		s.handouts.put(serial, doc, o.sealed, out.ExpiresAt, s.now())
+	}
+	return out, nil
+}
+
+// seedOutcome is what deliverSeedInTx changed, for seedDeliveryOf.
+type seedOutcome struct {
+	p        *Profile
+	tok      Token
+	sealed   Sealed
+	seed     []byte // a slice of the caller's seed buffer
+	userName string
+	ctf      string
+}
+
+// deliverSeedInTx is DeliverSeed inside its transaction (a rollout runs it
+// for many users in one): seedBuf (64 bytes) and nonce are drawn before it.
+func (s *Service) deliverSeedInTx(tx Tx, actor Actor, ev *AuditEvent, serial string, req SeedDeliveryRequest, seedBuf, nonce []byte, now time.Time) (seedOutcome, error) {
+	t, p, err := distributionTarget(tx, actor, ev, serial, req.Profile)
+	if err != nil {
+		return seedOutcome{}, err
+	}
+	switch {
+	case p.DeliveryMethod != DeliveryFile && p.DeliveryMethod != DeliveryCTF && p.DeliveryMethod != DeliveryOTPAuth:
+		return seedOutcome{}, fmt.Errorf("profile %s delivers by %s, not by file, ctf or otpauth: %w", req.Profile, p.DeliveryMethod, ErrInvalidState)
+	case p.DeliveryMethod == DeliveryCTF && p.CTFBinding == CTFBindingPassword && req.Password == "":
+		return seedOutcome{}, &ValidationError{Problems: []FieldError{{"password", "required: the profile binds the CTF string to a password"}}}
+	case p.DeliveryMethod == DeliveryCTF && p.CTFBinding == CTFBindingDeviceID && req.DeviceID == "":
+		return seedOutcome{}, &ValidationError{Problems: []FieldError{{"device_id", "required: the profile binds the CTF string to a device"}}}
+	// A password or device id the profile does not use would protect
+	// nothing: refused, so no one believes an unbound seed is bound.
+	case req.Password != "" && p.DeliveryMethod != DeliveryFile && p.CTFBinding != CTFBindingPassword:
+		return seedOutcome{}, &ValidationError{Problems: []FieldError{{"password", "not used by this profile: only a token file or a CTF string bound to a password takes one"}}}
+	case req.DeviceID != "" && p.CTFBinding != CTFBindingDeviceID:
+		return seedOutcome{}, &ValidationError{Problems: []FieldError{{"device_id", "not used by this profile: only a CTF string bound to a device takes one"}}}
+	}
+	o := seedOutcome{p: p}
+	old := *t
+	if err := voidCode(tx, t); err != nil {
+		return seedOutcome{}, err
+	}
+	o.seed = seedBuf[:16]
+	t.Algorithm, t.Hash = AlgSecurID, ""
+	if p.DeliveryMethod == DeliveryOTPAuth {
+		o.seed = seedBuf[:otpauthSecretLen(p.Hash)]
+		t.Algorithm, t.Hash = AlgTOTP, p.Hash
+		u, err := getUser(tx, t.UserID)
+		if err != nil {
+			return seedOutcome{}, err
+		}
+		o.userName = u.UserName
+	}
+	o.sealed = Sealed(s.sealer.SealNonce(nonce, o.seed, seedAAD(serial)))
+	t.Seed, t.Provisioned, t.ProvisionedAt, t.UpdatedAt = o.sealed, true, now, now
+	t.Digits, t.Interval, t.PINMode, t.Counter = p.Digits, p.Interval, p.PINMode, 0
+	t.Profile = p.Name
+	resetVerifierState(t)
+	if p.DeliveryMethod == DeliveryCTF {
+		// Encoded before the seed is replaced (pure computation, so
+		// safe to re-run): a token the string cannot describe, such
+		// as an expiry outside 2000-2044, is refused with its seed
+		// intact rather than left with a seed nobody received.
+		if o.ctf, err = encodeCTF(serial, o.seed, t, p, req); err != nil {
+			return seedOutcome{}, fmt.Errorf("token %s cannot be delivered as a CTF string (%w): %w", serial, err, ErrInvalidState)
+		}
+	}
+	if err := putToken(tx, t, &old); err != nil {
+		return seedOutcome{}, err
+	}
+	// The audit says a new seed went out and how, never the seed.
+	ev.Detail = "delivery=" + p.DeliveryMethod + " new seed; the previous seed no longer works"
+	o.tok = *t
+	return o, nil
+}
+
+// seedDeliveryOf builds what goes to the device from a delivered seed: for
+// a file, the .sdtid document protected by req.Password (birth and rnd
+// are the file's birth date and the randomness of its batch secret), for a
+// CTF string its device link, for OATH the otpauth URI. Pure computation.
+func seedDeliveryOf(o seedOutcome, req SeedDeliveryRequest, birth time.Time, rnd io.Reader) (SeedDelivery, []byte, error) {
+	p, tok, serial := o.p, o.tok, o.tok.Serial
 	out := SeedDelivery{Serial: serial, Profile: p.Name, Method: p.DeliveryMethod}
 	switch p.DeliveryMethod {
 	case DeliveryFile:
-		pw := req.Password
-		if pw == "" {
-			gen, err := s.filePassword()
-			if err != nil {
-				return SeedDelivery{}, err
-			}
-			pw, out.FilePassword = gen, gen
-		}
 		var doc bytes.Buffer
-		w, err := tokenfile.NewSDTIDWriter(&doc, tokenfile.SDTIDHeader{Password: pw.Reveal(), Digits: tok.Digits,
-			Interval: tok.Interval, Expires: tok.ExpiresAt, PINMode: tok.PINMode, Birth: s.now(), Rand: s.rand})
+		w, err := tokenfile.NewSDTIDWriter(&doc, tokenfile.SDTIDHeader{Password: req.Password.Reveal(), Digits: tok.Digits,
+			Interval: tok.Interval, Expires: tok.ExpiresAt, PINMode: tok.PINMode, Birth: birth, Rand: rnd})
 		if err == nil {
-			err = w.Add(tokenfile.SDTIDToken{Serial: serial, Seed: seed})
+			err = w.Add(tokenfile.SDTIDToken{Serial: serial, Seed: o.seed})
 		}
 		if err == nil {
 			err = w.Close()
 		}
 		if err != nil {
-			return SeedDelivery{}, fmt.Errorf("token file: %w", err)
+			return SeedDelivery{}, nil, fmt.Errorf("token file: %w", err)
 		}
 		ttl := min(HandoutTTL, p.ActivationCodeTTL)
-		out.ExpiresAt = s.now().Add(ttl).UTC()
-		s.handouts.put(serial, doc.Bytes(), sealed, out.ExpiresAt, s.now())
+		out.ExpiresAt = birth.Add(ttl).UTC()
+		return out, doc.Bytes(), nil
 	case DeliveryCTF:
-		out.CTF, out.DeviceURL = Secret(ctf), Secret(ctf)
-		android, ios := tokenfile.CTFLinks(ctf)
+		out.CTF, out.DeviceURL = Secret(o.ctf), Secret(o.ctf)
+		android, ios := tokenfile.CTFLinks(o.ctf)
 		switch p.DeviceType {
 		case DeviceAndroid:
 			out.DeviceURL = Secret(android)
@@ -284,9 +311,9 @@ func (s *Service) DeliverSeed(ctx context.Context, serial string, req SeedDelive
 		if issuer == "" {
 			issuer = OTPAuthIssuer
 		}
-		out.OTPAuthURL = Secret(otpauthURL(issuer, userName, seed, tok.Hash, tok.Digits, tok.Interval))
+		out.OTPAuthURL = Secret(otpauthURL(issuer, o.userName, o.seed, tok.Hash, tok.Digits, tok.Interval))
 	}
-	return out, nil
+	return out, nil, nil
 }
 
 // encodeCTF is the CTF string of t's new seed, bound as profile p says.

@@ -26,7 +26,7 @@ type rolloutsService interface {
 	ListRollouts(ctx context.Context, limit int) ([]appliance.Rollout, error)
 	ListRolloutItems(ctx context.Context, id string, after, limit int, status string) (appliance.RolloutItemPage, error)
 	StartRollout(ctx context.Context, id string) (appliance.Rollout, error)
-	ExportRollout(ctx context.Context, id, part string, start func() io.Writer) error
+	ExportRollout(ctx context.Context, id, part string, start func(name, mediaType string) io.Writer) error
 }
 
 // rolloutPageNames are the templates of these pages.
@@ -168,10 +168,10 @@ func (c *Console) exportRollout(g *gin.Context) {
 		return
 	}
 	started := false
-	err := c.svc.ExportRollout(g.Request.Context(), id, part, func() io.Writer {
+	err := c.svc.ExportRollout(g.Request.Context(), id, part, func(name, mediaType string) io.Writer {
 		started = true
-		g.Header("Content-Type", "text/csv; charset=utf-8")
-		g.Header("Content-Disposition", fmt.Sprintf(`attachment; filename="rollout-%s-%s.csv"`, id, part))
+		g.Header("Content-Type", mediaType)
+		g.Header("Content-Disposition", `attachment; filename="`+name+`"`)
 		g.Status(http.StatusOK)
 		return g.Writer
 	})
