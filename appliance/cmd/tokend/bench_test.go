@@ -373,9 +373,9 @@ func BenchmarkHTTPSCeiling(b *testing.B) {
 	}
 }
 
-// buildTokend builds the tokend binary for benchmarks that run it as its
-// own process.
-func buildTokend(b *testing.B) string {
+// buildTokend builds the tokend binary for benchmarks and tests that run
+// it as its own process (without -race, whatever the test runs under).
+func buildTokend(b testing.TB) string {
 	b.Helper()
 	bin := filepath.Join(b.TempDir(), "tokend")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {

@@ -105,7 +105,7 @@ func TestCrash(t *testing.T) {
 		seed = uint64(time.Now().UnixNano())
 	}
 	t.Logf("crash campaign: %d trials, -crash.seed %d", trials, seed)
-	r := &crashRun{t: t, bin: buildCrashBinary(t), seed: seed, rng: rand.New(rand.NewPCG(seed, 0x6372617368))}
+	r := &crashRun{t: t, bin: buildTokend(t), seed: seed, rng: rand.New(rand.NewPCG(seed, 0x6372617368))}
 	r.report.Seed, r.report.Trials = seed, trials
 	r.config = filepath.Join(t.TempDir(), "tokend.yaml")
 	// Replayed codes count as failures; a lockout would turn the later
@@ -214,17 +214,6 @@ func (r *crashRun) endEpoch() {
 	if fi, err := os.Stat(filepath.Join(r.dir, "tokend.db")); err == nil {
 		r.report.StoreBytes = max(r.report.StoreBytes, fi.Size())
 	}
-}
-
-// buildCrashBinary builds tokend without -race (the daemon must be quick;
-// the test code may run under -race), once per test binary run.
-func buildCrashBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "tokend")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	return bin
 }
 
 // tokendProc is one tokend process of the campaign.
