@@ -228,6 +228,7 @@ func (c *Console) Mount(e *gin.Engine) {
 	r.POST("/agents", c.signedIn(superOnly...), c.createAgent)
 	r.POST("/agents/:id/enable", c.signedIn(superOnly...), c.setAgentEnabled(true))
 	r.POST("/agents/:id/disable", c.signedIn(superOnly...), c.setAgentEnabled(false))
+
 	c.mountLifecycle(r) // token page and reports (lifecycle.go)
 
 	// Rollouts to a group (rollouts.go).
