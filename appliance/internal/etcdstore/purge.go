@@ -33,14 +33,10 @@ func (s *Store) PurgeTombstones(ctx context.Context) (int, error) {
 	purged := 0
 	next := s.data
 	for {
-		// Only keys written since the previous purge can be new
-		// tombstones; etcd still walks the range, but sends only those.
-		opts := []clientv3.OpOption{clientv3.WithRange(s.dataEnd), clientv3.WithLimit(scanPage),
-			clientv3.WithMaxModRev(horizon - 1)}
-		if s.purgedUpTo > 0 {
-			opts = append(opts, clientv3.WithMinModRev(s.purgedUpTo))
-		}
-		resp, err := s.cli.Get(ctx, next, opts...)
+		// Plain pages, no MinModRev/MaxModRev filter: with a filter etcd
+		// reads the whole rest of the range for every page before it
+		// truncates, quadratic in the store's size.
+		resp, err := s.cli.Get(ctx, next, clientv3.WithRange(s.dataEnd), clientv3.WithLimit(scanPage))
 		if err != nil {
 			return purged, fmt.Errorf("etcdstore: purge: %w: %w", appliance.ErrStoreUnavailable, err)
 		}
@@ -56,7 +52,7 @@ func (s *Store) PurgeTombstones(ctx context.Context) (int, error) {
 			return err
 		}
 		for _, kv := range resp.Kvs {
-			if len(kv.Value) != 1 || kv.Value[0] != tagTombstone {
+			if len(kv.Value) != 1 || kv.Value[0] != tagTombstone || kv.ModRevision >= horizon {
 				continue
 			}
 			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision))
@@ -70,14 +66,11 @@ func (s *Store) PurgeTombstones(ctx context.Context) (int, error) {
 		if err := flush(); err != nil {
 			return purged, err
 		}
-		// With WithMinModRev/WithMaxModRev etcd applies the limit before
-		// filtering, so More is the only sign of the end.
 		if !resp.More || len(resp.Kvs) == 0 {
 			break
 		}
 		next = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}
-	s.purgedUpTo = horizon
 	return purged, nil
 }
 

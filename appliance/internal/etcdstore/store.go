@@ -134,7 +134,6 @@ type Store struct {
 	closed bool
 
 	purgeMu     sync.Mutex // one purge at a time
-	purgedUpTo  int64      // tombstones below this revision were purged
 	stopPurging chan struct{}
 	purger      sync.WaitGroup
 
