@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -81,20 +82,40 @@ func BenchmarkEtcdCAS(b *testing.B) {
 	}
 }
 
+// conflictCounter counts commits and lost attempts (an Observer).
+type conflictCounter struct{ commits, conflicts atomic.Int64 }
+
+func (c *conflictCounter) ObserveCommit(time.Duration, int, int) { c.commits.Add(1) }
+func (c *conflictCounter) ObserveConflict()                      { c.conflicts.Add(1) }
+
 // BenchmarkEtcdStoreUpdate is Store.Update of one record per client: read
-// it, write it back changed (a Get, then the Txn with its compares).
+// it, write it back changed (a Get, then the Txn with its compares). The
+// shared rows have every client on one record, the hot-key case: they
+// report lost attempts per committed Update.
 func BenchmarkEtcdStoreUpdate(b *testing.B) {
 	c := etcdtest.Start(b)
-	for _, clients := range []int{1, 16} {
-		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
-			s, err := Open(context.Background(), Options{Endpoints: c.Endpoints(), Prefix: fmt.Sprintf("/bench-store/%d/", clients), PurgeInterval: -1})
+	for _, r := range []struct {
+		clients int
+		shared  bool
+	}{{1, false}, {16, false}, {16, true}} {
+		name := fmt.Sprintf("clients=%d", r.clients)
+		if r.shared {
+			name += "/one-key"
+		}
+		b.Run(name, func(b *testing.B) {
+			obs := &conflictCounter{}
+			s, err := Open(context.Background(), Options{Endpoints: c.Endpoints(), Observer: obs,
+				Prefix: fmt.Sprintf("/bench-store/%d/%d/", time.Now().UnixNano(), r.clients), PurgeInterval: -1})
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer s.Close()
 			ctx := context.Background()
-			runClients(b, clients, func(client, i int) error {
+			runClients(b, r.clients, func(client, i int) error {
 				k := []byte("rec/" + strconv.Itoa(client))
+				if r.shared {
+					k = []byte("rec/shared")
+				}
 				return s.Update(ctx, func(tx appliance.Tx) error {
 					v, err := tx.Get(k)
 					if err != nil && !errors.Is(err, appliance.ErrNotFound) {
@@ -103,6 +124,7 @@ func BenchmarkEtcdStoreUpdate(b *testing.B) {
 					return tx.Put(k, append(v[:0:0], strconv.Itoa(i)...))
 				})
 			})
+			b.ReportMetric(float64(obs.conflicts.Load())/float64(max(obs.commits.Load(), 1)), "conflicts/update")
 		})
 	}
 }
