@@ -554,7 +554,8 @@ func (c *client) ldapSync() {
 	}
 	want := c.r.ldapUsers
 	st, b, ok := c.call("POST", "/api/v1/identity-sources/"+c.r.ldapSource+"/sync", "", nil)
-	if !ok {
+	if !ok || st == http.StatusConflict {
+		// 409: the scheduler's own run of the source is under way.
 		return
 	}
 	if st != http.StatusOK {
