@@ -63,6 +63,7 @@ var wantRoles = map[string]string{
 	"POST /api/v1/api-tokens":                        "S",
 	"GET /api/v1/api-tokens":                         "S",
 	"DELETE /api/v1/api-tokens/:id":                  "S",
+	"POST /api/v1/api-tokens/:id/rotate":             "S",
 	"GET /api/v1/backup":                             "S",
 	"POST /api/v1/admins/:name/unlock":               "S",
 	"GET /api/v1/admins":                             "S",

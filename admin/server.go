@@ -177,7 +177,11 @@ func New(svc Service, opts Options) *Server {
 	for _, r := range s.routes() {
 		chain := []gin.HandlerFunc{}
 		if !r.public {
-			chain = append(chain, s.Authenticate(), RequireRole(r.roles...))
+			chain = append(chain, s.Authenticate())
+			if isWrite(r.method, r.path) {
+				chain = append(chain, s.auditRefusals) // refusals.go
+			}
+			chain = append(chain, RequireRole(r.roles...))
 		}
 		chain = append(chain, knownQuery(params[r.method+" "+APIPrefix+r.path]), r.handler)
 		s.api.Handle(r.method, r.path, chain...)

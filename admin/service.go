@@ -46,6 +46,9 @@ type Service interface {
 	ListAudit(ctx context.Context, q appliance.AuditQuery) (appliance.AuditPage, error)
 	// Audit records an action the admin API performs itself (a backup).
 	Audit(ctx context.Context, ev appliance.AuditEvent) error
+	// AuditRefusal records a refused request the Service did not decide
+	// (at most once a minute per actor and action; refusals.go).
+	AuditRefusal(ctx context.Context, ev appliance.AuditEvent) error
 
 	// Authenticate decides an agent's authentication attempt; the Service
 	// audits it and counts it in its own metrics.

@@ -123,6 +123,7 @@ func (s *Service) auditAdminFactorRefusal(ctx context.Context, ev AuditEvent, er
 	if !errors.As(err, &afe) {
 		return
 	}
+	noteRefusal(ctx) // recorded here, every time: the protected admins see each attempt
 	ev.Outcome, ev.Reason = OutcomeFailure, AdminFactorReason+":"+strings.Join(afe.admins, ",")
 	if ev.Serial == "" {
 		ev.Serial = afe.Serial

@@ -76,6 +76,8 @@ type Service struct {
 	handouts handouts
 	// apiUse coalesces API tokens' last-use writes (apitokens.go).
 	apiUse apiTokenUse
+	// refusals bounds the audit of refused actions (refusals.go).
+	refusals refusalLimiter
 	// grace is Config.ReplacementGrace (lifecycle.go).
 	grace time.Duration
 	// rollouts tracks rollouts applied in the background (rollouts.go).
@@ -223,7 +225,8 @@ func ActorFrom(ctx context.Context) Actor {
 
 // change runs fn in one transaction together with a success audit record.
 // When fn fails with a domain error, the refusal is audited in a separate
-// transaction so the record survives the rollback.
+// transaction so the record survives the rollback, at most once per actor
+// per minute (refusals.go).
 func (s *Service) change(ctx context.Context, ev AuditEvent, fn func(tx Tx, now time.Time, ev *AuditEvent) error) error {
 	now := s.now().UTC()
 	err := s.store.Update(ctx, func(tx Tx) error {
@@ -235,11 +238,8 @@ func (s *Service) change(ctx context.Context, ev AuditEvent, fn func(tx Tx, now 
 		return appendAudit(tx, now, ActorFrom(ctx), e)
 	})
 	if err != nil && isDomainError(err) {
-		ev.Outcome = OutcomeFailure
 		ev.Reason = ReasonOf(err)
-		if aerr := s.store.Update(ctx, func(tx Tx) error {
-			return appendAudit(tx, now, ActorFrom(ctx), ev)
-		}); aerr != nil {
+		if aerr := s.recordRefusal(ctx, now, ev.Action, ev); aerr != nil {
 			s.log.Error("audit write failed", "action", ev.Action, "err", aerr)
 		}
 	}

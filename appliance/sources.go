@@ -598,9 +598,8 @@ func sourceHasUsers(tx Tx, sourceID string) (bool, error) {
 
 // auditRefusal records a refused action that never reached a transaction.
 func (s *Service) auditRefusal(ctx context.Context, ev AuditEvent, cause error) {
-	ev.Outcome, ev.Reason = OutcomeFailure, ReasonOf(cause)
-	now := s.now().UTC()
-	if err := s.store.Update(ctx, func(tx Tx) error { return appendAudit(tx, now, ActorFrom(ctx), ev) }); err != nil {
+	ev.Reason = ReasonOf(cause)
+	if err := s.recordRefusal(ctx, s.now().UTC(), ev.Action, ev); err != nil {
 		s.log.Error("audit write failed", "action", ev.Action, "err", err)
 	}
 }

@@ -31,7 +31,7 @@ import (
 var (
 	crashTrials = flag.Int("crash.trials", 30, "kill -9 trials of TestCrash (fewer under -short)")
 	crashSeed   = flag.Uint64("crash.seed", 0, "seed of TestCrash's choices (0: time-based; always logged)")
-	crashReport = flag.String("crash.report", "", "write TestCrash's restart times and findings as JSON to this file (relative to the package directory)")
+	crashReport = flag.String("crash.report", "", "write TestCrash's restart times and findings as JSON to this file")
 )
 
 // crashRun is one campaign: the tokend binary, its data dir, the clients'
@@ -45,7 +45,7 @@ type crashRun struct {
 	rng    *rand.Rand // the campaign loop's own choices (one goroutine)
 	ldap   *slapdtest.Server
 	led    *ledger // of the current data dir
-	// Set by each data dir's setup and read by every client.
+	// Fixed once at setup and read by every client.
 	scimSource, scimToken, ldapSource string
 	ldapUsers                         int // generated directory users so far
 
@@ -90,8 +90,7 @@ type ackCounts struct {
 	Tokens, Assignments, Provisioned, Users, Accepted, Replays, LDAPSyncs, Resumed int
 }
 
-// TestCrash starts the real tokend binary on a data dir (a fresh one every
-// crashEpoch trials), drives a mixed
+// TestCrash starts the real tokend binary on one data dir, drives a mixed
 // workload from several clients, SIGKILLs it at a random moment, checks the
 // store offline (bbolt's check, `tokend audit verify`, the Service's
 // consistency check, the clients' ledger) and restarts it, timing the
