@@ -599,3 +599,67 @@ func TestReissueKeepsOldSeedUntilServerFinished(t *testing.T) {
 		t.Fatalf("new seed: %+v", r)
 	}
 }
+
+// TestReplaceDeliversByEveryMethod: a replacement with a file or CTF
+// profile hands out the new token's seed at once; one whose delivery
+// fails (a password-bound CTF without a password) is cancelled whole.
+func TestReplaceDeliversByEveryMethod(t *testing.T) {
+	tests := []struct {
+		name    string
+		profile appliance.Profile
+		req     appliance.ReplaceRequest
+		method  string // "" when the delivery must fail
+	}{
+		{name: "token file", profile: appliance.Profile{Name: "f", DeviceType: appliance.DeviceWindows, DeliveryMethod: appliance.DeliveryFile, PINMode: appliance.PINModeNone},
+			method: appliance.DeliveryFile},
+		{name: "CTF string with its password", profile: appliance.Profile{Name: "c", DeviceType: appliance.DeviceAndroid, DeliveryMethod: appliance.DeliveryCTF, PINMode: appliance.PINModeNone},
+			req: appliance.ReplaceRequest{Password: "correct horse"}, method: appliance.DeliveryCTF},
+		{name: "CTF string without its password", profile: appliance.Profile{Name: "c", DeviceType: appliance.DeviceAndroid, DeliveryMethod: appliance.DeliveryCTF, PINMode: appliance.PINModeNone}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f, u, oldGen := replacing(t, 1)
+			if _, err := f.svc.CreateProfile(f.ctx, tc.profile); err != nil {
+				t.Fatal(err)
+			}
+			req := tc.req
+			req.Serial, req.Profile = newSerial, tc.profile.Name
+			r, err := f.svc.ReplaceToken(f.ctx, oldSerial, req)
+			if tc.method == "" {
+				if err == nil {
+					t.Fatal("a failed delivery left the replacement standing")
+				}
+				if old, nt := f.token(t, oldSerial), f.token(t, newSerial); old.ReplacedBy != "" || nt.UserID != "" || nt.Replaces != "" {
+					t.Fatalf("not cancelled: old %+v new %+v", old, nt)
+				}
+				if recs := f.auditOf(t, "token.replace.cancel"); len(recs) != 1 || recs[0].Detail != "distribution_failed" {
+					t.Fatalf("cancel audit: %+v", recs)
+				}
+				f.clock.Add(time.Minute)
+				if r := f.auth(t, codeAt(t, oldGen, f.step()), ""); r.Result != appliance.AuthAccept {
+					t.Fatalf("old token after a cancelled replacement: %+v", r)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.SeedDelivery == nil || r.SeedDelivery.Method != tc.method || r.Distribution != nil || !r.New.Provisioned ||
+				r.New.UserID != u.ID || r.New.Replaces != oldSerial {
+				t.Fatalf("replacement: %+v", r)
+			}
+			// The new seed works at once and retires the old token.
+			seed, err := f.svc.TokenSeed(f.ctx, newSerial)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.clock.Add(time.Minute)
+			if res := f.auth(t, codeAt(t, gen(t, seed, newSerial), f.step()), ""); res.Result != appliance.AuthAccept {
+				t.Fatalf("new token: %+v", res)
+			}
+			if old := f.token(t, oldSerial); old.UserID != "" {
+				t.Fatalf("old token not retired: %+v", old)
+			}
+		})
+	}
+}
