@@ -31,7 +31,10 @@ import (
 // The cold-open measurement is opt-in: it builds a store of a million
 // tokens (minutes) and reads it from disk repeatedly.
 //
-//	go test -run TestBigStoreOpen -bigstore /var/tmp/bigstore -v ./appliance/internal/boltstore/
+//	go test -run TestBigStoreOpen -v -timeout 90m ./appliance/internal/boltstore/ -args -bigstore=/var/tmp/bigstore
+//
+// It needs a disk, not a tmpfs (the page cache is what it empties), and
+// about six times the store's size free (one copy per variant).
 var (
 	bigStoreDir    = flag.String("bigstore", "", "directory for TestBigStoreOpen: its store is built there once and reused")
 	bigStoreTokens = flag.Int("bigstore.tokens", 1_000_000, "tokens in TestBigStoreOpen's store")
