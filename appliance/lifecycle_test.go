@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"tokend/appliance"
+	"tokend/appliance/internal/boltstore"
+	"tokend/appliance/memstore"
 	"tokend/appliance/otp"
 )
 
@@ -27,6 +30,46 @@ func replacing(t *testing.T, spare int) (*fixture, appliance.UserView, otp.Secur
 	f, u, g := provisioned(t, appliance.PINModeNone)
 	f.importCSV(t, serials(spare, 150000000001))
 	return f, u, g
+}
+
+// stores are the backends the races run on: memstore and the bbolt store
+// tokend ships with (group commit, fsync).
+var stores = []struct {
+	name string
+	open func(t *testing.T) appliance.Store
+}{
+	{"memstore", func(*testing.T) appliance.Store { return memstore.New() }},
+	{"bbolt", func(t *testing.T) appliance.Store {
+		st, err := boltstore.Open(filepath.Join(t.TempDir(), "tokend.db"), boltstore.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	}},
+}
+
+// replacingOn is replacing on the given store.
+func replacingOn(t *testing.T, st appliance.Store, spare int) (*fixture, appliance.UserView, otp.SecurID) {
+	t.Helper()
+	f := newFixture(t, st)
+	f.importCSV(t, serials(1+spare, 150000000000))
+	if _, err := f.svc.CreateProfile(f.ctx, appliance.Profile{Name: "p", DeviceType: appliance.DeviceAndroid,
+		DeliveryMethod: appliance.DeliveryCTKIP, PINMode: appliance.PINModeNone}); err != nil {
+		t.Fatal(err)
+	}
+	u := f.user(t, "alice")
+	if _, err := f.svc.AssignTokens(f.ctx, u.ID, []string{oldSerial}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := f.svc.Distribute(f.ctx, oldSerial, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.CompleteProvisioning(f.ctx, d.ActivationCode.Reveal(), testSeed); err != nil {
+		t.Fatal(err)
+	}
+	return f, u, gen(t, testSeed, oldSerial)
 }
 
 func gen(t *testing.T, seed []byte, serial string) otp.SecurID {
@@ -251,49 +294,51 @@ func TestTwoAdminsReplaceSameToken(t *testing.T) {
 		{name: "different new tokens", admins: 8, wantLose: appliance.ErrConflict},
 		{name: "the same new token", sameNew: true, admins: 8, wantLose: appliance.ErrConflict},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			f, u, _ := replacing(t, tc.admins)
-			var (
-				wg     sync.WaitGroup
-				mu     sync.Mutex
-				wins   []string
-				losses int
-			)
-			for i := range tc.admins {
-				sn := newSerial
-				if !tc.sameNew {
-					sn = serialN(150000000001 + i)
-				}
-				wg.Go(func() {
-					_, err := f.svc.ReplaceToken(f.ctx, oldSerial, appliance.ReplaceRequest{Serial: sn})
-					mu.Lock()
-					defer mu.Unlock()
-					switch {
-					case err == nil:
-						wins = append(wins, sn)
-					case errors.Is(err, tc.wantLose):
-						losses++
-					default:
-						t.Errorf("replace with %s: %v", sn, err)
+	for _, st := range stores {
+		for _, tc := range tests {
+			t.Run(st.name+"/"+tc.name, func(t *testing.T) {
+				f, u, _ := replacingOn(t, st.open(t), tc.admins)
+				var (
+					wg     sync.WaitGroup
+					mu     sync.Mutex
+					wins   []string
+					losses int
+				)
+				for i := range tc.admins {
+					sn := newSerial
+					if !tc.sameNew {
+						sn = serialN(150000000001 + i)
 					}
-				})
-			}
-			wg.Wait()
-			if len(wins) != 1 || losses != tc.admins-1 {
-				t.Fatalf("wins %v, losses %d", wins, losses)
-			}
-			view, err := f.svc.GetUser(f.ctx, u.ID)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(view.Tokens) != 2 {
-				t.Fatalf("alice holds %d tokens, want the old and the winner's", len(view.Tokens))
-			}
-			if old := f.token(t, oldSerial); old.ReplacedBy != wins[0] {
-				t.Fatalf("old replaced by %q, winner %q", old.ReplacedBy, wins[0])
-			}
-		})
+					wg.Go(func() {
+						_, err := f.svc.ReplaceToken(f.ctx, oldSerial, appliance.ReplaceRequest{Serial: sn})
+						mu.Lock()
+						defer mu.Unlock()
+						switch {
+						case err == nil:
+							wins = append(wins, sn)
+						case errors.Is(err, tc.wantLose):
+							losses++
+						default:
+							t.Errorf("replace with %s: %v", sn, err)
+						}
+					})
+				}
+				wg.Wait()
+				if len(wins) != 1 || losses != tc.admins-1 {
+					t.Fatalf("wins %v, losses %d", wins, losses)
+				}
+				view, err := f.svc.GetUser(f.ctx, u.ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(view.Tokens) != 2 {
+					t.Fatalf("alice holds %d tokens, want the old and the winner's", len(view.Tokens))
+				}
+				if old := f.token(t, oldSerial); old.ReplacedBy != wins[0] {
+					t.Fatalf("old replaced by %q, winner %q", old.ReplacedBy, wins[0])
+				}
+			})
+		}
 	}
 }
 
@@ -311,62 +356,64 @@ func serialN(n int) string {
 // token's authentications: the old token is never refused before the new
 // one has worked, and never accepted after it is retired (audit order).
 func TestReplaceWhileOldAuthenticates(t *testing.T) {
-	for round := range 5 {
-		f, _, oldGen := replacing(t, 1)
-		newGen := gen(t, newSeed, newSerial)
-		var wg sync.WaitGroup
-		f.clock.Add(time.Minute)
-		code := codeAt(t, oldGen, f.step())
-		wg.Go(func() {
-			if r, err := f.tryAuth(code); err != nil || r.Result != appliance.AuthAccept {
-				t.Errorf("round %d: old token refused while being replaced: %+v, %v", round, r, err)
+	for _, st := range stores {
+		for round := range 5 {
+			f, _, oldGen := replacingOn(t, st.open(t), 1)
+			newGen := gen(t, newSeed, newSerial)
+			var wg sync.WaitGroup
+			f.clock.Add(time.Minute)
+			code := codeAt(t, oldGen, f.step())
+			wg.Go(func() {
+				if r, err := f.tryAuth(code); err != nil || r.Result != appliance.AuthAccept {
+					t.Errorf("round %d: old token refused while being replaced: %+v, %v", round, r, err)
+				}
+			})
+			wg.Go(func() {
+				if err := f.tryReplacement(); err != nil {
+					t.Errorf("round %d: replace: %v", round, err)
+				}
+			})
+			wg.Wait()
+			if t.Failed() {
+				t.FailNow()
 			}
-		})
-		wg.Go(func() {
-			if err := f.tryReplacement(); err != nil {
-				t.Errorf("round %d: replace: %v", round, err)
+			f.clock.Add(time.Minute)
+			oldCode, newCode := codeAt(t, oldGen, f.step()), codeAt(t, newGen, f.step())
+			var oldRes, newRes appliance.AuthResult
+			var oldErr, newErr error
+			wg.Go(func() { oldRes, oldErr = f.tryAuth(oldCode) })
+			wg.Go(func() { newRes, newErr = f.tryAuth(newCode) })
+			wg.Wait()
+			if oldErr != nil || newErr != nil {
+				t.Fatal(oldErr, newErr)
 			}
-		})
-		wg.Wait()
-		if t.Failed() {
-			t.FailNow()
-		}
-		f.clock.Add(time.Minute)
-		oldCode, newCode := codeAt(t, oldGen, f.step()), codeAt(t, newGen, f.step())
-		var oldRes, newRes appliance.AuthResult
-		var oldErr, newErr error
-		wg.Go(func() { oldRes, oldErr = f.tryAuth(oldCode) })
-		wg.Go(func() { newRes, newErr = f.tryAuth(newCode) })
-		wg.Wait()
-		if oldErr != nil || newErr != nil {
-			t.Fatal(oldErr, newErr)
-		}
-		if newRes.Result != appliance.AuthAccept {
-			t.Fatalf("round %d: new token refused: %+v", round, newRes)
-		}
-		var oldSeq, completeSeq uint64
-		for _, rec := range f.auditOf(t, "auth") {
-			if rec.Serial == oldSerial && rec.Outcome == appliance.OutcomeSuccess {
-				oldSeq = rec.Seq
+			if newRes.Result != appliance.AuthAccept {
+				t.Fatalf("round %d: new token refused: %+v", round, newRes)
 			}
-		}
-		if recs := f.auditOf(t, "token.replace.complete"); len(recs) == 1 {
-			completeSeq = recs[0].Seq
-		} else {
-			t.Fatalf("round %d: completions %+v", round, recs)
-		}
-		if oldSeq > completeSeq {
-			t.Fatalf("round %d: old token accepted (seq %d) after its retirement (seq %d)", round, oldSeq, completeSeq)
-		}
-		if oldRes.Result == appliance.AuthAccept && oldSeq == 0 {
-			t.Fatalf("round %d: old acceptance not audited", round)
-		}
-		if old := f.token(t, oldSerial); old.UserID != "" || old.State != appliance.StateDisabled {
-			t.Fatalf("round %d: old token not retired: %+v", round, old)
-		}
-		f.clock.Add(time.Minute)
-		if r := f.auth(t, codeAt(t, oldGen, f.step()), ""); r.Result != appliance.AuthReject {
-			t.Fatalf("round %d: retired token accepted: %+v", round, r)
+			var oldSeq, completeSeq uint64
+			for _, rec := range f.auditOf(t, "auth") {
+				if rec.Serial == oldSerial && rec.Outcome == appliance.OutcomeSuccess {
+					oldSeq = rec.Seq
+				}
+			}
+			if recs := f.auditOf(t, "token.replace.complete"); len(recs) == 1 {
+				completeSeq = recs[0].Seq
+			} else {
+				t.Fatalf("round %d: completions %+v", round, recs)
+			}
+			if oldSeq > completeSeq {
+				t.Fatalf("round %d: old token accepted (seq %d) after its retirement (seq %d)", round, oldSeq, completeSeq)
+			}
+			if oldRes.Result == appliance.AuthAccept && oldSeq == 0 {
+				t.Fatalf("round %d: old acceptance not audited", round)
+			}
+			if old := f.token(t, oldSerial); old.UserID != "" || old.State != appliance.StateDisabled {
+				t.Fatalf("round %d: old token not retired: %+v", round, old)
+			}
+			f.clock.Add(time.Minute)
+			if r := f.auth(t, codeAt(t, oldGen, f.step()), ""); r.Result != appliance.AuthReject {
+				t.Fatalf("%s round %d: retired token accepted: %+v", st.name, round, r)
+			}
 		}
 	}
 }
