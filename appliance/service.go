@@ -176,7 +176,7 @@ func (s *Service) initTx(tx Tx) error {
 		return fmt.Errorf("schema version: %w", err)
 	}
 	if string(v) != schemaVersion {
-		return fmt.Errorf("store schema version %q, this tokend reads %q: %w", v, schemaVersion, ErrInvalidState)
+		return schemaError(v) // schema.go
 	}
 	return nil
 }
