@@ -268,10 +268,13 @@ func TestRolloutAPIProblems(t *testing.T) {
 			readProblem(t, e.http(tt.method, tt.path, tt.role, tt.body), tt.status, tt.code)
 		})
 	}
-	// A scheduled rollout is refused before its time.
-	var later RolloutDTO
+	// Applied before its schedule, a rollout waits as scheduled.
+	var later, scheduled RolloutDTO
 	readAs(t, e.http("POST", base, appliance.RoleSuperAdmin, with("schedule", epoch.Add(24*60*60*1e9))), http.StatusCreated, &later)
-	readProblem(t, e.http("POST", base+"/"+later.ID+"/apply", appliance.RoleSuperAdmin, nil), http.StatusConflict, CodeInvalidState)
+	readAs(t, e.http("POST", base+"/"+later.ID+"/apply", appliance.RoleSuperAdmin, nil), http.StatusAccepted, &scheduled)
+	if scheduled.State != appliance.RolloutScheduled || scheduled.Schedule == nil || scheduled.Progress.Done != 0 {
+		t.Fatalf("scheduled %+v", scheduled)
+	}
 }
 
 // TestRolloutAPICTF: a CTF rollout hands out each user's link and

@@ -29,6 +29,7 @@ import (
 const (
 	RolloutPlanning    = "planning"    // items being written; never applied
 	RolloutPlanned     = "planned"     // the dry run is complete
+	RolloutScheduled   = "scheduled"   // applied before its schedule: starts then
 	RolloutApplying    = "applying"    // an apply holds it
 	RolloutInterrupted = "interrupted" // apply stopped before the end; apply again resumes
 	RolloutCompleted   = "completed"
@@ -162,6 +163,9 @@ type Rollout struct {
 	CodesExportedAt time.Time `json:"codes_exported_at,omitzero"`
 	Error           string    `json:"error,omitempty"`
 	Runner          string    `json:"runner,omitempty"`
+	// ScheduledBy is who applied the rollout before its schedule; the
+	// apply that starts at the scheduled time acts as them.
+	ScheduledBy *Actor `json:"scheduled_by,omitempty"`
 }
 
 // RolloutItem is one user of a rollout. Its delivery is stored sealed until
@@ -655,12 +659,23 @@ func (s *Service) ListRolloutItems(ctx context.Context, id string, after, limit 
 // ApplyRollout applies a planned (or interrupted) rollout and returns it
 // when every user is handled. Only one apply holds a rollout at a time: a
 // second one fails with ErrConflict while the first runs.
+//
+// A rollout applied before its schedule is marked scheduled and returned
+// as it is; StartDueRollouts starts it when the time comes.
 func (s *Service) ApplyRollout(ctx context.Context, id string) (Rollout, error) {
 	runner, err := s.claimRollout(ctx, id)
+	if err != nil || runner == "" {
+		return s.scheduledOr(ctx, id, err)
+	}
+	return s.runRollout(ctx, id, runner)
+}
+
+// scheduledOr is err, or (without a runner) the rollout just scheduled.
+func (s *Service) scheduledOr(ctx context.Context, id string, err error) (Rollout, error) {
 	if err != nil {
 		return Rollout{}, err
 	}
-	return s.runRollout(ctx, id, runner)
+	return s.GetRollout(ctx, id)
 }
 
 // StartRollout claims the rollout as ApplyRollout does and applies it in
@@ -668,8 +683,8 @@ func (s *Service) ApplyRollout(ctx context.Context, id string) (Rollout, error) 
 // until StopRollouts); progress is read with GetRollout.
 func (s *Service) StartRollout(ctx context.Context, id string) (Rollout, error) {
 	runner, err := s.claimRollout(ctx, id)
-	if err != nil {
-		return Rollout{}, err
+	if err != nil || runner == "" {
+		return s.scheduledOr(ctx, id, err)
 	}
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	rr := &s.rollouts
@@ -710,6 +725,54 @@ func (s *Service) StopRollouts() {
 	s.rollouts.wg.Wait()
 }
 
+// StartDueRollouts starts, in the background, every scheduled rollout whose
+// time has come, acting as the admin who scheduled it. It returns the ids
+// it started.
+func (s *Service) StartDueRollouts(ctx context.Context) ([]string, error) {
+	all, err := listJSON[Rollout](ctx, s.store, pfxRollout)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	var started []string
+	for _, r := range all {
+		if r.State != RolloutScheduled || now.Before(r.Schedule) {
+			continue
+		}
+		actx := ctx
+		if r.ScheduledBy != nil {
+			actx = WithActor(ctx, *r.ScheduledBy)
+		}
+		if _, err := s.StartRollout(actx, r.ID); err != nil {
+			if isDomainError(err) {
+				continue // claimed meanwhile
+			}
+			return started, err
+		}
+		started = append(started, r.ID)
+	}
+	return started, nil
+}
+
+// RunRolloutSchedule calls StartDueRollouts every interval until ctx ends
+// (main runs it for the life of the daemon).
+func (s *Service) RunRolloutSchedule(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if ids, err := s.StartDueRollouts(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("starting scheduled rollouts", "err", err)
+		} else if len(ids) > 0 {
+			s.log.Info("scheduled rollouts started", "rollouts", ids)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
 // ResumeRollouts starts, in the background, every interrupted rollout (as
 // InterruptRollouts leaves them at start). It returns the ids it started.
 func (s *Service) ResumeRollouts(ctx context.Context) ([]string, error) {
@@ -736,18 +799,21 @@ func (s *Service) ResumeRollouts(ctx context.Context) ([]string, error) {
 // errRolloutLost: another apply took the rollout over.
 var errRolloutLost = fmt.Errorf("the rollout is being applied by another request: %w", ErrConflict)
 
+// It returns the runner id that holds the claim, or "" when the rollout
+// was scheduled instead.
 func (s *Service) claimRollout(ctx context.Context, id string) (string, error) {
-	runner, err := s.newID()
+	claimant, err := s.newID()
 	if err != nil {
 		return "", err
 	}
+	var runner string
 	err = s.change(ctx, AuditEvent{Action: "rollout.apply", Target: id}, func(tx Tx, now time.Time, ev *AuditEvent) error {
 		r, err := getRollout(tx, id)
 		if err != nil {
 			return err
 		}
 		switch r.State {
-		case RolloutPlanned, RolloutInterrupted:
+		case RolloutPlanned, RolloutInterrupted, RolloutScheduled:
 		case RolloutApplying:
 			if now.Sub(r.UpdatedAt) < rolloutStale {
 				return errRolloutLost
@@ -758,8 +824,14 @@ func (s *Service) claimRollout(ctx context.Context, id string) (string, error) {
 			return fmt.Errorf("rollout %s is %s; plan it again: %w", id, r.State, ErrInvalidState)
 		}
 		if !r.Schedule.IsZero() && now.Before(r.Schedule) {
-			return fmt.Errorf("rollout %s is scheduled for %s: %w", id, r.Schedule.Format(time.RFC3339), ErrInvalidState)
+			// Not yet: remember who asked; StartDueRollouts starts it.
+			actor := ActorFrom(ctx)
+			r.State, r.ScheduledBy, r.UpdatedAt = RolloutScheduled, &actor, now
+			ev.Detail = "scheduled for " + r.Schedule.Format(time.RFC3339)
+			runner = ""
+			return putJSON(tx, rolloutKey(id), r)
 		}
+		runner = claimant
 		if r.StartedAt.IsZero() {
 			r.StartedAt = now
 		}

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -711,5 +712,47 @@ func TestRolloutFileAndCTF(t *testing.T) {
 				t.Fatalf("take after both exports: %v", err)
 			}
 		})
+	}
+}
+
+// TestRolloutSchedule: applied before its schedule, a rollout waits as
+// scheduled; StartDueRollouts starts it when the time comes, acting as the
+// admin who applied it.
+func TestRolloutSchedule(t *testing.T) {
+	f := newRolloutFixture(t, memstore.New(), 3, "ann", "ben")
+	at := f.clock.Now().Add(time.Hour)
+	r, err := f.svc.PlanRollout(f.ctx, appliance.RolloutRequest{Users: []string{"ann", "ben"}, Profile: "phones",
+		Pool: appliance.RolloutPool{AnySoftware: true}, Delivery: appliance.DeliveryCTKIP, Schedule: at})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := appliance.WithActor(context.Background(), appliance.Actor{ID: "a1", Name: "alice-admin", Role: appliance.RoleSuperAdmin})
+	got, err := f.svc.StartRollout(admin, r.ID)
+	if err != nil || got.State != appliance.RolloutScheduled || got.Done != 0 {
+		t.Fatalf("apply before the schedule: %+v %v", got, err)
+	}
+	if ids, err := f.svc.StartDueRollouts(f.ctx); err != nil || len(ids) != 0 {
+		t.Fatalf("started early: %v %v", ids, err)
+	}
+	if len(f.phones(t)) != 0 {
+		t.Fatal("a scheduled rollout assigned tokens early")
+	}
+	f.clock.Add(time.Hour)
+	if ids, err := f.svc.StartDueRollouts(f.ctx); err != nil || len(ids) != 1 {
+		t.Fatalf("due: %v %v", ids, err)
+	}
+	f.svc.WaitRollouts()
+	done, err := f.svc.GetRollout(f.ctx, r.ID)
+	if err != nil || done.State != appliance.RolloutCompleted || done.Done != 2 {
+		t.Fatalf("after the schedule: %+v %v", done, err)
+	}
+	audit, err := f.svc.ListAudit(f.ctx, appliance.AuditQuery{Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range audit.Items {
+		if a.Action == "rollout.assign" && a.Actor.Name != "alice-admin" {
+			t.Errorf("assigned as %q, want the admin who scheduled it", a.Actor.Name)
+		}
 	}
 }

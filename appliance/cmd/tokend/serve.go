@@ -113,6 +113,15 @@ func runServe(ctx context.Context, env *serveEnv) error {
 	for _, id := range resumed {
 		log.Info("rollout resumed", "rollout", id)
 	}
+	// Scheduled rollouts start when their time comes. Deferred after
+	// StopRollouts, so it stops first: nothing starts during shutdown.
+	schedCtx, stopSchedule := context.WithCancel(sys)
+	scheduleDone := make(chan struct{})
+	go func() {
+		defer close(scheduleDone)
+		svc.RunRolloutSchedule(schedCtx, 30*time.Second)
+	}()
+	defer func() { stopSchedule(); <-scheduleDone }()
 	key, err := svc.CTKIPKey(sys, cfg.CTKIP.RSABits)
 	if err != nil {
 		return err
