@@ -52,6 +52,9 @@ type Service interface {
 	CreateAgent(ctx context.Context, in appliance.AgentInput) (appliance.Agent, appliance.Secret, error)
 	UpdateAgent(ctx context.Context, id string, in appliance.AgentInput) (appliance.Agent, error)
 
+	// The Administrators page and the own-password page (admins.go).
+	adminsService
+
 	// The token page's lifecycle actions and the Reports page (lifecycle.go).
 	lifecycleService
 
@@ -172,7 +175,7 @@ func parsePages() map[string]*template.Template {
 	}
 	base := template.Must(template.New("layout.html").Funcs(funcs).ParseFS(assets, "templates/layout.html"))
 	out := make(map[string]*template.Template, len(pageNames))
-	for _, n := range slices.Concat(pageNames, rolloutPageNames) {
+	for _, n := range slices.Concat(pageNames, adminPageNames, rolloutPageNames) {
 		out[n] = template.Must(template.Must(base.Clone()).ParseFS(assets, "templates/"+n+".html"))
 	}
 	return out
@@ -228,6 +231,7 @@ func (c *Console) Mount(e *gin.Engine) {
 	r.POST("/agents", c.signedIn(superOnly...), c.createAgent)
 	r.POST("/agents/:id/enable", c.signedIn(superOnly...), c.setAgentEnabled(true))
 	r.POST("/agents/:id/disable", c.signedIn(superOnly...), c.setAgentEnabled(false))
+	c.mountAdmins(r) // Administrators and the own-password page (admins.go)
 
 	c.mountLifecycle(r) // token page and reports (lifecycle.go)
 
@@ -275,12 +279,13 @@ func (c *Console) asset(g *gin.Context) {
 type perms struct {
 	Operate, EditProfiles, Audit, RunSources bool
 	ManageAgents                             bool
+	ManageAdmins                             bool
 }
 
 func permsOf(role string) perms {
 	return perms{Operate: slices.Contains(operators, role), EditProfiles: slices.Contains(superOnly, role),
 		Audit: slices.Contains(auditReaders, role), RunSources: slices.Contains(superOnly, role),
-		ManageAgents: slices.Contains(superOnly, role)}
+		ManageAgents: slices.Contains(superOnly, role), ManageAdmins: slices.Contains(superOnly, role)}
 }
 
 // view is what every page template receives.

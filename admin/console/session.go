@@ -219,11 +219,28 @@ func (c *Console) signedIn(roles ...string) gin.HandlerFunc {
 			c.fail(g, err)
 			return
 		}
+		if acc.Disabled {
+			c.sessions.delete(x.id)
+			c.problem(g, http.StatusForbidden, "Your admin account is disabled.")
+			return
+		}
 		actor := acc.Actor()
 		g.Set(ctxSession, x)
 		g.Set(ctxActor, actor)
 		g.Request = g.Request.WithContext(appliance.WithActor(g.Request.Context(), actor))
 		if !c.checkCSRF(g, x) {
+			return
+		}
+		// A one-time password: nothing but choosing a new one (and signing
+		// out) until it is changed.
+		g.Set(ctxMustChange, acc.MustChangePassword)
+		if acc.MustChangePassword && !allowedWhileMustChange(g.FullPath()) {
+			if g.Request.Method == http.MethodGet {
+				g.Redirect(http.StatusSeeOther, passwordPath)
+				g.Abort()
+				return
+			}
+			c.problem(g, http.StatusForbidden, "Change your one-time password first.")
 			return
 		}
 		if !slices.Contains(roles, actor.Role) {
