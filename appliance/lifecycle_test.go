@@ -514,6 +514,21 @@ func TestLostAndFound(t *testing.T) {
 	if tok := f.token(t, "160000000000"); tok.Lost {
 		t.Fatal("a refused loss was stored")
 	}
+	// A lost token that was unassigned cannot be handed to anyone (assigning
+	// enables it) until it is found.
+	if _, err := f.svc.MarkLost(f.ctx, "160000000000", nil); err != nil {
+		t.Fatal(err)
+	}
+	bob := f.user(t, "bob")
+	if _, err := f.svc.AssignTokens(f.ctx, bob.ID, []string{"160000000000"}); !errors.Is(err, appliance.ErrInvalidState) {
+		t.Fatalf("assign a lost token = %v, want ErrInvalidState", err)
+	}
+	if _, err := f.svc.MarkFound(f.ctx, "160000000000"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.AssignTokens(f.ctx, bob.ID, []string{"160000000000"}); err != nil {
+		t.Fatalf("assign after found = %v", err)
+	}
 }
 
 func TestExtendToken(t *testing.T) {

@@ -194,6 +194,10 @@ func (s *Service) assignInTx(tx Tx, userID string, serials []string, now time.Ti
 		if t.UserID != "" {
 			return fmt.Errorf("token %s is already assigned: %w", sn, ErrConflict)
 		}
+		if t.Lost {
+			// Assigning enables: a lost token would work for whoever has it.
+			return fmt.Errorf("token %s is marked lost; mark it found first: %w", sn, ErrInvalidState)
+		}
 		if countsTowardLimit(t) {
 			n++
 		}
