@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 
 	gojson "github.com/goccy/go-json"
@@ -15,8 +16,8 @@ import (
 	"tokend/appliance/seal"
 )
 
-// newAdminCmd manages the console's admin accounts in the store of a
-// stopped tokend (the running daemon holds the store's lock).
+// newAdminCmd manages the console's admin accounts, in the store of a
+// stopped tokend or through the running one's admin API (offlineOrRunning).
 func (a *app) newAdminCmd() *cobra.Command {
 	admin := &cobra.Command{Use: "admin", Short: "Manage Security Console admin accounts"}
 	var role, secondFactor string
@@ -26,9 +27,11 @@ func (a *app) newAdminCmd() *cobra.Command {
 		Short: "Create a console admin account",
 		Long: "Create an admin account for the Security Console. Without --password-stdin a\n" +
 			"password is generated and printed once; with it, the first line of standard\n" +
-			"input is the password (at least 12 characters). --second-factor binds a token\n" +
-			"(assigned to a user) whose tokencode the admin must type after the password.\n" +
-			"Run it while tokend is stopped.",
+			"input is the password (at least 12 characters). A generated password is\n" +
+			"one-time: the admin must change it at the first sign-in. --second-factor binds\n" +
+			"the admin's own token (assigned to the user named like the admin, holding a\n" +
+			"seed) whose tokencode the admin must type after the password. Works whether\n" +
+			"or not tokend runs on the data dir.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var password appliance.Secret
@@ -39,30 +42,39 @@ func (a *app) newAdminCmd() *cobra.Command {
 				}
 				password = p
 			}
-			return a.withOfflineService(cmd.Context(), func(ctx context.Context, svc *appliance.Service) error {
+			var row adminRow
+			err := a.offlineOrRunning(cmd.Context(), false, func(ctx context.Context, svc *appliance.Service) error {
 				acc, generated, err := svc.CreateAdmin(ctx, appliance.NewAdmin{Name: args[0], Role: role,
 					Password: password, SecondFactorSerial: secondFactor})
-				if err != nil {
-					return err
-				}
-				out := cmd.OutOrStdout()
-				fmt.Fprintf(out, "admin %s created with role %s\n", acc.Name, acc.Role)
-				if acc.SecondFactorSerial != "" {
-					fmt.Fprintf(out, "second factor: token %s\n", acc.SecondFactorSerial)
-				}
-				if generated != "" {
-					fmt.Fprintf(out, "one-time password (shown once, not stored): %s\n", generated.Reveal())
-				}
-				return nil
+				row = rowOf(acc)
+				row.Password = generated.Reveal()
+				return err
+			}, func(ctx context.Context, api *runningAdminAPI) error {
+				return api.callJSON(ctx, http.MethodPost, "/api/v1/admins", map[string]string{"name": args[0], "role": role,
+					"password": password.Reveal(), "second_factor_serial": secondFactor}, &row)
 			})
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "admin %s created with role %s\n", row.Name, row.Role)
+			if row.SecondFactorSerial != "" {
+				fmt.Fprintf(out, "second factor: token %s\n", row.SecondFactorSerial)
+			}
+			if row.Password != "" {
+				fmt.Fprintf(out, "one-time password (shown once, not stored; to be changed at the first sign-in): %s\n", row.Password)
+			}
+			return nil
 		},
 	}
 	create.Flags().StringVar(&role, "role", "", "superadmin, helpdesk or auditor (required)")
-	create.Flags().StringVar(&secondFactor, "second-factor", "", "serial of an assigned token used as second factor")
+	create.Flags().StringVar(&secondFactor, "second-factor", "", "serial of the admin's own provisioned token, used as second factor")
 	create.Flags().BoolVar(&fromStdin, "password-stdin", false, "read the password from the first line of standard input")
 	_ = create.MarkFlagRequired("role")
 	admin.AddCommand(create)
 	admin.AddCommand(a.newAdminUnlockCmd())
+	admin.AddCommand(a.newAdminListCmd(), a.newAdminPasswdCmd(), a.newAdminSecondFactorCmd(),
+		a.newAdminDisableCmd(true), a.newAdminDisableCmd(false), a.newAdminDeleteCmd())
 	admin.AddCommand(a.newRotateBootstrapTokenCmd())
 	return admin
 }

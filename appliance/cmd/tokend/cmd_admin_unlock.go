@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 
 	"github.com/spf13/cobra"
 
@@ -17,17 +18,22 @@ func (a *app) newAdminUnlockCmd() *cobra.Command {
 		Use:   "unlock NAME",
 		Short: "Unlock a console admin account locked by failed sign-ins",
 		Long: "Clear the failed sign-in counter and the lockout of a Security Console admin\n" +
-			"account. The unlock is audited. Run it while tokend is stopped.",
+			"account. The unlock is audited. Works whether or not tokend runs on the data dir.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.withOfflineService(cmd.Context(), func(ctx context.Context, svc *appliance.Service) error {
+			var row adminRow
+			err := a.offlineOrRunning(cmd.Context(), false, func(ctx context.Context, svc *appliance.Service) error {
 				acc, err := svc.UnlockAdmin(ctx, args[0])
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "admin %s unlocked\n", acc.Name)
-				return nil
+				row = rowOf(acc)
+				return err
+			}, func(ctx context.Context, api *runningAdminAPI) error {
+				return api.callJSON(ctx, http.MethodPost, adminPath(args[0], "/unlock"), nil, &row)
 			})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "admin %s unlocked\n", row.Name)
+			return nil
 		},
 	}
 }
