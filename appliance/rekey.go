@@ -87,6 +87,9 @@ var sealedFields = []sealedField{
 	// handed out: roi/<rollout>/<seq %06d>, AAD codeAAD(rollout, seq)
 	// (rollouts.go), which is the key's tail between fixed words.
 	{name: "rollout activation codes", prefix: "roi/", field: "code", aad: func(id string) string { return "rollout/" + id + "/activation-code" }},
+	// CTF links and token files of ctf and file rollouts: linkAAD, fileAAD.
+	{name: "rollout CTF links", prefix: "roi/", field: "link", aad: func(id string) string { return "rollout/" + id + "/link" }},
+	{name: "rollout token files", prefix: "roi/", field: "file", aad: func(id string) string { return "rollout/" + id + "/file" }},
 }
 
 // rekeyCursor is a position in the visiting order: every value of the

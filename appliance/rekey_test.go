@@ -567,7 +567,8 @@ func TestRekeyRefusesAndChangesNothing(t *testing.T) {
 // with associated data that rekey.go's sealedFields does not list: a
 // rotation would leave such a value under the old key.
 func TestRekeySealsEverySealCallSite(t *testing.T) {
-	known := map[string]bool{"seedAAD": true, "agentSecretAAD": true, "bindPasswordAAD": true, "ctkipKeyAAD": true, "codeAAD": true}
+	known := map[string]bool{"seedAAD": true, "agentSecretAAD": true, "bindPasswordAAD": true, "ctkipKeyAAD": true, "codeAAD": true,
+		"linkAAD": true, "fileAAD": true}
 	files, err := filepath.Glob("*.go")
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"tokend/appliance"
 	"tokend/appliance/internal/boltstore"
 	"tokend/appliance/memstore"
+	"tokend/appliance/seal"
 	"tokend/appliance/tokenfile"
 )
 
@@ -753,6 +755,58 @@ func TestRolloutSchedule(t *testing.T) {
 	for _, a := range audit.Items {
 		if a.Action == "rollout.assign" && a.Actor.Name != "alice-admin" {
 			t.Errorf("assigned as %q, want the admin who scheduled it", a.Actor.Name)
+		}
+	}
+}
+
+// TestRolloutDeliveriesSurviveRekey: a master key rotation re-seals the
+// waiting deliveries of ctkip, ctf and file rollouts, which then open
+// under the new key.
+func TestRolloutDeliveriesSurviveRekey(t *testing.T) {
+	st := memstore.New()
+	t.Cleanup(func() { st.Close() })
+	f := newRolloutFixture(t, st, 9, "ann", "ben", "cat")
+	for _, p := range []appliance.Profile{
+		{Name: "ctf-phones", DeviceType: appliance.DeviceIOS, DeliveryMethod: appliance.DeliveryCTF, PINMode: appliance.PINModeNone},
+		{Name: "files", DeviceType: appliance.DeviceWindows, DeliveryMethod: appliance.DeliveryFile},
+	} {
+		if _, err := f.svc.CreateProfile(f.ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ids []string
+	for _, pd := range [][2]string{{"phones", "ctkip"}, {"ctf-phones", "ctf"}, {"files", "file"}} {
+		r, err := f.svc.PlanRollout(f.ctx, appliance.RolloutRequest{Users: []string{"ann", "ben", "cat"}, Profile: pd[0],
+			Pool: appliance.RolloutPool{AnySoftware: true}, Delivery: pd[1]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if done, err := f.svc.ApplyRollout(f.ctx, r.ID); err != nil || done.Done != 3 {
+			t.Fatalf("apply %s: %+v %v", pd[1], done, err)
+		}
+		ids = append(ids, r.ID)
+	}
+	next := make([]byte, seal.KeySize)
+	if _, err := rand.Read(next); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := appliance.Rekey(context.Background(), appliance.RekeyConfig{Store: st, Old: mustSealer(t, f.key),
+		New: mustSealer(t, next), Actor: appliance.Actor{ID: "cli", Name: "cli"}, Now: f.clock.Now}); err != nil {
+		t.Fatal(err)
+	}
+	g := newFixtureWithKey(t, st, next)
+	for _, id := range ids {
+		d, err := g.svc.TakeRolloutDelivery(g.ctx, id, 1)
+		if err != nil {
+			t.Fatalf("rollout %s after the rotation: %v", id, err)
+		}
+		if d.ActivationCode == "" && d.Password == "" {
+			t.Fatalf("delivery %+v", d)
+		}
+		for _, part := range []string{appliance.ExportLinks, appliance.ExportCodes} {
+			if err := g.svc.ExportRollout(g.ctx, id, part, func(string, string) io.Writer { return io.Discard }); err != nil {
+				t.Fatalf("export %s of %s after the rotation: %v", part, id, err)
+			}
 		}
 	}
 }
