@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -54,6 +55,16 @@ func (a *app) newRotateBootstrapTokenCmd() *cobra.Command {
 			if err := f.Chmod(0o600); err != nil {
 				f.Close()
 				return err
+			}
+			// Run as root on a package install, keep the file the service
+			// user's (as tokend wrote it).
+			if fi, err := os.Stat(paths.AdminToken); err == nil {
+				if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+					if err := f.Chown(int(st.Uid), int(st.Gid)); err != nil {
+						f.Close()
+						return fmt.Errorf("admin token file: %w", err)
+					}
+				}
 			}
 
 			secret, where, err := a.rotateBootstrapToken(cmd.Context(), cfg, paths)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -131,5 +132,33 @@ func TestRotateBootstrapTokenNoStore(t *testing.T) {
 	code, out := runRotate(t, "--data-dir", t.TempDir())
 	if code == 0 || !strings.Contains(out, "no store in") {
 		t.Errorf("rotate on an empty dir: %d %q", code, out)
+	}
+}
+
+// TestRotateBootstrapTokenKeepsOwner: run as root (as on a package
+// install), the new file keeps the owner of the one it replaces, so the
+// service user can still read it.
+func TestRotateBootstrapTokenKeepsOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give the file another owner")
+	}
+	dir := t.TempDir()
+	if err := startTokend(t, dir).stop(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "admin-token")
+	if err := os.Chown(path, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := runRotate(t, "--data-dir", dir); code != 0 {
+		t.Fatalf("rotate: %d %s", code, out)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	if st.Uid != 65534 || st.Gid != 65534 || fi.Mode().Perm() != 0o600 {
+		t.Errorf("new file owner %d:%d mode %v, want 65534:65534 0600", st.Uid, st.Gid, fi.Mode().Perm())
 	}
 }
