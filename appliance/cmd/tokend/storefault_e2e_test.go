@@ -300,6 +300,9 @@ func testFailingStore(t *testing.T, mode storefault.Mode) {
 	if err := svc.CheckStore(sys); err != nil {
 		t.Errorf("CheckStore: %v", err)
 	}
+	if err := st.Check(); err != nil {
+		t.Errorf("bbolt check: %v", err)
+	}
 	rep, err := svc.VerifyAudit(sys)
 	if err != nil || len(rep.Problems) != 0 {
 		t.Errorf("VerifyAudit: %+v %v", rep, err)
