@@ -348,6 +348,15 @@ func (s *Service) PlanRollout(ctx context.Context, req RolloutRequest) (Rollout,
 	if err := s.store.Update(ctx, func(tx Tx) error { return putJSON(tx, rolloutKey(id), &r) }); err != nil {
 		return Rollout{}, err
 	}
+	// A plan that fails half-written is marked abandoned at once, not left
+	// planning until the next start.
+	abandon := func(cause error) (Rollout, error) {
+		r.State, r.Error = RolloutAbandoned, "planning failed ("+ReasonOf(cause)+"); plan again"
+		if err := s.store.Update(context.WithoutCancel(ctx), func(tx Tx) error { return putJSON(tx, rolloutKey(id), &r) }); err != nil {
+			s.log.Error("rollout: marking an abandoned plan failed", "rollout", id, "err", err)
+		}
+		return Rollout{}, cause
+	}
 	// A page of users is read in one snapshot, its items written in a few
 	// transactions: memory stays bounded by the page, not the group.
 	var poolAfter []byte
@@ -361,7 +370,7 @@ func (s *Service) PlanRollout(ctx context.Context, req RolloutRequest) (Rollout,
 			return err
 		})
 		if err != nil {
-			return Rollout{}, err
+			return abandon(err)
 		}
 		seq += len(items)
 		for _, it := range items {
@@ -388,7 +397,7 @@ func (s *Service) PlanRollout(ctx context.Context, req RolloutRequest) (Rollout,
 				}
 				return nil
 			}); err != nil {
-				return Rollout{}, err
+				return abandon(err)
 			}
 		}
 	}
@@ -398,7 +407,10 @@ func (s *Service) PlanRollout(ctx context.Context, req RolloutRequest) (Rollout,
 			r.UpdatedAt = now
 			return putJSON(tx, rolloutKey(id), &r)
 		})
-	return r, err
+	if err != nil {
+		return abandon(err)
+	}
+	return r, nil
 }
 
 func rolloutDetail(r *Rollout) string {

@@ -810,3 +810,39 @@ func TestRolloutDeliveriesSurviveRekey(t *testing.T) {
 		}
 	}
 }
+
+// failNthStore fails only its nth Update (1-based).
+type failNthStore struct {
+	appliance.Store
+	n, calls atomic.Int64
+}
+
+func (s *failNthStore) Update(ctx context.Context, fn func(appliance.Tx) error) error {
+	if s.calls.Add(1) == s.n.Load() {
+		return errPowerCut
+	}
+	return s.Store.Update(ctx, fn)
+}
+
+// TestRolloutPlanFailureIsAbandoned: a plan whose item writes fail is
+// marked abandoned at once and cannot be applied.
+func TestRolloutPlanFailureIsAbandoned(t *testing.T) {
+	f := newRolloutFixture(t, memstore.New(), 3, "ann", "ben")
+	st := &failNthStore{Store: f.store}
+	st.n.Store(2) // the record is written, the first items are not
+	svc, err := appliance.New(appliance.Config{Store: st, Sealer: mustSealer(t, f.key), Now: f.clock.Now, CTKIPURL: f.svc.CTKIPURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.PlanRollout(f.ctx, appliance.RolloutRequest{Users: []string{"ann", "ben"}, Profile: "phones",
+		Pool: appliance.RolloutPool{AnySoftware: true}, Delivery: appliance.DeliveryCTKIP}); !errors.Is(err, errPowerCut) {
+		t.Fatalf("plan: %v", err)
+	}
+	all, err := f.svc.ListRollouts(f.ctx, 10)
+	if err != nil || len(all) != 1 || all[0].State != appliance.RolloutAbandoned {
+		t.Fatalf("rollouts %+v %v", all, err)
+	}
+	if _, err := f.svc.ApplyRollout(f.ctx, all[0].ID); !errors.Is(err, appliance.ErrInvalidState) {
+		t.Fatalf("apply of an abandoned plan: %v", err)
+	}
+}
