@@ -366,7 +366,7 @@ func (s *Service) PlanRollout(ctx context.Context, req RolloutRequest) (Rollout,
 		var items []RolloutItem
 		err := s.store.View(ctx, func(tx Tx) error {
 			var err error
-			items, poolAfter, err = planPage(tx, page, prof.Name, req.Pool, poolAfter, seq)
+			items, poolAfter, err = planPage(tx, page, prof.Name, req.Pool, poolAfter, seq, now)
 			return err
 		})
 		if err != nil {
@@ -525,9 +525,10 @@ func lookupUserRef(tx Tx, ref string) (string, error) {
 }
 
 // planPage decides for each user of page, numbering items from seq+1, and
-// takes tokens from the pool after poolAfter. It returns where the pool
-// walk stopped.
-func planPage(tx Tx, page []string, profile string, pool RolloutPool, poolAfter []byte, seq int) ([]RolloutItem, []byte, error) {
+// takes tokens from the pool after poolAfter: unassigned, not cloud-managed
+// software tokens that are no admin's second factor and not expired. It
+// returns where the pool walk stopped.
+func planPage(tx Tx, page []string, profile string, pool RolloutPool, poolAfter []byte, seq int, now time.Time) ([]RolloutItem, []byte, error) {
 	factors, err := adminFactors(tx)
 	if err != nil {
 		return nil, nil, err
@@ -546,7 +547,14 @@ func planPage(tx Tx, page []string, profile string, pool RolloutPool, poolAfter 
 			for _, kv := range kvs {
 				poolAfter = kv.Key
 				ti := parseTokenState(kv)
-				if ti.Kind == KindSoftware && ti.UserID == "" && ti.ManagedBy != ManagedCloud && len(factors[ti.Serial]) == 0 {
+				if ti.Kind != KindSoftware || ti.UserID != "" || ti.ManagedBy == ManagedCloud || len(factors[ti.Serial]) > 0 {
+					continue
+				}
+				t, err := getToken(tx, ti.Serial)
+				if err != nil {
+					return "", err
+				}
+				if t.ExpiresAt.IsZero() || now.Before(t.ExpiresAt) {
 					return ti.Serial, nil
 				}
 			}

@@ -846,3 +846,16 @@ func TestRolloutPlanFailureIsAbandoned(t *testing.T) {
 		t.Fatalf("apply of an abandoned plan: %v", err)
 	}
 }
+
+// TestRolloutPoolSkipsExpiredTokens: an expired token is never planned.
+func TestRolloutPoolSkipsExpiredTokens(t *testing.T) {
+	f := newRolloutFixture(t, memstore.New(), 0, "ann", "ben")
+	f.importCSV(t, "serial,expires_at\n170000000000,2020-01-01\n170000000001,2030-01-01\n")
+	r := f.plan(t)
+	if r.ToAssign != 1 || r.PoolShortfall != 1 {
+		t.Fatalf("plan %+v", r)
+	}
+	if it := f.items(t, r.ID)["ann"]; it.Serial != "170000000001" {
+		t.Fatalf("ann would get %q", it.Serial)
+	}
+}
