@@ -39,7 +39,7 @@ func TestAuditChainDetectsTampering(t *testing.T) {
 				t.Fatalf("untouched chain: %+v, %v", rep, err)
 			}
 			err := store.Update(f.ctx, func(tx appliance.Tx) error {
-				recs, err := tx.Scan([]byte("a/"), nil, 0)
+				recs, err := tx.Scan([]byte("an/"), nil, 0)
 				if err != nil {
 					return err
 				}

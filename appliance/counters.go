@@ -3,24 +3,41 @@ package appliance
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
 // Inventory counters. Lists report exact totals and Stats reads figures
 // without walking 100,000 index entries, so the counts are kept in the same
-// transaction as the records they count:
+// transaction as the records they count. Each node keeps its own share of
+// them and readers sum the shares:
 //
-//	meta/count/tokens   {"<kind>\x00<state>\x00<assigned 0|1>\x00<provisioned 0|1>": n, …}
-//	meta/count/users    {"<source>\x00<active 0|1>": n, …}
+//	meta/counters/<node>/tokens   {"<kind>\x00<state>\x00<assigned 0|1>\x00<provisioned 0|1>": n, …}
+//	meta/counters/<node>/users    {"<source>\x00<active 0|1>": n, …}
 //
-// One small record per family (a few dozen entries at most) keeps a chunked
-// bulk write at one extra write, and it is a hot key only for bbolt's single
-// writer. Init builds the records from the indexes when they are missing
-// (stores written before the counters existed).
+// A share is a delta, not a total: a token created on one node and deleted
+// on another leaves +1 in one share and -1 in the other. Shares keep the
+// writes of different nodes on different keys (on etcd a key every node
+// writes makes their transactions conflict); one small record per family
+// and node keeps a chunked bulk write at one extra write. Init builds the
+// counters from the indexes when none exist (stores written before the
+// counters existed); schema 1's single records (meta/count/…) are moved
+// into the migrating node's share (migrateSchema) and summed while they
+// remain (a schema 1 store read by CheckStore).
 var (
-	keyTokenCounts = []byte("meta/count/tokens")
-	keyUserCounts  = []byte("meta/count/users")
+	keyTokenCounts = []byte("tokens")
+	keyUserCounts  = []byte("users")
 )
+
+const (
+	pfxCounters     = "meta/counters/"
+	pfxLegacyCounts = "meta/count/"
+)
+
+// counterKey is node's share of a family of counters.
+func counterKey(node string, family []byte) []byte {
+	return []byte(pfxCounters + node + "/" + string(family))
+}
 
 func flag(b bool) string {
 	if b {
@@ -113,7 +130,38 @@ func count(tx Tx, key []byte, from, to string) error {
 	return bumpCounts(tx, key, d)
 }
 
-func readCounts(tx Tx, key []byte) (map[string]int64, error) {
+// readCounts sums every node's share of a family of counters (and schema
+// 1's record while it remains). Transactions that write must not call it:
+// on etcd it would make them conflict with every node's counting.
+func readCounts(tx Tx, family []byte) (map[string]int64, error) {
+	m, err := readShare(tx, []byte(pfxLegacyCounts+string(family)))
+	if err != nil {
+		return nil, err
+	}
+	kvs, err := tx.Scan([]byte(pfxCounters), nil, 0)
+	if err != nil {
+		return nil, err
+	}
+	suffix := "/" + string(family)
+	for _, kv := range kvs {
+		if !strings.HasSuffix(string(kv.Key), suffix) {
+			continue
+		}
+		var share map[string]int64
+		if err := decodeRecord(tx, kv.Value, &share); err != nil {
+			return nil, fmt.Errorf("decode %q: %w", kv.Key, err)
+		}
+		for f, n := range share {
+			if m[f] += n; m[f] == 0 {
+				delete(m, f)
+			}
+		}
+	}
+	return m, nil
+}
+
+// readShare reads one counter record.
+func readShare(tx Tx, key []byte) (map[string]int64, error) {
 	m := map[string]int64{}
 	b, err := tx.Get(key)
 	if errors.Is(err, ErrNotFound) {
@@ -128,8 +176,14 @@ func readCounts(tx Tx, key []byte) (map[string]int64, error) {
 	return m, nil
 }
 
-func bumpCounts(tx Tx, key []byte, deltas map[string]int64) error {
-	m, err := readCounts(tx, key)
+// bumpCounts applies deltas to this node's share only, so it reads and
+// writes no key another node writes.
+func bumpCounts(tx Tx, family []byte, deltas map[string]int64) error {
+	return bumpShare(tx, counterKey(nodeOf(tx), family), deltas)
+}
+
+func bumpShare(tx Tx, key []byte, deltas map[string]int64) error {
+	m, err := readShare(tx, key)
 	if err != nil {
 		return err
 	}
@@ -149,14 +203,19 @@ func bumpCounts(tx Tx, key []byte, deltas map[string]int64) error {
 	return putJSON(tx, key, m)
 }
 
-// buildCounts writes the counter records from the indexes if they are
-// missing. It reads every token and user index entry once, in one
-// transaction: only stores created before the counters pay it, once.
+// buildCounts writes the counters from the indexes, into this node's
+// share, if no counter record of the family exists at all. It reads every
+// token and user index entry once, in one transaction: only stores created
+// before the counters pay it, once.
 func buildCounts(tx Tx) error {
+	shares, err := tx.Scan([]byte(pfxCounters), nil, 0)
+	if err != nil {
+		return err
+	}
 	for _, c := range []struct {
-		key  []byte
-		pfx  string
-		each func(KV) string
+		family []byte
+		pfx    string
+		each   func(KV) string
 	}{
 		{keyTokenCounts, pfxTokenState, func(kv KV) string {
 			ix := parseTokenState(kv)
@@ -167,7 +226,10 @@ func buildCounts(tx Tx) error {
 			return userCountField(ix.Source, ix.Active)
 		}},
 	} {
-		if ok, err := exists(tx, c.key); err != nil || ok {
+		if slices.ContainsFunc(shares, func(kv KV) bool { return strings.HasSuffix(string(kv.Key), "/"+string(c.family)) }) {
+			continue
+		}
+		if ok, err := exists(tx, []byte(pfxLegacyCounts+string(c.family))); err != nil || ok {
 			if err != nil {
 				return err
 			}
@@ -188,7 +250,31 @@ func buildCounts(tx Tx) error {
 				break
 			}
 		}
-		if err := putJSON(tx, c.key, m); err != nil {
+		if err := putJSON(tx, counterKey(nodeOf(tx), c.family), m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// migrateCounts moves schema 1's counter records into this node's share.
+func migrateCounts(tx Tx) error {
+	for _, family := range [][]byte{keyTokenCounts, keyUserCounts} {
+		old := []byte(pfxLegacyCounts + string(family))
+		m, err := readShare(tx, old)
+		if err != nil {
+			return err
+		}
+		if ok, err := exists(tx, old); err != nil || !ok {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		if err := bumpShare(tx, counterKey(nodeOf(tx), family), m); err != nil {
+			return err
+		}
+		if err := tx.Delete(old); err != nil {
 			return err
 		}
 	}

@@ -193,7 +193,7 @@ func TestCountersBuiltForOlderStores(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := store.Update(f.ctx, func(tx appliance.Tx) error {
-		for _, k := range []string{"meta/count/tokens", "meta/count/users"} {
+		for _, k := range []string{"meta/counters/local/tokens", "meta/counters/local/users"} {
 			if err := tx.Delete([]byte(k)); err != nil {
 				return err
 			}

@@ -19,9 +19,11 @@ import (
 //	meta/keycheck                    master key check value
 //	meta/hash-key                    the keyed-hash key, sealed (written by the first rekey: rekey.go)
 //	meta/rekey                       journal of a master key rotation in progress (rekey.go)
-//	meta/audit-head                  {seq, hash} of the newest audit record
-//	meta/audit-ix                    where the audit filter indexes start (audit.go)
-//	meta/count/tokens, meta/count/users  inventory counters (counters.go)
+//	meta/audit-head/<node>           {seq, hash, key} of the newest record of a node's chain
+//	meta/audit-head                  head of the legacy chain (schema 1; frozen since)
+//	meta/counters/<node>/tokens, meta/counters/<node>/users  a node's share of the
+//	                                 inventory counters, summed when read (counters.go)
+//	meta/count/tokens, meta/count/users  schema 1 counters, moved to the migrating node's share
 //	u/<id>                           User
 //	ui/n/<login>                     id \0 source \0 active (unique, case-folded)
 //	ui/e/<email> \0 <id>             id \0 source \0 login (case-folded)
@@ -38,9 +40,18 @@ import (
 //	ki/<hex hash>                    id
 //	j/<id>                           ImportJob
 //	ji/<file sha256 hex>             id of the interrupted import of that file (imports.go)
-//	a/<yyyymmdd>/<seq %016x>         AuditRecord
-//	ax/<field>/<value> \0 <yyyymmdd>/<seq %016x>  ""    audit filter index (audit.go)
-const schemaVersion = "1"
+//	an/<node>/<yyyymmdd>/<seq %016x>  AuditRecord of a node's chain (audit.go)
+//	a/<yyyymmdd>/<seq %016x>         AuditRecord of the legacy chain (schema 1)
+//
+// Schema 2 (per-node audit chains and counter shards) replaced schema 1's
+// single chain head and counter records, which every audited transaction
+// wrote: on etcd, keys every node writes make the nodes' transactions
+// conflict. Init migrates a schema 1 store (migrateSchema); the version
+// keeps a schema 1 tokend from appending to the frozen legacy chain.
+const schemaVersion = "2"
+
+// schemaV1 is the version Init migrates from and CheckStore still reads.
+const schemaV1 = "1"
 
 var (
 	keySchema    = []byte("meta/schema")
@@ -63,6 +74,8 @@ const (
 	pfxAPITokenIdx = "ki/"
 	pfxJob         = "j/"
 	pfxAudit       = "a/"
+	pfxAuditNode   = "an/"
+	pfxAuditHead   = "meta/audit-head/"
 )
 
 // fold is the key form of names, e-mails and searches: case-insensitive
@@ -103,21 +116,24 @@ type RecordDecoder func(data []byte, v any) error
 // decodingStore hands every transaction function a decodingTx.
 type decodingStore struct {
 	Store
-	decode RecordDecoder
+	decode RecordDecoder // nil: encoding/json
+	node   string
 }
 
 func (d decodingStore) View(ctx context.Context, fn func(Tx) error) error {
-	return d.Store.View(ctx, func(tx Tx) error { return fn(decodingTx{tx, d.decode}) })
+	return d.Store.View(ctx, func(tx Tx) error { return fn(decodingTx{tx, d.decode, d.node}) })
 }
 
 func (d decodingStore) Update(ctx context.Context, fn func(Tx) error) error {
-	return d.Store.Update(ctx, func(tx Tx) error { return fn(decodingTx{tx, d.decode}) })
+	return d.Store.Update(ctx, func(tx Tx) error { return fn(decodingTx{tx, d.decode, d.node}) })
 }
 
-// decodingTx carries the Service's record decoder to the record helpers.
+// decodingTx carries the Service's record decoder and node id to the
+// record helpers.
 type decodingTx struct {
 	Tx
 	decode RecordDecoder
+	node   string
 }
 
 // decodeRecord decodes a stored record with the decoder that tx carries
@@ -126,11 +142,29 @@ func decodeRecord(tx Tx, b []byte, v any) error {
 	for {
 		switch t := tx.(type) {
 		case decodingTx:
+			if t.decode == nil {
+				return json.Unmarshal(b, v)
+			}
 			return t.decode(b, v)
 		case *counterTx:
 			tx = t.Tx
 		default:
 			return json.Unmarshal(b, v)
+		}
+	}
+}
+
+// nodeOf returns the node whose audit chain and counter share tx writes:
+// the Service's (Config.NodeID), or DefaultNodeID for a bare Tx.
+func nodeOf(tx Tx) string {
+	for {
+		switch t := tx.(type) {
+		case decodingTx:
+			return t.node
+		case *counterTx:
+			tx = t.Tx
+		default:
+			return DefaultNodeID
 		}
 	}
 }

@@ -50,6 +50,10 @@ type Config struct {
 	// RolloutRecorder counts the users rollouts handle (rollouts.go); nil
 	// records nothing.
 	RolloutRecorder RolloutRecorder
+	// NodeID names this node: its audit chain and counter shares are its
+	// own keys (node.go). Nodes sharing one store need distinct ids.
+	// DefaultNodeID when empty.
+	NodeID string
 }
 
 // Service is the appliance: every use case is one method, and every
@@ -82,6 +86,8 @@ type Service struct {
 	grace time.Duration
 	// rollouts tracks rollouts applied in the background (rollouts.go).
 	rollouts rolloutRunner
+	// node is Config.NodeID (node.go).
+	node string
 }
 
 // New builds a Service. Call Init before serving.
@@ -89,20 +95,25 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Store == nil || cfg.Sealer == nil {
 		return nil, errors.New("appliance: Store and Sealer are required")
 	}
+	if cfg.NodeID == "" {
+		cfg.NodeID = DefaultNodeID
+	}
+	if err := ValidNodeID(cfg.NodeID); err != nil {
+		return nil, fmt.Errorf("appliance: %w", err)
+	}
 	s := &Service{store: cfg.Store, raw: cfg.Store, sealer: cfg.Sealer, codeTTL: cfg.DefaultCodeTTL,
 		log: cfg.Logger, now: cfg.Now, rand: cfg.Rand, policy: cfg.Auth.withDefaults(), authRec: cfg.AuthRecorder,
-		credDir: cfg.CredentialsDir}
-	if cfg.DecodeRecord != nil {
-		s.store = decodingStore{cfg.Store, cfg.DecodeRecord}
-	}
+		credDir: cfg.CredentialsDir, node: cfg.NodeID}
+	// Every transaction carries the node id (and the record decoder).
+	s.store = decodingStore{cfg.Store, cfg.DecodeRecord, cfg.NodeID}
 	s.argon = newArgonPool(cfg.AdminSignIn.ArgonSlots, cfg.AdminSignIn.ArgonWait)
 	s.signIn = newAdminSignIn(cfg.AdminSignIn)
 	s.spoolDir = cfg.SpoolDir
+	s.rollouts.rec = cfg.RolloutRecorder
 	s.grace = cfg.ReplacementGrace
 	if s.grace <= 0 {
 		s.grace = DefaultReplacementGrace
 	}
-	s.rollouts.rec = cfg.RolloutRecorder
 	s.SetCTKIPURL(cfg.CTKIPURL)
 	if s.codeTTL <= 0 {
 		s.codeTTL = 7 * 24 * time.Hour
@@ -125,6 +136,9 @@ func New(cfg Config) (*Service, error) {
 func (s *Service) Init(ctx context.Context) error {
 	err := s.store.Update(ctx, func(tx Tx) error {
 		if err := s.initTx(tx); err != nil {
+			return err
+		}
+		if err := migrateSchema(tx); err != nil { // node.go
 			return err
 		}
 		// Counters and audit indexes that stores written by an older
@@ -175,7 +189,8 @@ func (s *Service) initTx(tx Tx) error {
 	if err != nil {
 		return fmt.Errorf("schema version: %w", err)
 	}
-	if string(v) != schemaVersion {
+	// A schema 1 store is read as it is and migrated by Init (node.go).
+	if string(v) != schemaVersion && string(v) != schemaV1 {
 		return schemaError(v) // schema.go
 	}
 	return nil

@@ -78,10 +78,10 @@ func TestCheckConsistency(t *testing.T) {
 			}
 		}, want: "holds 4 tokens that count toward the limit of 3"},
 		{name: "token counter off", damage: func(string) func(appliance.Tx) error {
-			return edit("meta/count/tokens", `":3`, `":4`)
+			return edit("meta/counters/local/tokens", `":3`, `":4`)
 		}, want: "token counter"},
 		{name: "user counter off", damage: func(string) func(appliance.Tx) error {
-			return edit("meta/count/users", `":2`, `":1`)
+			return edit("meta/counters/local/users", `":2`, `":1`)
 		}, want: "user counter"},
 		{name: "login index missing", damage: func(a string) func(appliance.Tx) error { return del("ui/n/bob") },
 			want: "no login index entry"},

@@ -12,7 +12,7 @@ import (
 )
 
 // TestServeRefusesNewerSchema: a store written by a newer tokend (schema
-// version 2) is refused at start with a one-line message saying so.
+// version 3) is refused at start with a one-line message saying so.
 func TestServeRefusesNewerSchema(t *testing.T) {
 	dir := t.TempDir()
 	if err := startTokend(t, dir).stop(); err != nil {
@@ -22,7 +22,7 @@ func TestServeRefusesNewerSchema(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = st.Update(context.Background(), func(tx appliance.Tx) error { return tx.Put([]byte("meta/schema"), []byte("2")) })
+	err = st.Update(context.Background(), func(tx appliance.Tx) error { return tx.Put([]byte("meta/schema"), []byte("3")) })
 	if cerr := st.Close(); err == nil {
 		err = cerr
 	}
@@ -32,7 +32,7 @@ func TestServeRefusesNewerSchema(t *testing.T) {
 	var out bytes.Buffer
 	a := newApp(strings.NewReader(""), &out, &out, func(string) (string, bool) { return "", false })
 	code := a.execute(context.Background(), []string{"serve", "--data-dir", dir, "--admin-listen", "127.0.0.1:0", "--ctkip-listen", "127.0.0.1:0"})
-	want := "tokend: init store: the store was written by a newer tokend (schema version 2; this tokend reads 1): " +
+	want := "tokend: init store: the store was written by a newer tokend (schema version 3; this tokend reads 2): " +
 		"run that tokend version or a later one, or restore a backup taken before the upgrade: invalid state\n"
 	if code != 1 || !strings.HasSuffix(out.String(), want) {
 		t.Errorf("exit %d, output:\n%s\nwant it to end with:\n%s", code, out.String(), want)
