@@ -82,12 +82,12 @@ func (s *Service) TakeAuthAttempt(ctx context.Context, agentID, id string) (Auth
 	return a, nil
 }
 
-// PurgeExpiredAuthState deletes expired REST attempts and challenge
-// sessions that nobody came back for. It returns how many it deleted.
+// PurgeExpiredAuthState deletes expired REST attempts, challenge sessions
+// and CT-KIP sessions that nobody came back for. It returns how many it deleted.
 func (s *Service) PurgeExpiredAuthState(ctx context.Context) (int, error) {
 	now := s.now().UTC()
 	total := 0
-	for _, pfx := range []string{pfxAuthAttempt, pfxAuthSession} {
+	for _, pfx := range []string{pfxAuthAttempt, pfxAuthSession, pfxCTKIPSession} {
 		var after []byte
 		for {
 			var batch [][]byte

@@ -108,6 +108,33 @@ type Auditor interface {
 	Refused(ctx context.Context, serial string, step Step, reason string) error
 }
 
+// SessionStore keeps sessions between the two POSTs where every node of a
+// cluster can reach them, so a device whose second POST goes to another
+// node finishes there. Without one, sessions live in this Server's memory
+// only. The per-client and per-code caps are counted by each Server on its
+// own either way.
+type SessionStore interface {
+	// Save stores a session under id.
+	Save(ctx context.Context, id string, s StoredSession) error
+	// Take removes and returns the session id names; it reports
+	// ErrNoSession when there is none (unknown, taken or expired).
+	Take(ctx context.Context, id string) (StoredSession, error)
+	// Drop forgets a session a newer ClientHello of its code replaced.
+	Drop(ctx context.Context, id string) error
+}
+
+// StoredSession is what a SessionStore keeps. Code and Nonce are secrets.
+type StoredSession struct {
+	Code      string
+	Serial    string
+	Nonce     [16]byte // R_S
+	Created   time.Time
+	ExpiresAt time.Time
+}
+
+// ErrNoSession is a SessionStore's answer for a session it does not hold.
+var ErrNoSession = errors.New("ctkip: no such session")
+
 // Outcome classifies a handled request for metrics. The set is closed, so it is
 // safe as a metric label.
 type Outcome string
@@ -153,6 +180,7 @@ type Config struct {
 	Now         func() time.Time // optional; time.Now
 	Rand        io.Reader        // optional; crypto/rand.Reader
 	SessionTTL  time.Duration    // time allowed between the two POSTs; default 5 minutes
+	Sessions    SessionStore     // optional; nil keeps sessions in memory only
 	MaxSessions int              // bound on pending sessions; default 10000
 	ServiceID   string           // ServerFinished ServiceID; default "RSA CT-KIP"
 	// MaxPendingPerClient bounds the pending sessions of one client
@@ -200,6 +228,7 @@ type Server struct {
 	rand      io.Reader
 	auditor   Auditor
 	ttl       time.Duration
+	store     SessionStore
 	max       int
 	perClient int
 	perCode   int
@@ -265,6 +294,7 @@ func NewServer(cfg Config) (*Server, error) {
 		now:       cfg.Now,
 		rand:      cfg.Rand,
 		ttl:       cfg.SessionTTL,
+		store:     cfg.Sessions,
 		max:       cfg.MaxSessions,
 		perClient: cfg.MaxPendingPerClient,
 		perCode:   cfg.MaxHellosPerCode,
@@ -628,9 +658,25 @@ func (s *Server) hello(ctx context.Context, client, code string, pd, out []byte)
 	sid := sessionID(rnd[:17], rnd[17:73])
 	sess := &session{code: code, serial: tok.Serial, client: client, created: s.now()}
 	copy(sess.rs[:], rnd[73:])
-	if !s.commit(sid, sess) {
+	ok, replaced := s.commit(sid, sess)
+	if !ok {
 		// The code's own limit, and nothing else, refuses a valid code.
 		return out, rateLimited()
+	}
+	if s.store != nil {
+		if replaced != "" {
+			// Best effort: a replaced session left behind expires.
+			_ = s.store.Drop(ctx, replaced)
+		}
+		st := StoredSession{Code: code, Serial: tok.Serial, Nonce: sess.rs, Created: sess.created, ExpiresAt: sess.created.Add(s.ttl)}
+		if err := s.store.Save(ctx, sid, st); err != nil {
+			s.mu.Lock()
+			if cur, ok := s.sessions[sid]; ok {
+				s.removeLocked(sid, cur)
+			}
+			s.mu.Unlock()
+			return out, internalFailure(fmt.Errorf("save session: %w", err))
+		}
 	}
 	// Render into a scratch area at the end of out, then wrap.
 	h := serverHello{SessionID: sid, Modulus: s.modulus, Exponent: s.exponent, Nonce: sess.rs}
@@ -657,6 +703,21 @@ func sessionID(hexPart, b64Part []byte) string {
 // so each session allows exactly one decryption attempt.
 func (s *Server) finished(ctx context.Context, code string, msg *clientMessage, out []byte) ([]byte, *failure) {
 	sess := s.takeSession(msg.SessionID)
+	if s.store != nil {
+		// The store is the one truth across nodes: the local entry (if
+		// this node said hello) only frees its counts.
+		st, err := s.store.Take(ctx, msg.SessionID)
+		switch {
+		case errors.Is(err, ErrNoSession):
+			sess = nil
+		case err != nil:
+			return out, internalFailure(fmt.Errorf("take session: %w", err))
+		case s.now().Sub(st.Created) >= s.ttl:
+			sess = nil
+		default:
+			sess = &session{code: st.Code, serial: st.Serial, rs: st.Nonce, created: st.Created}
+		}
+	}
 	if sess == nil {
 		return out, invalidRequest("Unknown or expired session.")
 	}
@@ -762,8 +823,9 @@ func (s *Server) dropClient(client string) {
 // commit turns a reservation into a session for a code Begin accepted. It
 // replaces the code's previous pending session, so a code holds one entry
 // whatever it sends, and reports false (releasing the slot) once the code
-// has started MaxHellosPerCode hellos in the current minute.
-func (s *Server) commit(id string, sess *session) bool {
+// has started MaxHellosPerCode hellos in the current minute. It returns the
+// id of the session it replaced, if any.
+func (s *Server) commit(id string, sess *session) (ok bool, replaced string) {
 	now := sess.created
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -778,15 +840,16 @@ func (s *Server) commit(id string, sess *session) bool {
 	}
 	if cs.hellos >= s.perCode {
 		s.dropClient(sess.client)
-		return false
+		return false, ""
 	}
 	cs.hellos++
 	if old, ok := s.sessions[cs.sid]; ok && cs.sid != "" {
+		replaced = cs.sid
 		s.removeLocked(cs.sid, old)
 	}
 	cs.sid = id
 	s.sessions[id] = sess
-	return true
+	return true, replaced
 }
 
 // removeLocked forgets a session and its counts.

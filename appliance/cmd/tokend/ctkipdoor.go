@@ -24,7 +24,7 @@ func newCTKIPServer(c CTKIPConfig, svc *appliance.Service, key *rsa.PrivateKey, 
 	b := ctkipBackend{svc: svc}
 	return ctkip.NewServer(ctkip.Config{Key: key, Backend: b, Auditor: b,
 		Limiter:  newGuessLimiter(c.RatePerClient, c.BurstPerClient, c.RateTotal, c.BurstTotal, now, log),
-		Recorder: ctkipRecorder{m: m}, Logger: log, Now: now, Rand: rnd, SessionTTL: c.SessionTTL,
+		Recorder: ctkipRecorder{m: m}, Logger: log, Now: now, Rand: rnd, SessionTTL: c.SessionTTL, Sessions: ctkipSessions{svc: svc},
 		MaxPendingPerClient: c.MaxPendingPerClient, MaxHellosPerCode: c.MaxHellosPerCode})
 }
 
@@ -56,6 +56,34 @@ func (b ctkipBackend) Refused(ctx context.Context, serial string, step ctkip.Ste
 	defer cancel()
 	ctx = appliance.WithActor(ctx, appliance.Actor{ID: "ctkip", Name: "ctkip"})
 	return b.svc.AuditProvisioningRefusal(ctx, serial, string(step), reason)
+}
+
+// ctkipSessions keeps CT-KIP sessions in the store (sealed by the
+// Service), so the second POST may reach any node.
+type ctkipSessions struct{ svc *appliance.Service }
+
+func (c ctkipSessions) Save(ctx context.Context, id string, st ctkip.StoredSession) error {
+	return c.svc.SaveCTKIPSession(ctx, id, appliance.CTKIPSession{Code: st.Code, Serial: st.Serial, Nonce: st.Nonce[:],
+		Created: st.Created, ExpiresAt: st.ExpiresAt})
+}
+
+func (c ctkipSessions) Take(ctx context.Context, id string) (ctkip.StoredSession, error) {
+	s, err := c.svc.TakeCTKIPSession(ctx, id)
+	if errors.Is(err, appliance.ErrNotFound) {
+		return ctkip.StoredSession{}, ctkip.ErrNoSession
+	}
+	if err != nil {
+		return ctkip.StoredSession{}, err
+	}
+	out := ctkip.StoredSession{Code: s.Code, Serial: s.Serial, Created: s.Created, ExpiresAt: s.ExpiresAt}
+	if copy(out.Nonce[:], s.Nonce) != len(out.Nonce) {
+		return ctkip.StoredSession{}, ctkip.ErrNoSession
+	}
+	return out, nil
+}
+
+func (c ctkipSessions) Drop(ctx context.Context, id string) error {
+	return c.svc.DropCTKIPSession(ctx, id)
 }
 
 func ctkipToken(t appliance.ProvisionTicket) ctkip.Token {
@@ -147,4 +175,18 @@ func (g *guessLimiter) Fail(client string) bool {
 			"and not audited; valid codes still provision", "failures_over_budget", over, "example_client", client)
 	}
 	return false
+}
+
+// perNodeCTKIP divides the total guess budget among the nodes sharing the
+// store: each node's limiter lives in its own memory, so n nodes with the
+// full budget each would let a guesser spread over them try n times as
+// many codes. The per-client buckets stay whole: one client reaches one
+// node at a time behind a load balancer, at worst n of them.
+func perNodeCTKIP(c CTKIPConfig, nodes int) CTKIPConfig {
+	if nodes <= 1 {
+		return c
+	}
+	c.RateTotal /= float64(nodes)
+	c.BurstTotal = max(1, c.BurstTotal/nodes)
+	return c
 }
