@@ -45,10 +45,14 @@ type ctkipSessionSecret struct {
 
 // ctkipSessionKey names a session by a keyed hash of its id: the id is the
 // device's bearer secret for the second POST and never reaches the store.
-func (s *Service) ctkipSessionKey(id string) (key []byte, aad string) {
+func (s *Service) ctkipSessionKey(id string) (key []byte, hash string) {
 	h := hex.EncodeToString(s.sealer.Hash(ctkipSessionDom, []byte(id)))
-	return []byte(pfxCTKIPSession + h), ctkipSessionDom + ":" + h
+	return []byte(pfxCTKIPSession + h), h
 }
+
+// ctkipSessionAAD binds a sealed session to its key (the hash of its id),
+// so a record copied under another session's key does not open.
+func ctkipSessionAAD(h string) string { return ctkipSessionDom + ":" + h }
 
 // SaveCTKIPSession stores a session under id until sess.ExpiresAt.
 func (s *Service) SaveCTKIPSession(ctx context.Context, id string, sess CTKIPSession) error {
@@ -59,8 +63,8 @@ func (s *Service) SaveCTKIPSession(ctx context.Context, id string, sess CTKIPSes
 	if err != nil {
 		return fmt.Errorf("ctkip session: %w", err)
 	}
-	key, aad := s.ctkipSessionKey(id)
-	sealed, err := s.sealer.Seal(plain, aad)
+	key, h := s.ctkipSessionKey(id)
+	sealed, err := s.sealer.Seal(plain, ctkipSessionAAD(h))
 	clear(plain)
 	if err != nil {
 		return fmt.Errorf("ctkip session: %w", err)
@@ -76,7 +80,7 @@ func (s *Service) TakeCTKIPSession(ctx context.Context, id string) (CTKIPSession
 	if id == "" || len(id) > maxCTKIPSessionID {
 		return CTKIPSession{}, fmt.Errorf("ctkip session: %w", ErrNotFound)
 	}
-	key, aad := s.ctkipSessionKey(id)
+	key, h := s.ctkipSessionKey(id)
 	var rec ctkipSessionRecord
 	err := s.store.Update(ctx, func(tx Tx) error {
 		rec = ctkipSessionRecord{}
@@ -94,7 +98,7 @@ func (s *Service) TakeCTKIPSession(ctx context.Context, id string) (CTKIPSession
 	if !s.now().Before(rec.ExpiresAt) {
 		return CTKIPSession{}, fmt.Errorf("ctkip session: %w", ErrNotFound)
 	}
-	plain, err := s.sealer.Open(rec.Sealed, aad)
+	plain, err := s.sealer.Open(rec.Sealed, ctkipSessionAAD(h))
 	if err != nil {
 		return CTKIPSession{}, fmt.Errorf("ctkip session: %w", err)
 	}

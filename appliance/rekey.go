@@ -90,6 +90,8 @@ var sealedFields = []sealedField{
 	// CTF links and token files of ctf and file rollouts: linkAAD, fileAAD.
 	{name: "rollout CTF links", prefix: "roi/", field: "link", aad: func(id string) string { return "rollout/" + id + "/link" }},
 	{name: "rollout token files", prefix: "roi/", field: "file", aad: func(id string) string { return "rollout/" + id + "/file" }},
+	// CT-KIP sessions between their two POSTs (ctkipsessions.go).
+	{name: "CT-KIP sessions", prefix: pfxCTKIPSession, field: "sealed", aad: ctkipSessionAAD},
 }
 
 // rekeyCursor is a position in the visiting order: every value of the

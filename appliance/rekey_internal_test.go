@@ -25,6 +25,7 @@ func TestRekeyFieldsRebuildTheSealersAAD(t *testing.T) {
 		{"bind password", "LDAP bind passwords", sourceKey("src-1"), bindPasswordAAD("src-1")},
 		{"rollout code", "rollout activation codes", rolloutItemKey("ro-1", 42), codeAAD("ro-1", 42)},
 		{"CT-KIP key", "CT-KIP server key", keyCTKIP, ctkipKeyAAD},
+		{"CT-KIP session", "CT-KIP sessions", []byte(pfxCTKIPSession + "ab12"), ctkipSessionAAD("ab12")},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

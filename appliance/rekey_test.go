@@ -568,7 +568,7 @@ func TestRekeyRefusesAndChangesNothing(t *testing.T) {
 // rotation would leave such a value under the old key.
 func TestRekeySealsEverySealCallSite(t *testing.T) {
 	known := map[string]bool{"seedAAD": true, "agentSecretAAD": true, "bindPasswordAAD": true, "ctkipKeyAAD": true, "codeAAD": true,
-		"linkAAD": true, "fileAAD": true}
+		"linkAAD": true, "fileAAD": true, "ctkipSessionAAD": true}
 	files, err := filepath.Glob("*.go")
 	if err != nil {
 		t.Fatal(err)
