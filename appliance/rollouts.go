@@ -1438,7 +1438,7 @@ func (s *Service) openItem(r *Rollout, it *RolloutItem) (itemSecrets, error) {
 // and for file the links part is a ZIP of one .sdtid file per user with a
 // manifest.csv. The claim is stored before start is called with the
 // part's file name and media type for the writer; what an export hands out
-// is deleted from the store as it is written. Users whose delivery was
+// is deleted from the store before it is written. Users whose delivery was
 // taken one by one are left out.
 func (s *Service) ExportRollout(ctx context.Context, id, part string, start func(name, mediaType string) io.Writer) error {
 	if part != ExportLinks && part != ExportCodes {
@@ -1501,16 +1501,20 @@ func (s *Service) ExportRollout(ctx context.Context, id, part string, start func
 	if err := cw.Write(head); err != nil {
 		return err
 	}
+	// What a part hands out is deleted in the transaction that reads it,
+	// before it is written out: a concurrent take or export cannot hand
+	// the same secret out again. The links of a ctkip rollout hold none.
+	secretPart := part == ExportCodes || r.Delivery != DeliveryCTKIP
 	after := 0
 	for {
 		var page []RolloutItem
-		err := s.store.View(ctx, func(tx Tx) error {
+		read := func(tx Tx) error {
 			page = page[:0]
 			var from []byte
 			if after > 0 {
 				from = rolloutItemKey(id, after)
 			}
-			kvs, err := tx.Scan(rolloutItemPrefix(id), from, rolloutPage)
+			kvs, err := tx.Scan(rolloutItemPrefix(id), from, rolloutItemWrites)
 			if err != nil {
 				return err
 			}
@@ -1520,9 +1524,29 @@ func (s *Service) ExportRollout(ctx context.Context, id, part string, start func
 					return err
 				}
 				page = append(page, it)
+				if !secretPart || it.Status != ItemDone || it.Taken {
+					continue
+				}
+				left := it
+				if part == ExportCodes {
+					left.Code = nil
+				} else {
+					left.Link, left.File = nil, nil
+				}
+				if len(left.Code) != len(it.Code) || len(left.Link) != len(it.Link) || len(left.File) != len(it.File) {
+					if err := putJSON(tx, kv.Key, &left); err != nil {
+						return err
+					}
+				}
 			}
 			return nil
-		})
+		}
+		var err error
+		if secretPart {
+			err = s.store.Update(ctx, read)
+		} else {
+			err = s.store.View(ctx, read)
+		}
 		if err != nil {
 			return err
 		}
@@ -1530,7 +1554,6 @@ func (s *Service) ExportRollout(ctx context.Context, id, part string, start func
 			break
 		}
 		after = page[len(page)-1].Seq
-		var handed []int
 		for i := range page {
 			it := &page[i]
 			if it.Status != ItemDone || it.Taken {
@@ -1567,7 +1590,6 @@ func (s *Service) ExportRollout(ctx context.Context, id, part string, start func
 					}
 					row = append(row, fname)
 				}
-				handed = append(handed, it.Seq)
 			}
 			if err := cw.Write(row); err != nil {
 				return err
@@ -1575,9 +1597,6 @@ func (s *Service) ExportRollout(ctx context.Context, id, part string, start func
 		}
 		cw.Flush()
 		if err := cw.Error(); err != nil {
-			return err
-		}
-		if err := s.dropHanded(ctx, id, part, handed); err != nil {
 			return err
 		}
 	}
@@ -1614,35 +1633,6 @@ func zipName(s string) string {
 		}
 		return '_'
 	}, s)
-}
-
-// dropHanded deletes what an export handed out from the items: the codes,
-// or the links and files.
-func (s *Service) dropHanded(ctx context.Context, id, part string, seqs []int) error {
-	for b := 0; b < len(seqs); b += rolloutItemWrites {
-		chunk := seqs[b:min(b+rolloutItemWrites, len(seqs))]
-		err := s.store.Update(ctx, func(tx Tx) error {
-			for _, seq := range chunk {
-				it, err := getRolloutItem(tx, id, seq)
-				if err != nil {
-					return err
-				}
-				if part == ExportCodes {
-					it.Code = nil
-				} else {
-					it.Link, it.File = nil, nil
-				}
-				if err := putJSON(tx, rolloutItemKey(id, seq), it); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // csvCell keeps a spreadsheet from reading a name as a formula.

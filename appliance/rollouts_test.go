@@ -859,3 +859,63 @@ func TestRolloutPoolSkipsExpiredTokens(t *testing.T) {
 		t.Fatalf("ann would get %q", it.Serial)
 	}
 }
+
+// TestRolloutCodeHandedOutOnce: takes racing the codes export never hand
+// out one code twice, and together they hand out every code.
+func TestRolloutCodeHandedOutOnce(t *testing.T) {
+	var names []string
+	for i := range 200 {
+		names = append(names, fmt.Sprintf("u%03d", i))
+	}
+	f := newRolloutFixture(t, memstore.New(), 200, names...)
+	r := f.plan(t)
+	if done, err := f.svc.ApplyRollout(f.ctx, r.ID); err != nil || done.Done != 200 {
+		t.Fatalf("apply %+v %v", done, err)
+	}
+	var mu sync.Mutex
+	seen := map[string]int{}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		var buf bytes.Buffer
+		if err := f.svc.ExportRollout(f.ctx, r.ID, appliance.ExportCodes, func(string, string) io.Writer { return &buf }); err != nil {
+			t.Error(err)
+			return
+		}
+		rows, err := csv.NewReader(&buf).ReadAll()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, row := range rows[1:] {
+			seen[row[3]]++
+		}
+	})
+	for w := range 4 {
+		wg.Go(func() {
+			for seq := 200 - w; seq >= 1; seq -= 4 {
+				d, err := f.svc.TakeRolloutDelivery(f.ctx, r.ID, seq)
+				if errors.Is(err, appliance.ErrNotFound) {
+					continue
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				seen[d.ActivationCode.Reveal()]++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if len(seen) != 200 {
+		t.Errorf("%d codes handed out, want 200", len(seen))
+	}
+	for _, n := range seen {
+		if n != 1 {
+			t.Fatalf("a code was handed out %d times", n)
+		}
+	}
+}
