@@ -537,17 +537,17 @@ func TestRolloutPlanRefusals(t *testing.T) {
 	}
 }
 
-// gateStore holds every cancellable Update after the first `pass` until
+// rolloutGateStore holds every cancellable Update after the first `pass` until
 // its context is cancelled; uncancellable ones (marking the rollout
 // interrupted) go through.
-type gateStore struct {
+type rolloutGateStore struct {
 	appliance.Store
 	pass    atomic.Int64
 	once    sync.Once
 	blocked chan struct{}
 }
 
-func (s *gateStore) Update(ctx context.Context, fn func(appliance.Tx) error) error {
+func (s *rolloutGateStore) Update(ctx context.Context, fn func(appliance.Tx) error) error {
 	if s.pass.Add(-1) < 0 && ctx.Done() != nil {
 		s.once.Do(func() { close(s.blocked) })
 		<-ctx.Done()
@@ -566,7 +566,7 @@ func TestRolloutStopAndResume(t *testing.T) {
 	}
 	f := newRolloutFixture(t, memstore.New(), 40, names...)
 	r := f.plan(t)
-	gate := &gateStore{Store: f.store, blocked: make(chan struct{})}
+	gate := &rolloutGateStore{Store: f.store, blocked: make(chan struct{})}
 	gate.pass.Store(2) // the claim and one chunk
 	svc, err := appliance.New(appliance.Config{Store: gate, Sealer: mustSealer(t, f.key), Now: f.clock.Now, CTKIPURL: f.svc.CTKIPURL()})
 	if err != nil {
