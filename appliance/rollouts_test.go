@@ -115,12 +115,12 @@ func (f *rolloutFixture) phones(t *testing.T) map[string]int {
 	return out
 }
 
-type countingRecorder struct {
+type rolloutCounter struct {
 	mu sync.Mutex
 	n  map[string]int
 }
 
-func (r *countingRecorder) RolloutUsers(result string, n int) {
+func (r *rolloutCounter) RolloutUsers(result string, n int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.n == nil {
@@ -203,14 +203,14 @@ func TestRolloutPlanIsADryRunThenApplyDelivers(t *testing.T) {
 	}
 
 	// Two parts, each once; alice's delivery was taken already.
-	links := exportPart(t, f.fixture, r.ID, appliance.ExportLinks)
+	links := exportRolloutPart(t, f.fixture, r.ID, appliance.ExportLinks)
 	wantLinks := [][]string{{"user_name", "email", "serial", "ctkip_url", "expires_at"},
 		{"erin", "erin@example.org", "170000000001", f.svc.CTKIPURL(), "2026-12-03T12:00:00Z"},
 		{"frank", "frank@example.org", "170000000002", f.svc.CTKIPURL(), "2026-12-03T12:00:00Z"}}
 	if diff := cmp.Diff(wantLinks, links); diff != "" {
 		t.Fatalf("links (-want +got):\n%s", diff)
 	}
-	codes := exportPart(t, f.fixture, r.ID, appliance.ExportCodes)
+	codes := exportRolloutPart(t, f.fixture, r.ID, appliance.ExportCodes)
 	if len(codes) != 3 || codes[1][0] != "erin" || codes[2][0] != "frank" {
 		t.Fatalf("codes %v", codes)
 	}
@@ -218,9 +218,9 @@ func TestRolloutPlanIsADryRunThenApplyDelivers(t *testing.T) {
 		if tk, err := f.svc.BeginProvisioning(context.Background(), row[3]); err != nil || tk.Serial != row[2] {
 			t.Fatalf("exported code of %s does not provision: %v", row[0], err)
 		}
-		assertNotInStore(t, f.store, row[3])
+		assertRolloutSecretGone(t, f.store, row[3])
 	}
-	assertNotInStore(t, f.store, d.ActivationCode.Reveal())
+	assertRolloutSecretGone(t, f.store, d.ActivationCode.Reveal())
 	for _, part := range []string{appliance.ExportLinks, appliance.ExportCodes} {
 		err := f.svc.ExportRollout(f.ctx, r.ID, part, func(string, string) io.Writer { return io.Discard })
 		if !errors.Is(err, appliance.ErrInvalidState) {
@@ -245,7 +245,7 @@ func TestRolloutPlanIsADryRunThenApplyDelivers(t *testing.T) {
 	}
 }
 
-func exportPart(t *testing.T, f *fixture, id, part string) [][]string {
+func exportRolloutPart(t *testing.T, f *fixture, id, part string) [][]string {
 	t.Helper()
 	var buf bytes.Buffer
 	if err := f.svc.ExportRollout(f.ctx, id, part, func(string, string) io.Writer { return &buf }); err != nil {
@@ -258,8 +258,8 @@ func exportPart(t *testing.T, f *fixture, id, part string) [][]string {
 	return rows
 }
 
-// assertNotInStore scans every record for secret.
-func assertNotInStore(t *testing.T, st appliance.Store, secret string) {
+// assertRolloutSecretGone scans every record for secret.
+func assertRolloutSecretGone(t *testing.T, st appliance.Store, secret string) {
 	t.Helper()
 	err := st.View(context.Background(), func(tx appliance.Tx) error {
 		kvs, err := tx.Scan(nil, nil, 0)
@@ -301,7 +301,7 @@ func TestRolloutPoolShortfall(t *testing.T) {
 // that user (with a reason), not the rollout.
 func TestRolloutRefusalsAtApply(t *testing.T) {
 	f := newRolloutFixture(t, memstore.New(), 25, "atlimit", "gone", "taken", "ok1", "ok2")
-	rec := &countingRecorder{}
+	rec := &rolloutCounter{}
 	svc, err := appliance.New(appliance.Config{Store: f.store, Sealer: mustSealer(t, f.key), Now: f.clock.Now,
 		CTKIPURL: f.svc.CTKIPURL(), RolloutRecorder: rec})
 	if err != nil {
@@ -407,18 +407,18 @@ func TestRolloutConcurrentApplies(t *testing.T) {
 	}
 }
 
-// failingStore fails every Update after the first `left`, as a process
+// rolloutCutStore fails every Update after the first `left`, as a process
 // that dies between two chunks: nothing after that is written.
-type failingStore struct {
+type rolloutCutStore struct {
 	appliance.Store
 	left atomic.Int64
 }
 
-var errPowerCut = errors.New("power cut")
+var errRolloutPowerCut = errors.New("power cut")
 
-func (s *failingStore) Update(ctx context.Context, fn func(appliance.Tx) error) error {
+func (s *rolloutCutStore) Update(ctx context.Context, fn func(appliance.Tx) error) error {
 	if s.left.Add(-1) < 0 {
-		return errPowerCut
+		return errRolloutPowerCut
 	}
 	// What gets through is committed, whatever the apply cancels meanwhile.
 	return s.Store.Update(context.WithoutCancel(ctx), fn)
@@ -440,13 +440,13 @@ func TestRolloutResumesAfterRestart(t *testing.T) {
 	f := newRolloutFixture(t, st, 50, names...)
 	r := f.plan(t)
 	// The claim and two chunks get through, then the power goes.
-	cut := &failingStore{Store: st}
+	cut := &rolloutCutStore{Store: st}
 	cut.left.Store(3)
 	svc, err := appliance.New(appliance.Config{Store: cut, Sealer: mustSealer(t, f.key), Now: f.clock.Now, CTKIPURL: f.svc.CTKIPURL()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := svc.ApplyRollout(f.ctx, r.ID); !errors.Is(err, errPowerCut) {
+	if _, err := svc.ApplyRollout(f.ctx, r.ID); !errors.Is(err, errRolloutPowerCut) {
 		t.Fatalf("apply through the cut: %v", err)
 	}
 	if err := st.Close(); err != nil {
@@ -708,7 +708,7 @@ func TestRolloutFileAndCTF(t *testing.T) {
 				}
 			}
 			for _, s := range secrets {
-				assertNotInStore(t, f.store, s)
+				assertRolloutSecretGone(t, f.store, s)
 			}
 			if _, err := f.svc.TakeRolloutDelivery(f.ctx, r.ID, items["ben"].Seq); !errors.Is(err, appliance.ErrNotFound) {
 				t.Fatalf("take after both exports: %v", err)
@@ -811,15 +811,15 @@ func TestRolloutDeliveriesSurviveRekey(t *testing.T) {
 	}
 }
 
-// failNthStore fails only its nth Update (1-based).
-type failNthStore struct {
+// rolloutFailNthStore fails only its nth Update (1-based).
+type rolloutFailNthStore struct {
 	appliance.Store
 	n, calls atomic.Int64
 }
 
-func (s *failNthStore) Update(ctx context.Context, fn func(appliance.Tx) error) error {
+func (s *rolloutFailNthStore) Update(ctx context.Context, fn func(appliance.Tx) error) error {
 	if s.calls.Add(1) == s.n.Load() {
-		return errPowerCut
+		return errRolloutPowerCut
 	}
 	return s.Store.Update(ctx, fn)
 }
@@ -828,14 +828,14 @@ func (s *failNthStore) Update(ctx context.Context, fn func(appliance.Tx) error) 
 // marked abandoned at once and cannot be applied.
 func TestRolloutPlanFailureIsAbandoned(t *testing.T) {
 	f := newRolloutFixture(t, memstore.New(), 3, "ann", "ben")
-	st := &failNthStore{Store: f.store}
+	st := &rolloutFailNthStore{Store: f.store}
 	st.n.Store(2) // the record is written, the first items are not
 	svc, err := appliance.New(appliance.Config{Store: st, Sealer: mustSealer(t, f.key), Now: f.clock.Now, CTKIPURL: f.svc.CTKIPURL()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := svc.PlanRollout(f.ctx, appliance.RolloutRequest{Users: []string{"ann", "ben"}, Profile: "phones",
-		Pool: appliance.RolloutPool{AnySoftware: true}, Delivery: appliance.DeliveryCTKIP}); !errors.Is(err, errPowerCut) {
+		Pool: appliance.RolloutPool{AnySoftware: true}, Delivery: appliance.DeliveryCTKIP}); !errors.Is(err, errRolloutPowerCut) {
 		t.Fatalf("plan: %v", err)
 	}
 	all, err := f.svc.ListRollouts(f.ctx, 10)
