@@ -38,8 +38,9 @@ type AuditRecord struct {
 	Time  time.Time `json:"time"`
 	Actor Actor     `json:"actor"`
 	AuditEvent
-	// Node is the node whose chain holds the record; empty in the legacy
-	// chain of a schema 1 store (omitted, so those hashes still verify).
+	// Node is the chain that holds the record: the node id, or
+	// <node>~<lane> (node.go); empty in the legacy chain of a schema 1
+	// store (omitted, so those hashes still verify).
 	Node string `json:"node,omitempty"`
 	Prev string `json:"prev"`
 	Hash string `json:"hash,omitempty"`
@@ -54,7 +55,9 @@ type auditHead struct {
 // Audit chains. Every node appends to its own chain (records under
 // an/<node>/, head meta/audit-head/<node>), so no two nodes write the same
 // key when they audit: on etcd one shared head would make every audited
-// transaction of the cluster conflict with every other. A store of schema
+// transaction of the cluster conflict with every other. A node with write
+// lanes (node.go) has a chain per lane, <node>~<lane>, for the same reason
+// among its own concurrent transactions; "node" below means a chain. A store of schema
 // 1 keeps its single chain (a/<day>/<seq>, head meta/audit-head) as the
 // legacy chain: frozen, still verified and listed. Each chain is in seq
 // order under its prefix, with the day of a record's time in its key so
@@ -244,7 +247,7 @@ func parseAuditCursor(c string) (map[string][]byte, error) {
 		switch {
 		case len(parts) == 2 && daySeq(parts[0], parts[1]):
 			pos[legacyChain] = []byte(pfxAudit + e)
-		case len(parts) == 3 && ValidNodeID(parts[0]) == nil && daySeq(parts[1], parts[2]):
+		case len(parts) == 3 && validChain(parts[0]) && daySeq(parts[1], parts[2]):
 			pos[parts[0]] = []byte(pfxAuditNode + e)
 		default:
 			return nil, &ValidationError{Problems: []FieldError{{Field: "after", Reason: "not a cursor this listing returned"}}}
@@ -415,8 +418,8 @@ type AuditReport struct {
 
 // AuditChainReport is what verify found in one chain.
 type AuditChainReport struct {
-	// Node is the node that writes the chain; empty for the legacy chain
-	// of a schema 1 store.
+	// Node names the chain: the node id that writes it, or <node>~<lane>;
+	// empty for the legacy chain of a schema 1 store.
 	Node     string    `json:"node"`
 	Records  uint64    `json:"records"`
 	FirstSeq uint64    `json:"first_seq"`

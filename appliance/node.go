@@ -1,8 +1,11 @@
 package appliance
 
 import (
+	"context"
 	"fmt"
+	"strconv"
 	"strings"
+	"sync"
 )
 
 // DefaultNodeID is the node id of a Service built without one (tests and
@@ -48,4 +51,74 @@ func migrateSchema(tx Tx) error {
 		return err
 	}
 	return tx.Put(keySchema, []byte(schemaVersion))
+}
+
+// Write lanes. On a store with optimistic transactions (etcd), the
+// transactions of one node that all append to the node's one chain head
+// conflict with each other and run again. With lanes, each Update of the
+// node takes a free lane and writes that lane's chain and counter share:
+// concurrent Updates of one node then write different keys too. Lane 0 is
+// the node's own chain (<node>); lane i > 0 is <node>~<i>. The lowest free
+// lane is taken, so a lightly loaded node writes one chain. Lanes wait for
+// each other only when all are busy.
+type writeLanes struct {
+	slots chan struct{} // one token per lane in use
+	mu    sync.Mutex
+	busy  []bool
+}
+
+func newWriteLanes(n int) *writeLanes {
+	if n <= 1 {
+		return nil
+	}
+	return &writeLanes{slots: make(chan struct{}, n), busy: make([]bool, n)}
+}
+
+// MaxWriteLanes bounds Config.WriteLanes.
+const MaxWriteLanes = 256
+
+func (l *writeLanes) take(ctx context.Context) (int, error) {
+	select {
+	case l.slots <- struct{}{}:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i, b := range l.busy {
+		if !b {
+			l.busy[i] = true
+			return i, nil
+		}
+	}
+	panic("appliance: a write lane slot without a free lane") // slots and busy agree
+}
+
+func (l *writeLanes) give(i int) {
+	l.mu.Lock()
+	l.busy[i] = false
+	l.mu.Unlock()
+	<-l.slots
+}
+
+// laneChain names lane i of node. '~' is not allowed in node ids.
+func laneChain(node string, i int) string {
+	if i == 0 {
+		return node
+	}
+	return node + "~" + strconv.Itoa(i)
+}
+
+// validChain reports whether c names a chain: a node id, or a node id's
+// lane.
+func validChain(c string) bool {
+	node, lane, found := strings.Cut(c, "~")
+	if ValidNodeID(node) != nil {
+		return false
+	}
+	if !found {
+		return true
+	}
+	n, err := strconv.Atoi(lane)
+	return err == nil && n > 0 && n < MaxWriteLanes && strconv.Itoa(n) == lane
 }

@@ -118,6 +118,7 @@ type decodingStore struct {
 	Store
 	decode RecordDecoder // nil: encoding/json
 	node   string
+	lanes  *writeLanes // nil: every Update writes the node's own chain (node.go)
 }
 
 func (d decodingStore) View(ctx context.Context, fn func(Tx) error) error {
@@ -125,7 +126,16 @@ func (d decodingStore) View(ctx context.Context, fn func(Tx) error) error {
 }
 
 func (d decodingStore) Update(ctx context.Context, fn func(Tx) error) error {
-	return d.Store.Update(ctx, func(tx Tx) error { return fn(decodingTx{tx, d.decode, d.node}) })
+	chain := d.node
+	if d.lanes != nil {
+		i, err := d.lanes.take(ctx)
+		if err != nil {
+			return err
+		}
+		defer d.lanes.give(i)
+		chain = laneChain(d.node, i)
+	}
+	return d.Store.Update(ctx, func(tx Tx) error { return fn(decodingTx{tx, d.decode, chain}) })
 }
 
 // decodingTx carries the Service's record decoder and node id to the
@@ -154,8 +164,9 @@ func decodeRecord(tx Tx, b []byte, v any) error {
 	}
 }
 
-// nodeOf returns the node whose audit chain and counter share tx writes:
-// the Service's (Config.NodeID), or DefaultNodeID for a bare Tx.
+// nodeOf returns the chain (and counter share) tx writes: the Service's
+// node id (Config.NodeID), or one of its lanes (node.go), or DefaultNodeID
+// for a bare Tx.
 func nodeOf(tx Tx) string {
 	for {
 		switch t := tx.(type) {

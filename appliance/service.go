@@ -54,6 +54,10 @@ type Config struct {
 	// own keys (node.go). Nodes sharing one store need distinct ids.
 	// DefaultNodeID when empty.
 	NodeID string
+	// WriteLanes, if more than 1, lets that many Updates of this node run
+	// at once on chains and counter shares of their own (node.go): for
+	// stores with optimistic transactions (etcd). 0 or 1: one chain.
+	WriteLanes int
 }
 
 // Service is the appliance: every use case is one method, and every
@@ -101,11 +105,14 @@ func New(cfg Config) (*Service, error) {
 	if err := ValidNodeID(cfg.NodeID); err != nil {
 		return nil, fmt.Errorf("appliance: %w", err)
 	}
+	if cfg.WriteLanes > MaxWriteLanes {
+		return nil, fmt.Errorf("appliance: %d write lanes, at most %d", cfg.WriteLanes, MaxWriteLanes)
+	}
 	s := &Service{store: cfg.Store, raw: cfg.Store, sealer: cfg.Sealer, codeTTL: cfg.DefaultCodeTTL,
 		log: cfg.Logger, now: cfg.Now, rand: cfg.Rand, policy: cfg.Auth.withDefaults(), authRec: cfg.AuthRecorder,
 		credDir: cfg.CredentialsDir, node: cfg.NodeID}
 	// Every transaction carries the node id (and the record decoder).
-	s.store = decodingStore{cfg.Store, cfg.DecodeRecord, cfg.NodeID}
+	s.store = decodingStore{cfg.Store, cfg.DecodeRecord, cfg.NodeID, newWriteLanes(cfg.WriteLanes)}
 	s.argon = newArgonPool(cfg.AdminSignIn.ArgonSlots, cfg.AdminSignIn.ArgonWait)
 	s.signIn = newAdminSignIn(cfg.AdminSignIn)
 	s.spoolDir = cfg.SpoolDir
