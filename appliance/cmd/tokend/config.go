@@ -18,6 +18,8 @@ import (
 
 	"github.com/spf13/pflag"
 	"gopkg.in/yaml.v3"
+
+	"tokend/appliance"
 )
 
 // Config is the daemon's configuration. It is built in layers, each one
@@ -39,6 +41,10 @@ type Config struct {
 	// MasterKeyFile overrides where the master key is read from. Empty means
 	// the systemd credential "master-key" when present, else DATA_DIR/master.key.
 	MasterKeyFile string `yaml:"master_key_file"`
+	// NodeID names this node in the store (its audit chain and counter
+	// shares); nodes sharing an etcd store need distinct ids. Empty: the
+	// id in DATA_DIR/node-id, generated on first start (nodeid.go).
+	NodeID string `yaml:"node_id"`
 	// AdminListen is the admin API, console, metrics and health listener.
 	AdminListen string `yaml:"admin_listen"`
 	// CTKIPListen is the device provisioning (CT-KIP) listener.
@@ -361,6 +367,7 @@ func yamlProblem(name, msg string) string {
 var envVars = []struct{ env, flag string }{
 	{"TOKEND_DATA_DIR", "data-dir"},
 	{"TOKEND_MASTER_KEY_FILE", "master-key-file"},
+	{"TOKEND_NODE_ID", "node-id"},
 	{"TOKEND_ADMIN_LISTEN", "admin-listen"},
 	{"TOKEND_CTKIP_LISTEN", "ctkip-listen"},
 	{"TOKEND_CTKIP_PUBLIC_URL", "ctkip-public-url"},
@@ -386,6 +393,8 @@ func (c *Config) field(flag string) *string {
 		return &c.DataDir
 	case "master-key-file":
 		return &c.MasterKeyFile
+	case "node-id":
+		return &c.NodeID
 	case "admin-listen":
 		return &c.AdminListen
 	case "ctkip-listen":
@@ -436,6 +445,7 @@ func addConfigFlags(fs *pflag.FlagSet) *configFlags {
 	help := map[string]string{
 		"data-dir":          "data directory (default ./tokend-data)",
 		"master-key-file":   "master key file (default: systemd credential master-key, else DATA_DIR/master.key)",
+		"node-id":           "this node's id in the store: audit chain, counter shares (default: DATA_DIR/node-id, generated)",
 		"admin-listen":      "admin API listen address (default :8443)",
 		"ctkip-listen":      "CT-KIP listen address (default :8444)",
 		"ctkip-public-url":  "URL devices use for CT-KIP (default derived from --ctkip-listen)",
@@ -529,6 +539,11 @@ func (c *Config) Validate() error {
 
 	if c.DataDir == "" {
 		add("data_dir: must not be empty")
+	}
+	if c.NodeID != "" {
+		if err := appliance.ValidNodeID(c.NodeID); err != nil {
+			add("node_id: %v", err)
+		}
 	}
 	adminOK := checkListen(add, "admin_listen", c.AdminListen)
 	ctkipOK := checkListen(add, "ctkip_listen", c.CTKIPListen)

@@ -69,7 +69,11 @@ func runServe(ctx context.Context, env *serveEnv) error {
 	if err != nil {
 		return err
 	}
-	svc, err := appliance.New(appliance.Config{Store: store, Sealer: sealer, CTKIPURL: strings.TrimRight(env.CTKIPPublicURL, "/") + ctkipPath,
+	nodeID, err := resolveNodeID(cfg.NodeID, env.Paths.DataDir, env.Hostname, env.Rand) // nodeid.go
+	if err != nil {
+		return err
+	}
+	svc, err := appliance.New(appliance.Config{Store: store, Sealer: sealer, NodeID: nodeID, WriteLanes: writeLanes(cfg), CTKIPURL: strings.TrimRight(env.CTKIPPublicURL, "/") + ctkipPath,
 		DefaultCodeTTL: cfg.ActivationCodeTTL, ReplacementGrace: cfg.ReplacementGrace, Auth: authPolicy(cfg.Auth), AuthRecorder: m, Logger: log, Now: env.Now, Rand: env.Rand,
 		AdminSignIn:  adminSignInPolicy(cfg.Console, m),
 		DecodeRecord: gojson.Unmarshal, CredentialsDir: cfg.IdentitySources.CredentialsDir, SpoolDir: env.Paths.DataDir,

@@ -163,7 +163,7 @@ func (a *app) newAuditCmd() *cobra.Command {
 	audit := &cobra.Command{Use: "audit", Short: "Audit trail tools"}
 	audit.AddCommand(&cobra.Command{
 		Use:   "verify",
-		Short: "Verify the audit hash chain of a stopped tokend's store",
+		Short: "Verify the audit hash chains (one per node) of a stopped tokend's store",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.withReadOnlyService(cmd.Context(), func(ctx context.Context, svc *appliance.Service) error {
@@ -174,7 +174,16 @@ func (a *app) newAuditCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "audit chain intact: %d records (%d…%d)\n", rep.Records, rep.FirstSeq, rep.LastSeq)
+				// One chain per node (and a legacy chain from schema 1).
+				fmt.Fprintf(cmd.OutOrStdout(), "audit chain intact: %d records in %d chain(s)\n", rep.Records, len(rep.Chains))
+				for _, c := range rep.Chains {
+					name := "node " + c.Node
+					if c.Node == "" {
+						name = "legacy chain (schema 1)"
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "  %s: %d records (%d…%d), %s … %s\n", name, c.Records, c.FirstSeq, c.LastSeq,
+						c.First.Format(time.RFC3339), c.Last.Format(time.RFC3339))
+				}
 				return nil
 			})
 		},
