@@ -31,7 +31,7 @@ import (
 var (
 	crashTrials = flag.Int("crash.trials", 30, "kill -9 trials of TestCrash (fewer under -short)")
 	crashSeed   = flag.Uint64("crash.seed", 0, "seed of TestCrash's choices (0: time-based; always logged)")
-	crashReport = flag.String("crash.report", "", "write TestCrash's restart times and findings as JSON to this file")
+	crashReport = flag.String("crash.report", "", "write TestCrash's restart times and findings as JSON to this file (relative to the package directory)")
 )
 
 // crashRun is one campaign: the tokend binary, its data dir, the clients'
@@ -45,7 +45,7 @@ type crashRun struct {
 	rng    *rand.Rand // the campaign loop's own choices (one goroutine)
 	ldap   *slapdtest.Server
 	led    *ledger // of the current data dir
-	// Fixed once at setup and read by every client.
+	// Set by each data dir's setup and read by every client.
 	scimSource, scimToken, ldapSource string
 	ldapUsers                         int // generated directory users so far
 
@@ -90,7 +90,8 @@ type ackCounts struct {
 	Tokens, Assignments, Provisioned, Users, Accepted, Replays, LDAPSyncs, Resumed int
 }
 
-// TestCrash starts the real tokend binary on one data dir, drives a mixed
+// TestCrash starts the real tokend binary on a data dir (a fresh one every
+// crashEpoch trials), drives a mixed
 // workload from several clients, SIGKILLs it at a random moment, checks the
 // store offline (bbolt's check, `tokend audit verify`, the Service's
 // consistency check, the clients' ledger) and restarts it, timing the
@@ -106,7 +107,7 @@ func TestCrash(t *testing.T) {
 	}
 	t.Logf("crash campaign: %d trials, -crash.seed %d", trials, seed)
 	r := &crashRun{t: t, bin: buildTokend(t), seed: seed, rng: rand.New(rand.NewPCG(seed, 0x6372617368))}
-	r.report.Seed, r.report.Trials = seed, trials
+	r.report.Seed, r.report.Trials, r.report.Violations = seed, trials, []string{}
 	r.config = filepath.Join(t.TempDir(), "tokend.yaml")
 	// Replayed codes count as failures; a lockout would turn the later
 	// authentications of those users into refusals that check nothing.
