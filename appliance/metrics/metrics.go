@@ -32,6 +32,7 @@ type Metrics struct {
 	syncUp       *prometheus.GaugeVec
 	scimRequests *prometheus.CounterVec
 	tlsExpiry    *prometheus.GaugeVec
+	ha           haMetrics // ha.go
 }
 
 // New builds the registry with the Go and process collectors and
@@ -79,6 +80,7 @@ func New(version string) *Metrics {
 	}
 	r.MustRegister(build, m.httpRequests, m.httpDuration, m.ctkipOutcome, m.ctkipLatency, m.authDecision, m.adminSignIn, m.commitLat,
 		m.commitWrites, m.syncRuns, m.syncDuration, m.syncChanges, m.syncLastOK, m.syncUp, m.scimRequests, m.tlsExpiry)
+	m.ha = newHAMetrics(r)
 	return m
 }
 

@@ -33,6 +33,10 @@ type agentDoors struct {
 	radius  *radius.Server
 	rest    *http.Server
 
+	// isRunner says whether this node purges expired authentication and
+	// CT-KIP state (runner.go); nil means always.
+	isRunner func() bool
+
 	mu      sync.Mutex
 	conn    net.PacketConn
 	bindErr error
@@ -170,6 +174,9 @@ func (d *agentDoors) purgeLoop(ctx context.Context) {
 		case <-d.stop:
 			return
 		case <-t.C:
+			if d.isRunner != nil && !d.isRunner() {
+				continue
+			}
 			if n, err := d.svc.PurgeExpiredAuthState(ctx); err != nil {
 				d.log.Warn("purging expired authentication attempts", "err", err)
 			} else if n > 0 {

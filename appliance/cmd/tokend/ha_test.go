@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -15,7 +17,11 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	layeh "layeh.com/radius"
+	"layeh.com/radius/rfc2865"
 
+	"tokend/agents/radius"
+	"tokend/agents/rsarest"
 	"tokend/appliance"
 	"tokend/appliance/appliancetest"
 	"tokend/appliance/internal/etcdstore"
@@ -248,4 +254,177 @@ func (d *door) ctkipSessions(t *testing.T) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// TestAgentChallengeAcrossNodes: a challenge one node issues is answered at
+// the other (the challenge session and the REST attempt are in the store),
+// and only once. Two Services on one real etcd, the RADIUS door on real
+// UDP sockets and the REST door on real TLS listeners.
+func TestAgentChallengeAcrossNodes(t *testing.T) {
+	etcdtest.Require(t)
+	c := etcdtest.Start(t)
+	doors, _, _ := haNodes(t, c, 2, &testClock{})
+	a, b := doors[0], doors[1]
+	const secret = "radius-shared-secret"
+	if _, _, err := a.svc.CreateAgent(a.ctx, appliance.AgentInput{Name: "vpn", Kind: appliance.AgentRADIUS,
+		Address: "127.0.0.1", Secret: secret}); err != nil {
+		t.Fatal(err)
+	}
+	_, restKey, err := a.svc.CreateAgent(a.ctx, appliance.AgentInput{Name: "idp", Kind: appliance.AgentREST})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("RADIUS State", func(t *testing.T) {
+		addrA, addrB := radiusDoor(t, a.svc), radiusDoor(t, b.svc)
+		g := appliancetest.User(t, a.ctx, a.svc, "rad", "400000000001", appliance.PINModeNone)
+		step := time.Now().Unix() / 60
+		r := radiusAsk(t, addrA, secret, "rad", appliancetest.Code(t, g, step+5), "")
+		if r.Code != layeh.CodeAccessChallenge {
+			t.Fatalf("far code at A: %v, want a challenge", r.Code)
+		}
+		state := rfc2865.State_GetString(r)
+		if r := radiusAsk(t, addrB, secret, "rad", appliancetest.Code(t, g, step+6), state); r.Code != layeh.CodeAccessAccept {
+			t.Fatalf("next tokencode at B with A's State: %v", r.Code)
+		}
+		if r := radiusAsk(t, addrA, secret, "rad", appliancetest.Code(t, g, step+7), state); r.Code != layeh.CodeAccessReject {
+			t.Fatalf("the State answered again at A: %v", r.Code)
+		}
+	})
+
+	t.Run("REST attempt", func(t *testing.T) {
+		urlA, urlB := restDoor(t, a.svc), restDoor(t, b.svc)
+		g := appliancetest.User(t, a.ctx, a.svc, "rest", "400000000002", appliance.PINModeNone)
+		step := time.Now().Unix() / 60
+		init := rsarest.InitializeRequest{ClientID: "vpn-gw", SubjectName: "rest", Context: rsarest.Context{MessageID: "m-1"},
+			SubjectCredentials: []rsarest.SubjectCredential{{MethodID: "SECURID",
+				CollectedInputs: []rsarest.CollectedInput{{Name: "SECURID", Value: appliancetest.Code(t, g, step+5)}}}}}
+		r := restCall(t, urlA, restKey.Reveal(), "initialize", init)
+		if r.AttemptResponseCode != "CHALLENGE" {
+			t.Fatalf("far code at A: %+v", r)
+		}
+		verify := func(url *httptest.Server, code string) rsarest.Response {
+			return restCall(t, url, restKey.Reveal(), "verify", rsarest.VerifyRequest{
+				SubjectCredentials: []rsarest.SubjectCredential{{MethodID: "SECURID_NEXT_TOKENCODE",
+					CollectedInputs: []rsarest.CollectedInput{{Name: "SECURID_NEXT_TOKENCODE", Value: code}}}},
+				Context: rsarest.Context{AuthnAttemptID: r.Context.AuthnAttemptID, MessageID: "m-2", InResponseTo: r.Context.MessageID}})
+		}
+		if v := verify(urlB, appliancetest.Code(t, g, step+6)); v.AttemptResponseCode != "SUCCESS" {
+			t.Fatalf("next tokencode at B for A's attempt: %+v", v)
+		}
+		if v := verify(urlA, appliancetest.Code(t, g, step+7)); v.AttemptResponseCode == "SUCCESS" {
+			t.Fatalf("the attempt answered again at A: %+v", v)
+		}
+	})
+}
+
+// radiusDoor serves svc's RADIUS door on a real UDP socket.
+func radiusDoor(t *testing.T, svc *appliance.Service) string {
+	t.Helper()
+	srv, err := radius.New(radius.Config{Service: svc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(conn) }()
+	t.Cleanup(func() {
+		_ = srv.Shutdown(context.Background())
+		<-done
+	})
+	return conn.LocalAddr().String()
+}
+
+func radiusAsk(t *testing.T, addr, secret, user, pass, state string) *layeh.Packet {
+	t.Helper()
+	p := layeh.New(layeh.CodeAccessRequest, []byte(secret))
+	_ = rfc2865.UserName_SetString(p, user)
+	_ = rfc2865.UserPassword_SetString(p, pass)
+	_ = rfc2865.NASIdentifier_SetString(p, "ha-test")
+	if state != "" {
+		_ = rfc2865.State_SetString(p, state)
+	}
+	if err := radius.AddMessageAuthenticator(p); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := (&layeh.Client{Retry: 0, MaxPacketErrors: 1}).Exchange(ctx, p, addr)
+	if err != nil {
+		t.Fatalf("radius exchange: %v", err)
+	}
+	return resp
+}
+
+// restDoor serves svc's REST door on a real TLS listener.
+func restDoor(t *testing.T, svc *appliance.Service) *httptest.Server {
+	t.Helper()
+	h, err := rsarest.New(rsarest.Config{Service: svc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewTLSServer(h)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func restCall(t *testing.T, srv *httptest.Server, key, call string, body any) rsarest.Response {
+	t.Helper()
+	b, err := json.Marshal(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest(http.MethodPost, srv.URL+"/mfa/v1_1/authn/"+call, bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("client-key", key)
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out rsarest.Response
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatalf("%s: %d: %v", call, resp.StatusCode, err)
+	}
+	return out
+}
+
+// TestPerNodeGuessBudget: with store.nodes n each node's limiter gets 1/n
+// of the total guess budget, so a guesser spreading unknown codes over
+// every node gets the configured budget in all, not n times it.
+func TestPerNodeGuessBudget(t *testing.T) {
+	now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	base := defaultConfig().CTKIP
+	base.RateTotal, base.BurstTotal = 0.0001, 60
+	tests := []struct {
+		name  string
+		nodes int
+	}{
+		{"one node", 1},
+		{"two nodes", 2},
+		{"three nodes", 3},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := perNodeCTKIP(base, tc.nodes)
+			within := 0
+			for n := range tc.nodes {
+				g := newGuessLimiter(1000, 1000, c.RateTotal, c.BurstTotal, func() time.Time { return now }, slog.New(slog.DiscardHandler))
+				for i := range 500 {
+					if g.Fail(fmt.Sprintf("192.0.2.%d", (i+n)%250)) {
+						within++
+					}
+				}
+			}
+			if within < base.BurstTotal-tc.nodes || within > base.BurstTotal {
+				t.Fatalf("%d failures within the budget over %d nodes, want about %d", within, tc.nodes, base.BurstTotal)
+			}
+		})
+	}
 }

@@ -14,20 +14,11 @@ import (
 // the limit show the truth.
 const replacementSweepEvery = time.Minute
 
-// sweepReplacements retires due replacements until ctx ends.
-func sweepReplacements(ctx context.Context, svc *appliance.Service, log *slog.Logger, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if n, err := svc.SweepReplacements(ctx); err != nil {
-				log.Warn("retiring replaced tokens", "err", err)
-			} else if n > 0 {
-				log.Info("retired replaced tokens whose grace period ended", "count", n)
-			}
-		}
+// sweepReplacementsOnce retires due replacements (on the runner).
+func sweepReplacementsOnce(ctx context.Context, svc *appliance.Service, log *slog.Logger) {
+	if n, err := svc.SweepReplacements(ctx); err != nil {
+		log.Warn("retiring replaced tokens", "err", err)
+	} else if n > 0 {
+		log.Info("retired replaced tokens whose grace period ended", "count", n)
 	}
 }

@@ -56,7 +56,8 @@ func runServe(ctx context.Context, env *serveEnv) error {
 		debug.SetGCPercent(400)
 	}
 	m := metrics.New(releaseVersion())
-	store, err := openConfiguredStore(ctx, cfg, env.Paths, storeOpenOptions{Observer: m})
+	// The elected runner purges etcd tombstones, not every node (runner.go).
+	store, err := openConfiguredStore(ctx, cfg, env.Paths, storeOpenOptions{Observer: m, NoPurge: true})
 	if err != nil {
 		return err
 	}
@@ -119,11 +120,19 @@ func runServe(ctx context.Context, env *serveEnv) error {
 	}
 	// Scheduled rollouts start when their time comes. Deferred after
 	// StopRollouts, so it stops first: nothing starts during shutdown.
+	// Scheduled work runs on the one elected runner (runner.go).
+	run := startRunner(ctx, store, nodeID, log, m.RunnerLeader)
 	schedCtx, stopSchedule := context.WithCancel(sys)
 	scheduleDone := make(chan struct{})
 	go func() {
 		defer close(scheduleDone)
-		svc.RunRolloutSchedule(schedCtx, 30*time.Second)
+		run.runNowAndEvery(schedCtx, 30*time.Second, func(ctx context.Context) {
+			if ids, err := svc.StartDueRollouts(ctx); err != nil && ctx.Err() == nil {
+				log.Error("starting scheduled rollouts", "err", err)
+			} else if len(ids) > 0 {
+				log.Info("scheduled rollouts started", "rollouts", ids)
+			}
+		})
 	}()
 	defer func() { stopSchedule(); <-scheduleDone }()
 	key, err := svc.CTKIPKey(sys, cfg.CTKIP.RSABits)
@@ -146,9 +155,11 @@ func runServe(ctx context.Context, env *serveEnv) error {
 	if err != nil {
 		return err
 	}
+	doors.isRunner = run.IsLeader
 
 	var ready atomic.Bool
 	syncs := newSyncRunner(svc, m, log, env.Now)
+	syncs.isRunner = run.IsLeader
 	adm := admin.New(svc, admin.Options{Logger: log, Now: env.Now, Metrics: m.HTTP("admin"), AccessLog: true,
 		Backup: store.Backup, Sync: syncs.SyncNow,
 		Ready: func() error {
@@ -174,7 +185,7 @@ func runServe(ctx context.Context, env *serveEnv) error {
 	console.New(svc, console.Options{Logger: log, Now: env.Now, Sources: consoleSources{svc: svc, sync: syncs},
 		LoginLimits: consoleLoginLimits(cfg.Console)}).Mount(adm.Engine())
 
-	ct, err := newCTKIPServer(cfg.CTKIP, svc, key, m, log, env.Now, env.Rand)
+	ct, err := newCTKIPServer(perNodeCTKIP(cfg.CTKIP, cfg.Store.Nodes), svc, key, m, log, env.Now, env.Rand)
 	if err != nil {
 		return err
 	}
@@ -193,7 +204,7 @@ func runServe(ctx context.Context, env *serveEnv) error {
 		}
 		ready.Store(true)
 		go syncs.loop(ctx, syncTick)
-		go sweepReplacements(ctx, svc, log, replacementSweepEvery) // replacesweep.go
+		go run.every(ctx, replacementSweepEvery, func(ctx context.Context) { sweepReplacementsOnce(ctx, svc, log) }) // replacesweep.go
 		log.Info("tokend ready", "admin", addrs["admin"].String(), "ctkip", addrs["ctkip"].String(), "ctkip_url", svc.CTKIPURL(),
 			"data_dir", env.Paths.DataDir)
 		return nil

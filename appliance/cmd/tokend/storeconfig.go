@@ -39,10 +39,14 @@ type StoreConfig struct {
 	// EtcdPrefix namespaces tokend's keys; several clusters of tokend may
 	// share one etcd with different prefixes.
 	EtcdPrefix string `yaml:"etcd_prefix"`
+	// Nodes is how many tokend nodes share the store. Budgets each node
+	// keeps in its own memory (the CT-KIP total guess budget) are divided
+	// by it, so the cluster together keeps the configured budget.
+	Nodes int `yaml:"nodes"`
 }
 
 func defaultStoreConfig() StoreConfig {
-	return StoreConfig{Backend: backendBolt, EtcdPrefix: etcdstore.DefaultPrefix}
+	return StoreConfig{Backend: backendBolt, EtcdPrefix: etcdstore.DefaultPrefix, Nodes: 1}
 }
 
 // endpoints splits EtcdEndpoints.
@@ -61,9 +65,15 @@ func (c *Config) storeProblems() []string {
 	var p []string
 	add := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
 	s := c.Store
+	if s.Nodes < 1 || s.Nodes > 64 {
+		add("store.nodes %d: want 1 to 64 (the number of tokend nodes sharing the store)", s.Nodes)
+	}
 	switch s.Backend {
 	case backendBolt:
 		// etcd settings may stand beside bolt: `tokend migrate` uses them.
+		if s.Nodes > 1 {
+			add("store.nodes %d: a bolt store has one node; use store.backend etcd for several", s.Nodes)
+		}
 		return p
 	case backendEtcd:
 	default:
@@ -128,6 +138,7 @@ type openedStore struct {
 	Backup func(w io.Writer) (int64, error) // a consistent copy while running (bbolt)
 	Size   func() int64                     // bytes on disk, for metrics (bbolt)
 	Ping   func(ctx context.Context) error  // can the node reach its store (etcd)
+	Etcd   *etcdstore.Store                 // the etcd store, for the runner election and purge; nil on bbolt
 	Where  string                           // for messages: a file or endpoints and prefix
 }
 
@@ -167,7 +178,7 @@ func openConfiguredStore(ctx context.Context, cfg *Config, paths dataPaths, o st
 		if err != nil {
 			return nil, err
 		}
-		return &openedStore{Store: st, Ping: st.Ping,
+		return &openedStore{Store: st, Ping: st.Ping, Etcd: st,
 			Where: "etcd " + strings.Join(cfg.Store.endpoints(), ",") + " prefix " + cfg.Store.EtcdPrefix}, nil
 	}
 	bo := boltstore.Options{Observer: o.Observer, ReadOnly: o.ReadOnly, LockTimeout: o.LockTimeout}

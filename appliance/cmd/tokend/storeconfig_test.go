@@ -27,17 +27,21 @@ func TestStoreConfigLayers(t *testing.T) {
 		want     StoreConfig
 		problems []string
 	}{
-		{name: "default is bolt", want: StoreConfig{Backend: "bolt", EtcdPrefix: "/tokend/"}},
+		{name: "default is bolt", want: StoreConfig{Backend: "bolt", EtcdPrefix: "/tokend/", Nodes: 1}},
 		{name: "environment", env: map[string]string{"TOKEND_STORE": "etcd", "TOKEND_ETCD_ENDPOINTS": "http://a:2379, http://b:2379"},
-			want: StoreConfig{Backend: "etcd", EtcdEndpoints: "http://a:2379, http://b:2379", EtcdPrefix: "/tokend/"}},
+			want: StoreConfig{Backend: "etcd", EtcdEndpoints: "http://a:2379, http://b:2379", EtcdPrefix: "/tokend/", Nodes: 1}},
 		{name: "flags over environment", args: []string{"--store", "etcd", "--etcd-endpoints", "https://flag:2379", "--etcd-prefix", "/f/"},
 			env:  map[string]string{"TOKEND_ETCD_ENDPOINTS": "https://env:2379", "TOKEND_ETCD_CA": "/ca.pem"},
-			want: StoreConfig{Backend: "etcd", EtcdEndpoints: "https://flag:2379", EtcdCA: "/ca.pem", EtcdPrefix: "/f/"}},
+			want: StoreConfig{Backend: "etcd", EtcdEndpoints: "https://flag:2379", EtcdCA: "/ca.pem", EtcdPrefix: "/f/", Nodes: 1}},
 		{name: "environment over file", args: []string{"--config", yamlFile}, env: map[string]string{"TOKEND_ETCD_PREFIX": "/env/"},
-			want: StoreConfig{Backend: "etcd", EtcdEndpoints: "https://yaml:2379", EtcdPrefix: "/env/"}},
+			want: StoreConfig{Backend: "etcd", EtcdEndpoints: "https://yaml:2379", EtcdPrefix: "/env/", Nodes: 1}},
 		{name: "every problem at once", args: []string{"--store", "etcd", "--etcd-prefix", "x", "--etcd-key", "/k.pem"},
 			problems: []string{"store.etcd_endpoints: required", "store.etcd_cert and store.etcd_key", `store.etcd_prefix "x"`}},
 		{name: "unknown backend", args: []string{"--store", "consul"}, problems: []string{`store.backend "consul"`}},
+		{name: "no nodes", args: []string{"--config", writeFile(t, "nodes0.yaml", "store:\n  nodes: 0\n")},
+			problems: []string{"store.nodes 0: want 1 to 64"}},
+		{name: "several nodes on bolt", args: []string{"--config", writeFile(t, "nodes2.yaml", "store:\n  nodes: 2\n")},
+			problems: []string{"store.nodes 2: a bolt store has one node"}},
 	}
 	for _, r := range rows {
 		t.Run(r.name, func(t *testing.T) {

@@ -23,6 +23,9 @@ type syncRunner struct {
 	m      *metrics.Metrics
 	log    *slog.Logger
 	now    func() time.Time
+	// isRunner says whether this node runs scheduled syncs and purges
+	// (runner.go); nil means always. SyncNow runs on any node.
+	isRunner func() bool
 
 	mu       sync.Mutex
 	lastFull map[string]time.Time // per source, this process's last full pass
@@ -108,6 +111,9 @@ func (r *syncRunner) loop(ctx context.Context, tick time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if r.isRunner != nil && !r.isRunner() {
+			continue
 		}
 		srcs, err := r.svc.ListIdentitySources(ctx)
 		if err != nil {

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+)
+
+// runnerTTL is the lease of the elected runner on etcd: a runner that dies
+// (or loses etcd) is replaced within about this long.
+const runnerTTL = 10 * time.Second
+
+// runner says whether this node runs the scheduled work (LDAP sync
+// schedules, purges, sweeps, scheduled rollouts, the etcd tombstone purge).
+// On bbolt there is one node and it always runs them; on etcd the nodes
+// elect one with concurrency.Election, and another takes over when its
+// lease ends. Manual work (a sync started by an admin) runs on any node.
+type runner struct {
+	leader atomic.Bool
+	onSet  func(bool) // metrics; may be nil
+	done   chan struct{}
+}
+
+// newLocalRunner is the runner of a single node (bbolt): always elected.
+func newLocalRunner(onSet func(bool)) *runner {
+	r := &runner{onSet: onSet, done: make(chan struct{})}
+	r.set(true)
+	close(r.done)
+	return r
+}
+
+// IsLeader reports whether this node runs the scheduled work now.
+func (r *runner) IsLeader() bool { return r.leader.Load() }
+
+// Done is closed once the election loop has stopped.
+func (r *runner) Done() <-chan struct{} { return r.done }
+
+func (r *runner) set(v bool) {
+	if r.leader.Swap(v) != v || v {
+		if r.onSet != nil {
+			r.onSet(v)
+		}
+	}
+}
+
+// runnerElectionPrefix puts the election beside the store's key space,
+// not in it, so the store's scans never see it: /tokend/ → /tokend.runner/.
+func runnerElectionPrefix(storePrefix string) string {
+	return strings.TrimSuffix(storePrefix, "/") + ".runner/"
+}
+
+// startEtcdRunner campaigns for the runner role until ctx ends, as node
+// (a name for logs and etcdctl; not secret). ttl is the lease in seconds.
+func startEtcdRunner(ctx context.Context, cli *clientv3.Client, storePrefix, node string, ttl time.Duration,
+	log *slog.Logger, onSet func(bool)) *runner {
+	r := &runner{onSet: onSet, done: make(chan struct{})}
+	r.set(false)
+	go r.campaign(ctx, cli, runnerElectionPrefix(storePrefix), node, max(1, int(ttl/time.Second)), log)
+	return r
+}
+
+func (r *runner) campaign(ctx context.Context, cli *clientv3.Client, pfx, node string, ttl int, log *slog.Logger) {
+	defer close(r.done)
+	retry := time.Second
+	for ctx.Err() == nil {
+		sess, err := concurrency.NewSession(cli, concurrency.WithTTL(ttl), concurrency.WithContext(ctx))
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Warn("runner election: no etcd session; retrying", "err", err)
+				sleepCtx(ctx, retry)
+			}
+			continue
+		}
+		e := concurrency.NewElection(sess, pfx)
+		// Campaign returns when this node holds the role, or when the
+		// session ends (its lease expired) or ctx does.
+		cctx, cancel := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-sess.Done():
+			case <-cctx.Done():
+			}
+			cancel()
+		}()
+		err = e.Campaign(cctx, node)
+		if err == nil {
+			r.set(true)
+			log.Info("this node runs the scheduled work", "node", node)
+			select {
+			case <-sess.Done():
+				r.set(false)
+				log.Warn("runner lease lost; another node takes the scheduled work", "node", node)
+			case <-ctx.Done():
+				r.set(false)
+				// Resign so another node need not wait for the lease to end.
+				rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+				_ = e.Resign(rctx)
+				rcancel()
+			}
+		} else if ctx.Err() == nil && !errors.Is(err, context.Canceled) {
+			log.Warn("runner election failed; retrying", "err", err)
+			sleepCtx(ctx, retry)
+		}
+		cancel()
+		_ = sess.Close()
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// every runs fn every interval while this node is the runner, until ctx
+// ends. fn is not called on a node that is not the runner.
+func (r *runner) every(ctx context.Context, interval time.Duration, fn func(context.Context)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if r.IsLeader() {
+			fn(ctx)
+		}
+	}
+}
+
+// startRunner elects the runner among the nodes on an etcd store (always
+// this node on bbolt), reports it in tokend_runner_leader, and runs the
+// store's own upkeep there: the etcd tombstone purge, which every node
+// used to run on its own.
+func startRunner(ctx context.Context, st *openedStore, node string, log *slog.Logger, onSet func(bool)) *runner {
+	if st.Etcd == nil {
+		return newLocalRunner(onSet)
+	}
+	r := startEtcdRunner(ctx, st.Etcd.Client(), st.Etcd.Prefix(), node, runnerTTL, log, onSet)
+	go r.every(ctx, tombstonePurgeEvery, func(ctx context.Context) {
+		if n, err := st.Etcd.PurgeTombstones(ctx); err != nil {
+			log.Warn("purging etcd tombstones", "err", err)
+		} else if n > 0 {
+			log.Debug("purged etcd tombstones", "count", n)
+		}
+	})
+	return r
+}
+
+// tombstonePurgeEvery is etcdstore's default purge interval.
+const tombstonePurgeEvery = 10 * time.Minute
+
+// runNowAndEvery is every, with a first run at once (if this node is the
+// runner).
+func (r *runner) runNowAndEvery(ctx context.Context, interval time.Duration, fn func(context.Context)) {
+	if r.IsLeader() {
+		fn(ctx)
+	}
+	r.every(ctx, interval, fn)
+}

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"tokend/appliance"
+	"tokend/appliance/internal/etcdstore"
+	"tokend/appliance/metrics"
+	"tokend/internal/etcdtest"
+)
+
+func etcdClient(t *testing.T, c *etcdtest.Cluster) *clientv3.Client {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cli.Close() })
+	return cli
+}
+
+func waitUntil(t *testing.T, within time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > within {
+			t.Fatalf("not within %v: %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// TestRunnerFailover: two nodes on one real etcd elect one runner; when
+// the runner's node dies (its etcd client goes away without resigning, so
+// its lease just stops being renewed) the other takes over within the
+// lease TTL, and scheduled work then runs there and only there.
+func TestRunnerFailover(t *testing.T) {
+	etcdtest.Require(t)
+	c := etcdtest.Start(t)
+	const ttl = 2 * time.Second
+	log := slog.New(slog.DiscardHandler)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	cliA := etcdClient(t, c)
+	var leaderA, leaderB atomic.Int32
+	a := startEtcdRunner(ctx, cliA, "/runner-test/", "a", ttl, log, func(v bool) { leaderA.Store(b2i(v)) })
+	waitUntil(t, 10*time.Second, "a elected", a.IsLeader)
+	b := startEtcdRunner(ctx, etcdClient(t, c), "/runner-test/", "b", ttl, log, func(v bool) { leaderB.Store(b2i(v)) })
+	time.Sleep(3 * ttl / 2)
+	if b.IsLeader() || leaderB.Load() != 0 {
+		t.Fatal("two runners at once")
+	}
+
+	var ranA, ranB atomic.Int32
+	go a.every(ctx, 50*time.Millisecond, func(context.Context) { ranA.Add(1) })
+	go b.every(ctx, 50*time.Millisecond, func(context.Context) { ranB.Add(1) })
+	waitUntil(t, 5*time.Second, "work on the runner", func() bool { return ranA.Load() > 0 })
+	if ranB.Load() != 0 {
+		t.Fatal("scheduled work ran on the node that is not the runner")
+	}
+
+	// Node a dies: its client stops, no Resign reaches etcd.
+	_ = cliA.Close()
+	gap := waitUntil(t, ttl+5*time.Second, "b takes over after a's lease", b.IsLeader)
+	t.Logf("takeover after %v (lease TTL %v)", gap, ttl)
+	waitUntil(t, 5*time.Second, "a knows it lost the role", func() bool { return !a.IsLeader() })
+	if leaderA.Load() != 0 || leaderB.Load() != 1 {
+		t.Fatalf("leader gauges a=%d b=%d", leaderA.Load(), leaderB.Load())
+	}
+	before := ranA.Load()
+	waitUntil(t, 5*time.Second, "work moves to b", func() bool { return ranB.Load() > 0 })
+	time.Sleep(200 * time.Millisecond)
+	if ranA.Load() != before {
+		t.Fatal("the dead runner still runs scheduled work")
+	}
+
+	// A clean stop resigns: the role moves at once, not after the lease.
+	cancel()
+	<-b.Done()
+	if b.IsLeader() {
+		t.Fatal("a stopped runner still claims the role")
+	}
+}
+
+// TestLocalRunner: on bbolt the node is always the runner.
+func TestLocalRunner(t *testing.T) {
+	var got atomic.Int32
+	r := newLocalRunner(func(v bool) { got.Store(b2i(v)) })
+	if !r.IsLeader() || got.Load() != 1 {
+		t.Fatal("the one node of a bbolt store is not the runner")
+	}
+}
+
+func b2i(v bool) int32 {
+	if v {
+		return 1
+	}
+	return 0
+}
+
+// TestEtcdConflictsCounted: two nodes' stores racing on one key of a real
+// etcd lose attempts, and tokend_store_conflicts_total counts them.
+func TestEtcdConflictsCounted(t *testing.T) {
+	etcdtest.Require(t)
+	c := etcdtest.Start(t)
+	m := metrics.New("test")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for range 2 {
+		st, err := etcdstore.Open(ctx, etcdstore.Options{Endpoints: c.Endpoints(), Prefix: "/conflicts/", PurgeInterval: -1, Observer: m})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = st.Close() })
+		for range 4 {
+			wg.Go(func() {
+				for range 25 {
+					if err := st.Update(ctx, func(tx appliance.Tx) error {
+						v, err := tx.Get([]byte("hot"))
+						if err != nil && !errors.Is(err, appliance.ErrNotFound) {
+							return err
+						}
+						return tx.Put([]byte("hot"), fmt.Appendf(nil, "%d", len(v)+1))
+					}); err != nil {
+						t.Error(err)
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	fams, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conflicts float64
+	for _, f := range fams {
+		if f.GetName() == "tokend_store_conflicts_total" {
+			conflicts = f.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Logf("%v conflicts in 200 updates of one key from two stores", conflicts)
+	if conflicts == 0 {
+		t.Fatal("no conflicts counted for two stores' writers on one key")
+	}
+}
