@@ -56,7 +56,9 @@ func TestRunnerFailover(t *testing.T) {
 	var leaderA, leaderB atomic.Int32
 	a := startEtcdRunner(ctx, cliA, "/runner-test/", "a", ttl, log, func(v bool) { leaderA.Store(b2i(v)) })
 	waitUntil(t, 10*time.Second, "a elected", a.IsLeader)
-	b := startEtcdRunner(ctx, etcdClient(t, c), "/runner-test/", "b", ttl, log, func(v bool) { leaderB.Store(b2i(v)) })
+	ctxB, cancelB := context.WithCancel(ctx)
+	defer cancelB()
+	b := startEtcdRunner(ctxB, etcdClient(t, c), "/runner-test/", "b", ttl, log, func(v bool) { leaderB.Store(b2i(v)) })
 	time.Sleep(3 * ttl / 2)
 	if b.IsLeader() || leaderB.Load() != 0 {
 		t.Fatal("two runners at once")
@@ -64,7 +66,7 @@ func TestRunnerFailover(t *testing.T) {
 
 	var ranA, ranB atomic.Int32
 	go a.every(ctx, 50*time.Millisecond, func(context.Context) { ranA.Add(1) })
-	go b.every(ctx, 50*time.Millisecond, func(context.Context) { ranB.Add(1) })
+	go b.every(ctxB, 50*time.Millisecond, func(context.Context) { ranB.Add(1) })
 	waitUntil(t, 5*time.Second, "work on the runner", func() bool { return ranA.Load() > 0 })
 	if ranB.Load() != 0 {
 		t.Fatal("scheduled work ran on the node that is not the runner")
@@ -86,11 +88,20 @@ func TestRunnerFailover(t *testing.T) {
 	}
 
 	// A clean stop resigns: the role moves at once, not after the lease.
-	cancel()
+	c3 := startEtcdRunner(ctx, etcdClient(t, c), "/runner-test/", "c", 30*time.Second, log, nil)
+	time.Sleep(500 * time.Millisecond)
+	if c3.IsLeader() {
+		t.Fatal("c elected while b holds the role")
+	}
+	stopped := time.Now()
+	cancelB()
 	<-b.Done()
 	if b.IsLeader() {
 		t.Fatal("a stopped runner still claims the role")
 	}
+	// b's lease is 2s but c's 30s: a takeover within 1s is b's resignation.
+	waitUntil(t, ttl/2, "c takes over at once after b resigned", c3.IsLeader)
+	t.Logf("after a clean stop the role moved in %v", time.Since(stopped).Round(time.Millisecond))
 }
 
 // TestLocalRunner: on bbolt the node is always the runner.

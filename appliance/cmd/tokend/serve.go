@@ -121,7 +121,10 @@ func runServe(ctx context.Context, env *serveEnv) error {
 	// Scheduled rollouts start when their time comes. Deferred after
 	// StopRollouts, so it stops first: nothing starts during shutdown.
 	// Scheduled work runs on the one elected runner (runner.go).
-	run := startRunner(ctx, store, nodeID, log, m.RunnerLeader)
+	// Stopped (and resigned) before the store closes: deferred after it.
+	runCtx, stopRunner := context.WithCancel(ctx)
+	run := startRunner(runCtx, store, nodeID, log, m.RunnerLeader)
+	defer func() { stopRunner(); <-run.Done() }()
 	schedCtx, stopSchedule := context.WithCancel(sys)
 	scheduleDone := make(chan struct{})
 	go func() {
