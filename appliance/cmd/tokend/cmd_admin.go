@@ -122,7 +122,16 @@ func (a *app) offlineService(ctx context.Context, readOnly bool, fn func(context
 	if err != nil {
 		return err
 	}
-	svc, err := appliance.New(appliance.Config{Store: st, Sealer: sealer, Now: a.now, Rand: a.rand, DecodeRecord: gojson.Unmarshal})
+	// What an offline command audits goes to the data dir's node's chain
+	// (nodeid.go); a read-only one writes nothing and needs no id.
+	var nodeID string
+	if !readOnly {
+		host, _ := a.hostname()
+		if nodeID, err = resolveNodeID(cfg.NodeID, paths.DataDir, host, a.rand); err != nil {
+			return err
+		}
+	}
+	svc, err := appliance.New(appliance.Config{Store: st, Sealer: sealer, NodeID: nodeID, Now: a.now, Rand: a.rand, DecodeRecord: gojson.Unmarshal})
 	if err != nil {
 		return err
 	}

@@ -59,11 +59,18 @@ func TestResolveNodeID(t *testing.T) {
 }
 
 // TestServeNodeID: tokend serve appends to the chain of the node id kept in
-// the data dir across restarts; a configured node_id starts its own chain;
-// audit verify checks and lists both; an invalid node_id stops the start.
+// the data dir across restarts, and so does an offline admin command; a
+// configured node_id starts its own chain; audit verify checks and lists
+// both; an invalid node_id stops the start.
 func TestServeNodeID(t *testing.T) {
 	dir := t.TempDir()
 	for i, args := range [][]string{nil, nil, {"--node-id", "second"}} {
+		if i == 2 {
+			// An offline command audits into the data dir's node's chain.
+			if code, out := runCLI(t, "admin", "create", "olga", "--role", "auditor", "--data-dir", dir); code != 0 {
+				t.Fatalf("admin create: %d %s", code, out)
+			}
+		}
 		in := startTokend(t, dir, args...)
 		in.call(t, "POST", "/api/v1/users", "application/json", strings.NewReader(`{"user_name":"n`+string(rune('a'+i))+`"}`), 201, nil)
 		if err := in.stop(); err != nil {
