@@ -13,6 +13,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"tokend/appliance"
+	"tokend/appliance/appliancetest"
 	"tokend/appliance/internal/etcdstore"
 	"tokend/appliance/metrics"
 	"tokend/internal/etcdtest"
@@ -165,5 +166,45 @@ func TestEtcdConflictsCounted(t *testing.T) {
 	t.Logf("%v conflicts in 200 updates of one key from two stores", conflicts)
 	if conflicts == 0 {
 		t.Fatal("no conflicts counted for two stores' writers on one key")
+	}
+}
+
+// TestScheduledSyncOnlyOnRunner: the sync schedule does nothing on a node
+// that is not the runner and runs once it is; a manual sync runs on any
+// node. The LDAP source points at a closed port, so every run is recorded
+// as a failed run.
+func TestScheduledSyncOnlyOnRunner(t *testing.T) {
+	svc := appliancetest.Service(t, appliance.Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	src, _, err := svc.CreateIdentitySource(ctx, appliance.IdentitySource{Name: "corp", Type: appliance.SourceTypeLDAP,
+		LDAP: &appliance.LDAPSourceConfig{URL: "ldap://127.0.0.1:1", BindDN: "cn=r,dc=x", BindPassword: "pw", BaseDN: "dc=x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lastRun := func() *appliance.SyncRun {
+		s, err := svc.GetIdentitySource(ctx, src.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.LastRun
+	}
+	var leader atomic.Bool
+	r := newSyncRunner(svc, metrics.New("test"), slog.New(slog.DiscardHandler), time.Now)
+	r.isRunner = leader.Load
+	go r.loop(ctx, 20*time.Millisecond)
+	time.Sleep(500 * time.Millisecond)
+	if lr := lastRun(); lr != nil {
+		t.Fatalf("a node that is not the runner ran the schedule: %+v", lr)
+	}
+	leader.Store(true)
+	waitUntil(t, 10*time.Second, "the runner's schedule runs", func() bool { return lastRun() != nil })
+	scheduled := lastRun()
+	leader.Store(false)
+	if _, err := r.SyncNow(ctx, src.ID, false); err == nil {
+		t.Fatal("a sync against a closed port succeeded")
+	}
+	if lr := lastRun(); lr == nil || !lr.StartedAt.After(scheduled.StartedAt) {
+		t.Fatal("a manual sync on a node that is not the runner did not run")
 	}
 }
