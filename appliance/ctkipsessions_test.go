@@ -119,3 +119,32 @@ func TestCTKIPSessionStore(t *testing.T) {
 		}
 	})
 }
+
+// TestCTKIPSessionSurvivesRekey: a session pending while the master key is
+// rotated is re-sealed and opens under the new key.
+func TestCTKIPSessionSurvivesRekey(t *testing.T) {
+	ctx := context.Background()
+	st := memstore.New()
+	t.Cleanup(func() { st.Close() })
+	oldKey, _ := appliancetest.Sealer(t)
+	newKey, _ := appliancetest.Sealer(t)
+	svc := appliancetest.Service(t, appliance.Config{Store: st, Sealer: oldKey})
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	sess := appliance.CTKIPSession{Code: "123456789012", Serial: "000123456789", Nonce: []byte("R_S sixteen byte"),
+		Created: now, ExpiresAt: now.Add(5 * time.Minute)}
+	if err := svc.SaveCTKIPSession(ctx, "sid-rekey", sess); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := appliance.Rekey(ctx, appliance.RekeyConfig{Store: st, Old: oldKey, New: newKey,
+		Actor: appliance.Actor{ID: "cli", Name: "cli"}}); err != nil {
+		t.Fatal(err)
+	}
+	after := appliancetest.Service(t, appliance.Config{Store: st, Sealer: newKey})
+	got, err := after.TakeCTKIPSession(ctx, "sid-rekey")
+	if err != nil {
+		t.Fatalf("after the rotation: %v", err)
+	}
+	if diff := cmp.Diff(sess, got); diff != "" {
+		t.Errorf("session (-want +got):\n%s", diff)
+	}
+}
