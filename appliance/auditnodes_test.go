@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"tokend/appliance"
+	"tokend/appliance/appliancetest"
 	"tokend/appliance/memstore"
 	"tokend/appliance/seal"
 )
@@ -349,8 +350,19 @@ func dump(t *testing.T, store appliance.Store) []appliance.KV {
 // stays verifiable as the legacy chain, listed before the node's, and its
 // counters become the migrating node's share.
 func TestAuditSchema1StoreMigrates(t *testing.T) {
-	store := memstore.New()
-	t.Cleanup(func() { store.Close() })
+	for name, open := range map[string]func(t *testing.T) appliance.Store{
+		"memstore": func(t *testing.T) appliance.Store {
+			st := memstore.New()
+			t.Cleanup(func() { st.Close() })
+			return st
+		},
+		"bbolt": func(t *testing.T) appliance.Store { return appliancetest.BoltStore(t) },
+	} {
+		t.Run(name, func(t *testing.T) { schema1Migrates(t, open(t)) })
+	}
+}
+
+func schema1Migrates(t *testing.T, store appliance.Store) {
 	f := newFixture(t, store)
 	f.importCSV(t, serials(4, 160000000000))
 	u := f.user(t, "olga")
