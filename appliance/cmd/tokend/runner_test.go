@@ -11,6 +11,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"tokend/appliance"
 	"tokend/appliance/appliancetest"
@@ -21,7 +22,7 @@ import (
 
 func etcdClient(t *testing.T, c *etcdtest.Cluster) *clientv3.Client {
 	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: 5 * time.Second})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,5 +207,45 @@ func TestScheduledSyncOnlyOnRunner(t *testing.T) {
 	}
 	if lr := lastRun(); lr == nil || !lr.StartedAt.After(scheduled.StartedAt) {
 		t.Fatal("a manual sync on a node that is not the runner did not run")
+	}
+}
+
+// TestEtcdRequestLatencyMetric: a store opened as serve opens it times every
+// request to a real etcd in tokend_etcd_request_duration_seconds, by method.
+func TestEtcdRequestLatencyMetric(t *testing.T) {
+	etcdtest.Require(t)
+	c := etcdtest.Start(t)
+	m := metrics.New("test")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := openEtcd(ctx, StoreConfig{Backend: backendEtcd, EtcdEndpoints: c.Endpoints()[0], EtcdPrefix: "/latency/", Nodes: 1},
+		storeOpenOptions{NoPurge: true, EtcdRequest: m.EtcdRequest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	for i := range 3 {
+		if err := st.Update(ctx, func(tx appliance.Tx) error { return tx.Put(fmt.Appendf(nil, "k%d", i), []byte("v")) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fams, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]uint64{}
+	for _, f := range fams {
+		if f.GetName() != "tokend_etcd_request_duration_seconds" {
+			continue
+		}
+		for _, x := range f.GetMetric() {
+			for _, l := range x.GetLabel() {
+				counts[l.GetValue()] += x.GetHistogram().GetSampleCount()
+			}
+		}
+	}
+	t.Logf("requests by method: %v", counts)
+	if counts["KV/Txn"] < 3 || counts["KV/Range"] == 0 {
+		t.Fatalf("requests by method %v: want at least 3 KV/Txn (one per Update) and the Ping's KV/Range", counts)
 	}
 }

@@ -57,7 +57,7 @@ func runServe(ctx context.Context, env *serveEnv) error {
 	}
 	m := metrics.New(releaseVersion())
 	// The elected runner purges etcd tombstones, not every node (runner.go).
-	store, err := openConfiguredStore(ctx, cfg, env.Paths, storeOpenOptions{Observer: m, NoPurge: true})
+	store, err := openConfiguredStore(ctx, cfg, env.Paths, storeOpenOptions{Observer: m, NoPurge: true, EtcdRequest: m.EtcdRequest})
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc"
+
 	"tokend/appliance"
 	"tokend/appliance/internal/boltstore"
 	"tokend/appliance/internal/etcdstore"
@@ -148,6 +150,8 @@ type storeOpenOptions struct {
 	ReadOnly    bool
 	LockTimeout time.Duration // bbolt: 0 waits boltstore's default
 	NoPurge     bool          // etcd: no background tombstone purge (one-shot commands)
+	// EtcdRequest, if set, is told the duration of every request to etcd.
+	EtcdRequest func(method string, d time.Duration)
 }
 
 // openEtcd opens the etcd store a StoreConfig names.
@@ -162,6 +166,15 @@ func openEtcd(ctx context.Context, s StoreConfig, o storeOpenOptions) (*etcdstor
 	}
 	if o.NoPurge {
 		opts.PurgeInterval = -1
+	}
+	if observe := o.EtcdRequest; observe != nil {
+		opts.DialOptions = append(opts.DialOptions, grpc.WithChainUnaryInterceptor(
+			func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoke grpc.UnaryInvoker, co ...grpc.CallOption) error {
+				start := time.Now()
+				err := invoke(ctx, method, req, reply, cc, co...)
+				observe(method, time.Since(start))
+				return err
+			}))
 	}
 	st, err := etcdstore.Open(ctx, opts)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 
 	"tokend/appliance"
 )
@@ -94,6 +95,9 @@ type Options struct {
 	// Observer, if set, is told about commits (and conflicts, see
 	// ConflictObserver).
 	Observer CommitObserver
+	// DialOptions are added to the client's (for example an interceptor
+	// that times every request, for metrics).
+	DialOptions []grpc.DialOption
 }
 
 func (o Options) withDefaults() Options {
@@ -162,6 +166,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		Logger:               zap.NewNop(),
 		DialKeepAliveTime:    10 * time.Second,
 		DialKeepAliveTimeout: 3 * time.Second,
+		DialOptions:          opts.DialOptions,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("etcdstore: connect %s: %w", strings.Join(opts.Endpoints, ","), err)
