@@ -4,7 +4,8 @@
 // The package owns the wire protocol and nothing else: AES-CMAC and the
 // CT-KIP-PRF, RSA-OAEP decryption of the client nonce, seed and MAC
 // derivation, byte-exact rendering of the server messages, tolerant parsing of
-// the client messages, the in-memory session state between the two POSTs, an
+// the client messages, the session state between the two POSTs (in memory,
+// or in a caller's SessionStore shared by the nodes of a cluster), an
 // http.Handler (Server) and a device-like client (Client). Activation codes,
 // tokens, persistence, rate-limit policy and metrics backends belong to the
 // caller, reached through the small Backend, Limiter, Auditor and Recorder
