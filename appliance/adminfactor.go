@@ -62,6 +62,22 @@ func adminFactors(tx Tx) (map[string][]string, error) {
 	return out, nil
 }
 
+// guardedToken reads the token a change is about, names its user in ev and
+// refuses the change (guardAdminFactor) when the token is an admin's second
+// factor and actor is no super admin. It runs inside the changing
+// transaction.
+func guardedToken(tx Tx, actor Actor, ev *AuditEvent, serial string) (*Token, error) {
+	t, err := getToken(tx, serial)
+	if err != nil {
+		return nil, err
+	}
+	ev.UserID = t.UserID
+	if err := guardAdminFactor(tx, actor, ev, serial); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
 // guardAdminFactor refuses (AdminFactorError) a change of any of serials
 // that is an admin's second factor unless actor is a super admin; when the
 // super admin goes ahead, it names the admins in ev.Reason so the success

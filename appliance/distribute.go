@@ -107,12 +107,8 @@ func distributeInTx(tx Tx, actor Actor, ev *AuditEvent, serial, profile, code st
 // change the token (guardAdminFactor), and it is an assigned, enabled
 // software token. ev gets the token's user.
 func distributionTarget(tx Tx, actor Actor, ev *AuditEvent, serial, profile string) (*Token, *Profile, error) {
-	t, err := getToken(tx, serial)
+	t, err := guardedToken(tx, actor, ev, serial)
 	if err != nil {
-		return nil, nil, err
-	}
-	ev.UserID = t.UserID
-	if err := guardAdminFactor(tx, actor, ev, serial); err != nil {
 		return nil, nil, err
 	}
 	p, err := getProfile(tx, profile)
@@ -150,12 +146,8 @@ func deviceURL(deviceType, ctkipURL, code string) string {
 func (s *Service) VoidDistribution(ctx context.Context, serial string) error {
 	actor := ActorFrom(ctx)
 	return s.changeGuarded(ctx, AuditEvent{Action: "token.distribution.void", Serial: serial}, func(tx Tx, now time.Time, ev *AuditEvent) error {
-		t, err := getToken(tx, serial)
+		t, err := guardedToken(tx, actor, ev, serial)
 		if err != nil {
-			return err
-		}
-		ev.UserID = t.UserID
-		if err := guardAdminFactor(tx, actor, ev, serial); err != nil {
 			return err
 		}
 		if len(t.CodeHash) == 0 {

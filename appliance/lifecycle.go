@@ -462,12 +462,8 @@ func (s *Service) MarkLost(ctx context.Context, serial string, em *EmergencyRequ
 	}
 	actor := ActorFrom(ctx)
 	err := s.changeGuarded(ctx, AuditEvent{Action: "token.lost", Serial: serial}, func(tx Tx, now time.Time, ev *AuditEvent) error {
-		t, err := getToken(tx, serial)
+		t, err := guardedToken(tx, actor, ev, serial)
 		if err != nil {
-			return err
-		}
-		ev.UserID = t.UserID
-		if err := guardAdminFactor(tx, actor, ev, serial); err != nil {
 			return err
 		}
 		if t.Lost {
@@ -516,12 +512,8 @@ func (s *Service) MarkFound(ctx context.Context, serial string) (Token, error) {
 	var out Token
 	actor := ActorFrom(ctx)
 	err := s.changeGuarded(ctx, AuditEvent{Action: "token.found", Serial: serial}, func(tx Tx, now time.Time, ev *AuditEvent) error {
-		t, err := getToken(tx, serial)
+		t, err := guardedToken(tx, actor, ev, serial)
 		if err != nil {
-			return err
-		}
-		ev.UserID = t.UserID
-		if err := guardAdminFactor(tx, actor, ev, serial); err != nil {
 			return err
 		}
 		if !t.Lost {
@@ -553,12 +545,8 @@ func (s *Service) ExtendToken(ctx context.Context, serial string, expiresAt time
 	actor := ActorFrom(ctx)
 	err := s.changeGuarded(ctx, AuditEvent{Action: "token.extend", Serial: serial, Detail: expiresAt.Format(time.RFC3339)},
 		func(tx Tx, now time.Time, ev *AuditEvent) error {
-			t, err := getToken(tx, serial)
+			t, err := guardedToken(tx, actor, ev, serial)
 			if err != nil {
-				return err
-			}
-			ev.UserID = t.UserID
-			if err := guardAdminFactor(tx, actor, ev, serial); err != nil {
 				return err
 			}
 			if t.Kind != KindSoftware {

@@ -52,12 +52,8 @@ func (s *Service) ChangePIN(ctx context.Context, serial string, ch PINChange) (T
 	var out Token
 	actor := ActorFrom(ctx)
 	err = s.changeGuarded(ctx, AuditEvent{Action: action, Serial: serial}, func(tx Tx, now time.Time, ev *AuditEvent) error {
-		t, err := getToken(tx, serial)
+		t, err := guardedToken(tx, actor, ev, serial)
 		if err != nil {
-			return err
-		}
-		ev.UserID = t.UserID
-		if err := guardAdminFactor(tx, actor, ev, serial); err != nil {
 			return err
 		}
 		old := *t
@@ -126,12 +122,8 @@ func (s *Service) Resync(ctx context.Context, serial, first, second string) (Tok
 	}
 	var out Token
 	err = s.changeGuarded(ctx, AuditEvent{Action: "token.resync", Serial: serial}, func(tx Tx, now time.Time, ev *AuditEvent) error {
-		t, err := getToken(tx, serial)
+		t, err := guardedToken(tx, actor, ev, serial)
 		if err != nil {
-			return err
-		}
-		ev.UserID = t.UserID
-		if err := guardAdminFactor(tx, actor, ev, serial); err != nil {
 			return err
 		}
 		old := *t

@@ -114,12 +114,8 @@ func (s *Service) SetTokenEnabled(ctx context.Context, serial string, enabled bo
 	var out Token
 	actor := ActorFrom(ctx)
 	err := s.changeGuarded(ctx, AuditEvent{Action: action, Serial: serial}, func(tx Tx, now time.Time, ev *AuditEvent) error {
-		t, err := getToken(tx, serial)
+		t, err := guardedToken(tx, actor, ev, serial)
 		if err != nil {
-			return err
-		}
-		ev.UserID = t.UserID
-		if err := guardAdminFactor(tx, actor, ev, serial); err != nil {
 			return err
 		}
 		if enabled && t.Lost {
