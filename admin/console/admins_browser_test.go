@@ -1,10 +1,6 @@
 package console_test
 
 import (
-	"context"
-	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,54 +19,8 @@ import (
 func TestBrowserAdministrators(t *testing.T) {
 	exe := chromium(t)
 	f := newFixture(t, console.Options{Now: time.Now})
-	shots := t.TempDir()
-	if d := os.Getenv("TOKEND_ARTIFACTS"); d != "" {
-		shots = d
-	}
-	if *updateScreenshots || os.Getenv("TOKEND_UPDATE_SCREENSHOTS") == "1" {
-		shots = filepath.Join("..", "..", "docs", "console")
-	}
-	if err := os.MkdirAll(shots, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(exe),
-		chromedp.Flag("headless", true), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.Flag("disable-quic", true), chromedp.NoFirstRun,
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("ignore-certificate-errors", true), chromedp.WindowSize(1280, 800),
-	}
-	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelA()
-	ctx, cancelB := chromedp.NewContext(actx)
-	defer cancelB()
-
-	n := 0
-	shot := func(name string) chromedp.Action[chromedp.Void] {
-		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-			n++
-			png, err := chromedp.FullScreenshot(100)(ctx, tg)
-			if err != nil {
-				return err
-			}
-			return os.WriteFile(filepath.Join(shots, fmt.Sprintf("admins-%02d-%s.png", n, name)), png, 0o644)
-		})
-	}
-	do := func(step string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			t.Fatalf("%s: %v", step, err)
-		}
-	}
-	text := func(sel chromedp.CSS) string {
-		t.Helper()
-		v, err := chromedp.Run(ctx, chromedp.Text(sel))
-		if err != nil {
-			t.Fatalf("text of %s: %v", sel, err)
-		}
-		return v
-	}
+	b := newChrome(t, exe, 90*time.Second, numberedShots("admins-"))
+	do, text, shot := b.do, b.text, b.shot
 	id := func(s string) chromedp.ID { return chromedp.ID(s) }
 	base := f.srv.URL + "/console/"
 	signIn := func(name, pw string, then chromedp.Action[chromedp.Void]) {
@@ -80,10 +30,6 @@ func TestBrowserAdministrators(t *testing.T) {
 			chromedp.Click(id("signin")), then)
 	}
 	signOut := chromedp.Click(chromedp.CSS(`form.who button`))
-
-	do("start", chromedp.Navigate("about:blank"))
-	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
-	defer cancel()
 
 	signIn("root", rootPW, chromedp.WaitVisible(id("q")))
 	do("administrators", chromedp.Click(id("nav-admins")), chromedp.WaitVisible(id("add-admin")), shot("administrators"))
@@ -116,5 +62,5 @@ func TestBrowserAdministrators(t *testing.T) {
 	if _, err := f.svc.GetAdmin(f.ctx, "jane"); err == nil {
 		t.Fatal("jane still exists")
 	}
-	t.Logf("screenshots in %s", shots)
+	t.Logf("screenshots in %s", b.shots)
 }

@@ -63,6 +63,87 @@ func chromium(t *testing.T) string {
 	return ""
 }
 
+// chrome is one headless Chromium driven through a browser walk, with the
+// walk's screenshots and the steps that fail the test at once.
+type chrome struct {
+	t     *testing.T
+	ctx   context.Context // bounded by the walk's timeout
+	shots string          // where screenshots go
+	file  func(n int, name string) string
+	n     int
+}
+
+// numberedShots names the n-th screenshot prefix + "NN-name.png".
+func numberedShots(prefix string) func(n int, name string) string {
+	return func(n int, name string) string { return fmt.Sprintf("%s%02d-%s.png", prefix, n, name) }
+}
+
+// newChrome starts Chromium at exe without a deadline (see chromedp.Run),
+// then bounds the walk to timeout. Screenshots go to a temporary directory,
+// to $TOKEND_ARTIFACTS, or to docs/console/ with -update-screenshots, named
+// by file. The browser closes when the test ends.
+func newChrome(t *testing.T, exe string, timeout time.Duration, file func(n int, name string) string) *chrome {
+	t.Helper()
+	shots := t.TempDir()
+	if d := os.Getenv("TOKEND_ARTIFACTS"); d != "" {
+		shots = d
+	}
+	if *updateScreenshots || os.Getenv("TOKEND_UPDATE_SCREENSHOTS") == "1" {
+		shots = filepath.Join("..", "..", "docs", "console")
+	}
+	if err := os.MkdirAll(shots, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(exe),
+		chromedp.Flag("headless", true), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.Flag("disable-quic", true), chromedp.NoFirstRun,
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true), chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("ignore-certificate-errors", true), chromedp.WindowSize(1280, 800),
+	}
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancelA)
+	bctx, cancelB := chromedp.NewContext(actx)
+	t.Cleanup(cancelB)
+	c := &chrome{t: t, ctx: bctx, shots: shots, file: file}
+	c.do("start", chromedp.Navigate("about:blank"))
+	ctx, cancel := context.WithTimeout(bctx, timeout)
+	t.Cleanup(cancel)
+	c.ctx = ctx
+	return c
+}
+
+// shot writes a full-page screenshot of the page as it is.
+func (c *chrome) shot(name string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		c.n++
+		png, err := chromedp.FullScreenshot(100)(ctx, tg) // quality 100 is PNG; below is JPEG
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(c.shots, c.file(c.n, name)), png, 0o644)
+	})
+}
+
+// do runs the actions of one step and fails the test naming the step.
+func (c *chrome) do(step string, actions ...chromedp.Action[chromedp.Void]) {
+	c.t.Helper()
+	if err := chromedp.Do(c.ctx, actions...); err != nil {
+		c.t.Fatalf("%s: %v", step, err)
+	}
+}
+
+// text is the visible text of the first element sel matches.
+func (c *chrome) text(sel chromedp.CSS) string {
+	c.t.Helper()
+	v, err := chromedp.Run(c.ctx, chromedp.Text(sel))
+	if err != nil {
+		c.t.Fatalf("text of %s: %v", sel, err)
+	}
+	return v
+}
+
 // TestBrowserSeedProcedure walks the seed procedure in headless Chromium:
 // sign in, quick search, assign a software token from the list, pick a
 // CT-KIP profile, read the activation code and URL off the page, provision
@@ -87,65 +168,11 @@ func TestBrowserSeedProcedure(t *testing.T) {
 	defer ctSrv.Close()
 	f.svc.SetCTKIPURL(ctSrv.URL + "/ctkip/services/CtkipService")
 
-	shots := t.TempDir()
-	if d := os.Getenv("TOKEND_ARTIFACTS"); d != "" {
-		shots = d
-	}
-	if *updateScreenshots || os.Getenv("TOKEND_UPDATE_SCREENSHOTS") == "1" {
-		shots = filepath.Join("..", "..", "docs", "console")
-	}
-	if err := os.MkdirAll(shots, 0o755); err != nil {
-		t.Fatal(err)
-	}
-
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(exe),
-		chromedp.Flag("headless", true), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.Flag("disable-quic", true), chromedp.NoFirstRun,
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("ignore-certificate-errors", true), chromedp.WindowSize(1280, 800),
-	}
-	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelA()
-	bctx, cancelB := chromedp.NewContext(actx)
-	defer cancelB()
-	ctx := bctx
-
-	n := 0
-	shot := func(name string) chromedp.Action[chromedp.Void] {
-		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-			n++
-			png, err := chromedp.FullScreenshot(100)(ctx, tg) // quality 100 is PNG; below is JPEG
-			if err != nil {
-				return err
-			}
-			return os.WriteFile(filepath.Join(shots, fmt.Sprintf("%02d-%s.png", n, name)), png, 0o644)
-		})
-	}
-	do := func(step string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			t.Fatalf("%s: %v", step, err)
-		}
-	}
-	text := func(sel chromedp.CSS) string {
-		t.Helper()
-		v, err := chromedp.Run(ctx, chromedp.Text(sel))
-		if err != nil {
-			t.Fatalf("text of %s: %v", sel, err)
-		}
-		return v
-	}
+	b := newChrome(t, exe, 60*time.Second, numberedShots(""))
+	ctx, do, text, shot := b.ctx, b.do, b.text, b.shot
 	id := func(s string) chromedp.ID { return chromedp.ID(s) }
 	base := f.srv.URL + "/console/"
 	aliceLink := chromedp.CSS(`a[href="/console/users/` + alice.ID + `"]`)
-
-	// Start the browser without a deadline (see chromedp.Run), then bound
-	// the walk through the procedure.
-	do("start", chromedp.Navigate("about:blank"))
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
 
 	do("sign in", chromedp.Navigate(base), chromedp.WaitVisible(id("name")), shot("sign-in"),
 		chromedp.SendKeys(id("name"), "help"), chromedp.SendKeys(id("password"), helpPW),
@@ -186,5 +213,5 @@ func TestBrowserSeedProcedure(t *testing.T) {
 	if shown := text("#display-name"); shown != `<script>alert(1)</script>` {
 		t.Fatalf("display name shown as %q", shown)
 	}
-	t.Logf("screenshots in %s", shots)
+	t.Logf("screenshots in %s", b.shots)
 }

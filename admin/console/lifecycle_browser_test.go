@@ -2,9 +2,6 @@ package console_test
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -26,54 +23,8 @@ func TestBrowserTokenLifecycle(t *testing.T) {
 	if _, err := f.svc.AssignTokens(f.ctx, alice.ID, []string{"100000000001"}); err != nil {
 		t.Fatal(err)
 	}
-	shots := t.TempDir()
-	if d := os.Getenv("TOKEND_ARTIFACTS"); d != "" {
-		shots = d
-	}
-	if *updateScreenshots || os.Getenv("TOKEND_UPDATE_SCREENSHOTS") == "1" {
-		shots = filepath.Join("..", "..", "docs", "console")
-	}
-	if err := os.MkdirAll(shots, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(exe),
-		chromedp.Flag("headless", true), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.Flag("disable-quic", true), chromedp.NoFirstRun,
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("ignore-certificate-errors", true), chromedp.WindowSize(1280, 800),
-	}
-	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelA()
-	ctx, cancelB := chromedp.NewContext(actx)
-	defer cancelB()
-
-	n := 0
-	shot := func(name string) chromedp.Action[chromedp.Void] {
-		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-			n++
-			png, err := chromedp.FullScreenshot(100)(ctx, tg)
-			if err != nil {
-				return err
-			}
-			return os.WriteFile(filepath.Join(shots, fmt.Sprintf("lifecycle-%02d-%s.png", n, name)), png, 0o644)
-		})
-	}
-	do := func(step string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			t.Fatalf("%s: %v", step, err)
-		}
-	}
-	text := func(sel chromedp.CSS) string {
-		t.Helper()
-		v, err := chromedp.Run(ctx, chromedp.Text(sel))
-		if err != nil {
-			t.Fatalf("text of %s: %v", sel, err)
-		}
-		return v
-	}
+	b := newChrome(t, exe, 60*time.Second, numberedShots("lifecycle-"))
+	do, text, shot := b.do, b.text, b.shot
 	// The console asks before destructive actions; the test says yes.
 	confirmYes := chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
 		_, err := chromedp.Evaluate[bool](`(window.confirm = () => true, true)`)(ctx, tg)
@@ -81,10 +32,6 @@ func TestBrowserTokenLifecycle(t *testing.T) {
 	})
 	id := func(s string) chromedp.ID { return chromedp.ID(s) }
 	base := f.srv.URL + "/console/"
-
-	do("start", chromedp.Navigate("about:blank"))
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
 
 	do("sign in", chromedp.Navigate(base), chromedp.WaitVisible(id("name")),
 		chromedp.SendKeys(id("name"), "help"), chromedp.SendKeys(id("password"), helpPW),
@@ -114,5 +61,5 @@ func TestBrowserTokenLifecycle(t *testing.T) {
 	}
 	do("reports", chromedp.Navigate(base+"reports"), chromedp.WaitVisible(id("report-list")), shot("reports"),
 		chromedp.Navigate(base+"reports?name=users-without-token"), chromedp.WaitVisible(id("report-csv")), shot("report"))
-	t.Logf("screenshots in %s", shots)
+	t.Logf("screenshots in %s", b.shots)
 }

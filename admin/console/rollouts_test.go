@@ -1,13 +1,10 @@
 package console_test
 
 import (
-	"context"
 	"encoding/csv"
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -38,57 +35,11 @@ func TestBrowserRollout(t *testing.T) {
 	f := newFixture(t, console.Options{Now: time.Now})
 	names := rolloutUsers(t, f, 12) // ten pool tokens: two short
 
-	shots := t.TempDir()
-	if d := os.Getenv("TOKEND_ARTIFACTS"); d != "" {
-		shots = d
-	}
-	if *updateScreenshots || os.Getenv("TOKEND_UPDATE_SCREENSHOTS") == "1" {
-		shots = filepath.Join("..", "..", "docs", "console")
-	}
-	if err := os.MkdirAll(shots, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(exe),
-		chromedp.Flag("headless", true), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.Flag("disable-quic", true), chromedp.NoFirstRun,
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("ignore-certificate-errors", true), chromedp.WindowSize(1280, 800),
-	}
-	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelA()
-	ctx, cancelB := chromedp.NewContext(actx)
-	defer cancelB()
-	shot := func(name string) chromedp.Action[chromedp.Void] {
-		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-			png, err := chromedp.FullScreenshot(100)(ctx, tg)
-			if err != nil {
-				return err
-			}
-			return os.WriteFile(filepath.Join(shots, "rollout-"+name+".png"), png, 0o644)
-		})
-	}
-	do := func(step string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			t.Fatalf("%s: %v", step, err)
-		}
-	}
-	text := func(sel string) string {
-		t.Helper()
-		v, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatalf("text of %s: %v", sel, err)
-		}
-		return v
-	}
+	b := newChrome(t, exe, 60*time.Second, func(_ int, name string) string { return "rollout-" + name + ".png" })
+	ctx, do, text, shot := b.ctx, b.do, b.text, b.shot
 	id := func(s string) chromedp.ID { return chromedp.ID(s) }
 	base := f.srv.URL + "/console/"
 
-	do("start", chromedp.Navigate("about:blank"))
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
 	do("sign in", chromedp.Navigate(base), chromedp.WaitVisible(id("name")),
 		chromedp.SendKeys(id("name"), "root"), chromedp.SendKeys(id("password"), rootPW),
 		chromedp.Click(id("signin")), chromedp.WaitVisible(id("nav-rollouts")))
