@@ -118,6 +118,7 @@ func getAPIToken(tx Tx, id string) (APIToken, error) {
 
 // RevokeAPIToken deletes a token.
 func (s *Service) RevokeAPIToken(ctx context.Context, id string) error {
+	defer s.apiUse.cache.invalidate()
 	return s.change(ctx, AuditEvent{Action: "api_token.revoke", Target: id}, func(tx Tx, _ time.Time, _ *AuditEvent) error {
 		t, err := getAPIToken(tx, id)
 		if err != nil {
@@ -137,6 +138,7 @@ func (s *Service) RotateAPIToken(ctx context.Context, id string) (APIToken, Secr
 		return APIToken{}, "", err
 	}
 	var out APIToken
+	defer s.apiUse.cache.invalidate()
 	err = s.change(ctx, AuditEvent{Action: "api_token.rotate", Target: id}, func(tx Tx, now time.Time, _ *AuditEvent) error {
 		t, err := getAPIToken(tx, id)
 		if err != nil {
@@ -180,7 +182,15 @@ func (s *Service) AuthenticateAPIToken(ctx context.Context, secret string) (Acto
 		return Actor{}, ErrUnauthenticated
 	}
 	hash := s.sealer.Hash(apiTokenHashDomain, []byte(secret))
-	var t APIToken
+	now := s.now()
+	t, gen, ok := s.apiUse.cache.get(hash, now)
+	if ok {
+		if t.Expired(now) {
+			return Actor{}, ErrUnauthenticated
+		}
+		s.noteAPITokenUse(t.ID, t.LastUsedAt, now)
+		return apiTokenActor(t), nil
+	}
 	err := s.store.View(ctx, func(tx Tx) error {
 		id, err := tx.Get(apiTokenIdxKey(hash))
 		if errors.Is(err, ErrNotFound) {
@@ -198,12 +208,93 @@ func (s *Service) AuthenticateAPIToken(ctx context.Context, secret string) (Acto
 	if err != nil {
 		return Actor{}, err
 	}
-	now := s.now()
 	if t.Expired(now) {
 		return Actor{}, ErrUnauthenticated
 	}
+	s.apiUse.cache.put(hash, t, gen, now)
 	s.noteAPITokenUse(t.ID, t.LastUsedAt, now)
-	return Actor{ID: "token:" + t.ID, Name: t.Name, Role: t.Role}, nil
+	return apiTokenActor(t), nil
+}
+
+func apiTokenActor(t APIToken) Actor {
+	return Actor{ID: "token:" + t.ID, Name: t.Name, Role: t.Role}
+}
+
+// apiTokenCacheTTL is how long a verified token is trusted without a store
+// read. A revoke, rotation or replacement on this node empties the cache
+// when it commits; one made on another node (etcd) is seen here within
+// this time.
+const apiTokenCacheTTL = 5 * time.Second
+
+// apiTokenCacheMax bounds the cache; only tokens that verified get in, so
+// unknown bearer tokens cannot fill it.
+const apiTokenCacheMax = 1024
+
+// apiTokenCache holds verified API tokens by their keyed hash (never the
+// secret), sparing the store read of every admin request.
+type apiTokenCache struct {
+	mu sync.Mutex
+	// gen counts invalidations: a lookup that read the store before one
+	// must not put what it read back in.
+	gen     uint64
+	entries map[string]apiTokenCached
+}
+
+type apiTokenCached struct {
+	tok   APIToken
+	until time.Time
+}
+
+// get returns the cached token for hash, if fresh, and the generation to
+// hand to put after a store read.
+func (c *apiTokenCache) get(hash []byte, now time.Time) (APIToken, uint64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[string(hash)]
+	if !ok || !now.Before(e.until) {
+		return APIToken{}, c.gen, false
+	}
+	return e.tok, c.gen, true
+}
+
+func (c *apiTokenCache) put(hash []byte, t APIToken, gen uint64, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen != c.gen {
+		return
+	}
+	if c.entries == nil {
+		c.entries = map[string]apiTokenCached{}
+	}
+	if _, ok := c.entries[string(hash)]; !ok && len(c.entries) >= apiTokenCacheMax {
+		for k, e := range c.entries {
+			if !now.Before(e.until) {
+				delete(c.entries, k)
+			}
+		}
+		for k := range c.entries {
+			if len(c.entries) < apiTokenCacheMax {
+				break
+			}
+			delete(c.entries, k) // an arbitrary one: the next use reads the store
+		}
+	}
+	t.Hash = nil
+	c.entries[string(hash)] = apiTokenCached{tok: t, until: now.Add(apiTokenCacheTTL)}
+}
+
+// invalidate empties the cache and turns away puts of reads made before.
+func (c *apiTokenCache) invalidate() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	clear(c.entries)
+}
+
+func (c *apiTokenCache) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.entries)
 }
 
 // ReplaceNamedAPIToken revokes every token with the given name and creates
@@ -219,6 +310,7 @@ func (s *Service) ReplaceNamedAPIToken(ctx context.Context, name, role string) (
 		return APIToken{}, "", err
 	}
 	var out APIToken
+	defer s.apiUse.cache.invalidate()
 	err = s.change(ctx, AuditEvent{Action: "api_token.replace", Target: id}, func(tx Tx, now time.Time, ev *AuditEvent) error {
 		kvs, err := tx.Scan([]byte(pfxAPIToken), nil, 0)
 		if err != nil {
@@ -251,8 +343,9 @@ func (s *Service) ReplaceNamedAPIToken(ctx context.Context, name, role string) (
 // apiTokenUse coalesces the last-use times of API tokens: a use is queued
 // only when the stored time is a minute old, and one background flush
 // stores everything queued in one transaction. The request that used the
-// token never waits for a store write. (A cache of verified tokens would
-// call noteAPITokenUse with the last use it has seen.)
+// token never waits for a store write. The cache of verified tokens calls
+// noteAPITokenUse with the last use it has seen, at most apiTokenCacheTTL
+// old; stored covers what was written since.
 type apiTokenUse struct {
 	mu      sync.Mutex
 	pending map[string]time.Time // token id → last use not yet stored
@@ -260,6 +353,9 @@ type apiTokenUse struct {
 	// record before the flush committed must not queue the use again.
 	stored   map[string]time.Time
 	flushing bool
+	// cache holds verified tokens; it lives here so that the Service
+	// keeps one field for API token state.
+	cache apiTokenCache
 }
 
 func (u *apiTokenUse) pendingAt(id string) (time.Time, bool) {
