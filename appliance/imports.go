@@ -138,6 +138,30 @@ type ImportJob struct {
 	Resumed     int    `json:"resumed,omitempty"`
 	ResumedBy   string `json:"resumed_by,omitempty"`
 	Message     string `json:"message,omitempty"`
+	// Node is the node running the job; Heartbeat is refreshed by each
+	// chunk it commits. A running job whose heartbeat is older than
+	// JobStale is taken to be dead (its node was killed) and is marked
+	// interrupted by any node (InterruptImports, InterruptStaleJobs).
+	Node      string    `json:"node,omitempty"`
+	Heartbeat time.Time `json:"heartbeat,omitzero"`
+}
+
+// JobStale is how long a running import or an applying rollout may go
+// without a write from its node before another node takes it to be dead.
+// Chunks commit in milliseconds; the margin covers a slow store.
+const JobStale = 2 * time.Minute
+
+// staleJob reports whether a running job of node, last alive at beat, is
+// left over: this node's own (it runs nothing before it starts), a job
+// of no recorded node (written by an older tokend, always single-node),
+// or another node's whose heartbeat is older than JobStale. own false
+// leaves this node's jobs to their heartbeat too (a periodic sweep runs
+// beside this node's live jobs).
+func (s *Service) staleJob(node string, beat, now time.Time, own bool) bool {
+	if own && (node == "" || node == s.node) {
+		return true
+	}
+	return now.Sub(beat) > JobStale
 }
 
 // reportRows keeps the first maxReportRows lines and counts them all, so a
@@ -279,7 +303,7 @@ func (s *Service) ImportTokens(ctx context.Context, req ImportRequest) (ImportJo
 	run := &importRun{req: req, id: fmt.Sprintf("%016x-%s", start.UnixNano(), suffix), actor: ActorFrom(ctx)}
 	job := ImportJob{ID: run.id, Format: req.Format, DryRun: req.DryRun, OnDuplicate: req.OnDuplicate, Status: JobRunning,
 		Rejected: []RowReport{}, SkippedRows: []RowReport{}, Actor: run.actor.Name, StartedAt: start,
-		SHA256: sum, Size: size, Rows: rows}
+		SHA256: sum, Size: size, Rows: rows, Node: s.node, Heartbeat: start}
 	if job, run.prior, err = s.startImport(ctx, job); err != nil {
 		return ImportJob{}, err
 	}
@@ -566,9 +590,16 @@ func importDetail(j ImportJob) string {
 // InterruptImports marks the import jobs a previous run of tokend left
 // running as interrupted, with an audit record each, so that their tokens
 // are traceable and posting the same file again resumes them. Call it once
-// at start, before serving. It returns the ids it marked.
+// at start, before serving. On a shared store it leaves alone the jobs
+// other nodes run (their heartbeat is fresh). It returns the ids it marked.
 func (s *Service) InterruptImports(ctx context.Context) ([]string, error) {
+	return s.interruptImports(ctx, true)
+}
+
+// interruptImports marks the running jobs staleJob picks (own: see there).
+func (s *Service) interruptImports(ctx context.Context, own bool) ([]string, error) {
 	var ids []string
+	now := s.now().UTC()
 	err := s.store.View(ctx, func(tx Tx) error {
 		ids = ids[:0]
 		kvs, err := tx.Scan([]byte(pfxJob), nil, 0)
@@ -577,13 +608,16 @@ func (s *Service) InterruptImports(ctx context.Context) ([]string, error) {
 		}
 		for _, kv := range kvs {
 			var j struct {
-				ID     string `json:"id"`
-				Status string `json:"status"`
+				ID        string    `json:"id"`
+				Status    string    `json:"status"`
+				Node      string    `json:"node"`
+				Heartbeat time.Time `json:"heartbeat"`
+				StartedAt time.Time `json:"started_at"`
 			}
 			if err := decodeRecord(tx, kv.Value, &j); err != nil {
 				return fmt.Errorf("decode %q: %w", kv.Key, err)
 			}
-			if j.Status == JobRunning {
+			if j.Status == JobRunning && s.staleJob(j.Node, jobBeat(j.Heartbeat, j.StartedAt), now, own) {
 				ids = append(ids, j.ID)
 			}
 		}
@@ -592,7 +626,6 @@ func (s *Service) InterruptImports(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	now := s.now().UTC()
 	const perTx = 20 // four writes each
 	var marked []string
 	for b := 0; b < len(ids); b += perTx {
@@ -605,7 +638,8 @@ func (s *Service) InterruptImports(ctx context.Context) ([]string, error) {
 				if err := getJSON(tx, jobKey(id), &j); err != nil {
 					return err
 				}
-				if j.Status != JobRunning {
+				// Re-checked: the job may have committed a chunk since.
+				if j.Status != JobRunning || !s.staleJob(j.Node, jobBeat(j.Heartbeat, j.StartedAt), now, own) {
 					continue
 				}
 				j.Status, j.FinishedAt = JobInterrupted, now
@@ -633,6 +667,15 @@ func (s *Service) InterruptImports(ctx context.Context) ([]string, error) {
 		marked = append(marked, done...)
 	}
 	return marked, nil
+}
+
+// jobBeat is when a job was last known alive: its heartbeat, or its start
+// for a job written before heartbeats.
+func jobBeat(beat, started time.Time) time.Time {
+	if beat.IsZero() {
+		return started
+	}
+	return beat
 }
 
 func isFileError(err error) bool {
@@ -737,6 +780,7 @@ func (s *Service) importChunk(ctx context.Context, in chunkIn, run *importRun) (
 		j.Skipped += len(res.skipped)
 		j.RejectedTotal = max(j.RejectedTotal, in.rejected)
 		j.Chunks++
+		j.Heartbeat = now
 		if err := putJSON(tx, jobKey(run.id), j); err != nil {
 			return err
 		}

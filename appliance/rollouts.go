@@ -163,6 +163,9 @@ type Rollout struct {
 	CodesExportedAt time.Time `json:"codes_exported_at,omitzero"`
 	Error           string    `json:"error,omitempty"`
 	Runner          string    `json:"runner,omitempty"`
+	// Node is the node planning or applying the rollout; UpdatedAt is its
+	// heartbeat (each chunk writes it). See JobStale.
+	Node string `json:"node,omitempty"`
 	// ScheduledBy is who applied the rollout before its schedule; the
 	// apply that starts at the scheduled time acts as them.
 	ScheduledBy *Actor `json:"scheduled_by,omitempty"`
@@ -339,7 +342,7 @@ func (s *Service) PlanRollout(ctx context.Context, req RolloutRequest) (Rollout,
 	}
 	now := s.now().UTC()
 	actor := ActorFrom(ctx)
-	r := Rollout{ID: id, State: RolloutPlanning, Group: req.Group, UsersGiven: len(req.Users), Profile: prof.Name,
+	r := Rollout{ID: id, State: RolloutPlanning, Node: s.node, Group: req.Group, UsersGiven: len(req.Users), Profile: prof.Name,
 		DeviceType: prof.DeviceType, Pool: req.Pool, Delivery: req.Delivery, Schedule: req.Schedule.UTC(),
 		CreatedBy: actor.Name, CreatedAt: now, UpdatedAt: now, Users: len(userIDs)}
 	if req.Schedule.IsZero() {
@@ -856,7 +859,7 @@ func (s *Service) claimRollout(ctx context.Context, id string) (string, error) {
 			r.StartedAt = now
 		}
 		ev.Detail = fmt.Sprintf("start at item %d of %d", r.Cursor, r.Users)
-		r.State, r.Runner, r.UpdatedAt, r.Error = RolloutApplying, runner, now, ""
+		r.State, r.Runner, r.UpdatedAt, r.Error, r.Node = RolloutApplying, runner, now, "", s.node
 		r.CTKIPURL = s.CTKIPURL()
 		return putJSON(tx, rolloutKey(id), r)
 	})
@@ -1313,9 +1316,15 @@ func (s *Service) stopRollout(ctx context.Context, id, runner string, cause erro
 
 // InterruptRollouts marks the rollouts a previous run of tokend left
 // applying as interrupted (apply again resumes them) and those it left
-// planning as abandoned. Call it once at start, before serving. It returns
-// the ids it marked.
+// planning as abandoned. Call it once at start, before serving. On a
+// shared store it leaves alone the rollouts other nodes run (their
+// heartbeat is fresh). It returns the ids it marked.
 func (s *Service) InterruptRollouts(ctx context.Context) ([]string, error) {
+	return s.interruptRollouts(ctx, true)
+}
+
+// interruptRollouts marks the rollouts staleJob picks (own: see there).
+func (s *Service) interruptRollouts(ctx context.Context, own bool) ([]string, error) {
 	all, err := listJSON[Rollout](ctx, s.store, pfxRollout)
 	if err != nil {
 		return nil, err
@@ -1323,13 +1332,20 @@ func (s *Service) InterruptRollouts(ctx context.Context) ([]string, error) {
 	var marked []string
 	now := s.now().UTC()
 	for _, r := range all {
-		if r.State != RolloutApplying && r.State != RolloutPlanning {
+		if r.State != RolloutApplying && r.State != RolloutPlanning || !s.staleJob(r.Node, r.UpdatedAt, now, own) {
 			continue
 		}
+		skipped := false
 		err := s.store.Update(ctx, func(tx Tx) error {
+			skipped = false
 			cur, err := getRollout(tx, r.ID)
 			if err != nil {
 				return err
+			}
+			// Re-checked: its node may have committed a chunk since.
+			if !s.staleJob(cur.Node, cur.UpdatedAt, now, own) {
+				skipped = true
+				return nil
 			}
 			reason := ""
 			switch cur.State {
@@ -1340,6 +1356,7 @@ func (s *Service) InterruptRollouts(ctx context.Context) ([]string, error) {
 				cur.State, reason = RolloutAbandoned, "abandoned"
 				cur.Error = "tokend stopped while planning; plan again"
 			default:
+				skipped = true
 				return nil
 			}
 			cur.Runner, cur.UpdatedAt = "", now
@@ -1352,9 +1369,51 @@ func (s *Service) InterruptRollouts(ctx context.Context) ([]string, error) {
 		if err != nil {
 			return marked, err
 		}
-		marked = append(marked, r.ID)
+		if !skipped {
+			marked = append(marked, r.ID)
+		}
 	}
 	return marked, nil
+}
+
+// StaleJobs is what InterruptStaleJobs did.
+type StaleJobs struct {
+	Imports  []string // import jobs marked interrupted
+	Rollouts []string // rollouts marked interrupted or abandoned
+	Resumed  []string // of those, the rollouts started again here
+}
+
+// InterruptStaleJobs marks the import jobs and rollouts of any node that
+// have written nothing for JobStale as interrupted (a node killed mid-job
+// never does it itself), and starts the interrupted rollouts again on this
+// node. The elected runner calls it periodically; this node's live jobs
+// are left alone (their heartbeat is fresh).
+func (s *Service) InterruptStaleJobs(ctx context.Context) (StaleJobs, error) {
+	var out StaleJobs
+	var err error
+	if out.Imports, err = s.interruptImports(ctx, false); err != nil {
+		return out, err
+	}
+	if out.Rollouts, err = s.interruptRollouts(ctx, false); err != nil {
+		return out, err
+	}
+	for _, id := range out.Rollouts {
+		r, err := s.GetRollout(ctx, id)
+		if err != nil {
+			return out, err
+		}
+		if r.State != RolloutInterrupted {
+			continue // abandoned while planning: plan again
+		}
+		if _, err := s.StartRollout(ctx, id); err != nil {
+			if isDomainError(err) {
+				continue // claimed meanwhile
+			}
+			return out, err
+		}
+		out.Resumed = append(out.Resumed, id)
+	}
+	return out, nil
 }
 
 // TakeRolloutDelivery hands out one user's delivery once: the CT-KIP URL,
