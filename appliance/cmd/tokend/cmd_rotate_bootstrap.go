@@ -4,12 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,7 +18,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"tokend/appliance"
-	"tokend/appliance/internal/boltstore"
 )
 
 // newRotateBootstrapTokenCmd replaces the bootstrap super-admin API token
@@ -67,7 +65,7 @@ func (a *app) newRotateBootstrapTokenCmd() *cobra.Command {
 				}
 			}
 
-			secret, where, err := a.rotateBootstrapToken(cmd.Context(), cfg, paths)
+			secret, where, err := a.rotateBootstrapToken(cmd.Context())
 			if err != nil {
 				f.Close()
 				return err
@@ -101,43 +99,41 @@ func (a *app) newRotateBootstrapTokenCmd() *cobra.Command {
 }
 
 // rotateBootstrapToken rotates the token in the store of a stopped tokend,
-// or through the admin API of the running one, and returns the new secret
-// and which way it went.
-func (a *app) rotateBootstrapToken(ctx context.Context, cfg *Config, paths dataPaths) (appliance.Secret, string, error) {
+// or through the admin API of the running one (offlineOrRunning), and
+// returns the new secret and which way it went.
+func (a *app) rotateBootstrapToken(ctx context.Context) (appliance.Secret, string, error) {
 	var secret appliance.Secret
-	err := a.withOfflineService(ctx, func(ctx context.Context, svc *appliance.Service) error {
+	where := "stopped store"
+	err := a.offlineOrRunning(ctx, false, func(ctx context.Context, svc *appliance.Service) error {
 		_, s, err := svc.ReplaceNamedAPIToken(ctx, adminTokenName, appliance.RoleSuperAdmin)
 		secret = s
 		return err
+	}, func(ctx context.Context, api *runningAdminAPI) error {
+		where = "through the running tokend"
+		s, err := rotateOnline(ctx, api)
+		if err != nil {
+			return fmt.Errorf("tokend is running: %w", err)
+		}
+		secret = s
+		return nil
 	})
-	if err == nil {
-		return secret, "stopped store", nil
-	}
-	if !errors.Is(err, boltstore.ErrLocked) {
+	if err != nil {
 		return "", "", err
 	}
-	secret, err = rotateOnline(ctx, cfg, paths)
-	if err != nil {
-		return "", "", fmt.Errorf("tokend is running: %w", err)
-	}
-	return secret, "through the running tokend", nil
+	return secret, where, nil
 }
 
 // rotateOnline rotates the bootstrap token through the running tokend's
 // admin API, authenticated with the token it replaces. Any other token of
 // the bootstrap name (there should be none) is revoked.
-func rotateOnline(ctx context.Context, cfg *Config, paths dataPaths) (appliance.Secret, error) {
-	api, err := newRunningAdminAPI(cfg, paths)
-	if err != nil {
-		return "", err
-	}
+func rotateOnline(ctx context.Context, api *runningAdminAPI) (appliance.Secret, error) {
 	var list struct {
 		Items []struct {
 			ID   string `json:"id"`
 			Name string `json:"name"`
 		} `json:"items"`
 	}
-	if err := api.do(ctx, http.MethodGet, "/api/v1/api-tokens", http.StatusOK, &list); err != nil {
+	if err := api.callJSON(ctx, http.MethodGet, "/api/v1/api-tokens", nil, &list); err != nil {
 		return "", err
 	}
 	var ids []string
@@ -152,7 +148,7 @@ func rotateOnline(ctx context.Context, cfg *Config, paths dataPaths) (appliance.
 	var rotated struct {
 		Token string `json:"token"`
 	}
-	if err := api.do(ctx, http.MethodPost, "/api/v1/api-tokens/"+ids[0]+"/rotate", http.StatusOK, &rotated); err != nil {
+	if err := api.callJSON(ctx, http.MethodPost, "/api/v1/api-tokens/"+url.PathEscape(ids[0])+"/rotate", nil, &rotated); err != nil {
 		return "", err
 	}
 	if !strings.HasPrefix(rotated.Token, "tkd_") {
@@ -160,7 +156,7 @@ func rotateOnline(ctx context.Context, cfg *Config, paths dataPaths) (appliance.
 	}
 	api.token = rotated.Token
 	for _, id := range ids[1:] {
-		if err := api.do(ctx, http.MethodDelete, "/api/v1/api-tokens/"+id, http.StatusNoContent, nil); err != nil {
+		if err := api.callJSON(ctx, http.MethodDelete, "/api/v1/api-tokens/"+url.PathEscape(id), nil, nil); err != nil {
 			return appliance.Secret(rotated.Token), fmt.Errorf("revoking another bootstrap token: %w", err)
 		}
 	}
@@ -199,36 +195,4 @@ func newRunningAdminAPI(cfg *Config, paths dataPaths) (*runningAdminAPI, error) 
 	return &runningAdminAPI{base: "https://" + net.JoinHostPort(host, port), token: strings.TrimSpace(string(token)),
 		client: &http.Client{Timeout: 30 * time.Second,
 			Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}}, nil
-}
-
-// do sends one request and decodes the answer into out (if not nil). The
-// error quotes the problem's title and code only, never a body that could
-// hold a token.
-func (r *runningAdminAPI) do(ctx context.Context, method, path string, want int, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, r.base+path, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+r.token)
-	resp, err := r.client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != want {
-		var p struct {
-			Code   string `json:"code"`
-			Detail string `json:"detail"`
-		}
-		_ = json.Unmarshal(body, &p)
-		return fmt.Errorf("%s %s: %s (%s: %s)", method, path, resp.Status, p.Code, p.Detail)
-	}
-	if out != nil {
-		return json.Unmarshal(body, out)
-	}
-	return nil
 }
