@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -247,31 +246,17 @@ func (a *app) backupTo(ctx context.Context, cfg *Config, w io.Writer) (int64, er
 		return 0, err
 	}
 	// A tokend is running: ask it over its admin API.
-	token, err := os.ReadFile(paths.AdminToken)
+	api, err := newRunningAdminAPI(cfg, paths)
 	if err != nil {
-		return 0, fmt.Errorf("tokend is running; reading its admin token: %w", err)
+		return 0, fmt.Errorf("tokend is running: %w", err)
 	}
-	pool := x509.NewCertPool()
-	certFile := cfg.TLSCert
-	if certFile == "" {
-		certFile = paths.TLSCert
-	}
-	if pem, err := os.ReadFile(certFile); err == nil {
-		pool.AppendCertsFromPEM(pem)
-	}
-	host, port, err := net.SplitHostPort(cfg.AdminListen)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, api.base+"/api/v1/backup", nil)
 	if err != nil {
 		return 0, err
 	}
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "localhost"
-	}
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+net.JoinHostPort(host, port)+"/api/v1/backup", nil)
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+	req.Header.Set("Authorization", "Bearer "+api.token)
+	client := *api.client
+	client.Timeout = 0 // a copy of a large store takes what it takes; ctx ends it
 	resp, err := client.Do(req)
 	if err != nil {
 		return 0, fmt.Errorf("backup from the running tokend: %w", err)
