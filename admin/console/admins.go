@@ -72,16 +72,10 @@ func (c *Console) adminsPage(g *gin.Context, status int, d adminsData) {
 
 func (c *Console) admins(g *gin.Context) { c.adminsPage(g, http.StatusOK, adminsData{}) }
 
-// formError shows the Administrators page again with the reason, or the
-// error page for internal errors.
+// adminsFormError shows the Administrators page again with the reason, or
+// the error page for internal errors.
 func (c *Console) adminsFormError(g *gin.Context, err error, d adminsData) {
-	status, msg := explain(err)
-	if status == http.StatusInternalServerError {
-		c.fail(g, err)
-		return
-	}
-	g.Set("console.error", msg)
-	c.adminsPage(g, status, d)
+	c.formError(g, err, func(status int) { c.adminsPage(g, status, d) })
 }
 
 func (c *Console) createAdmin(g *gin.Context) {
@@ -180,13 +174,7 @@ func (c *Console) changePassword(g *gin.Context) {
 		c.render(g, http.StatusUnauthorized, "password", "Change your password", d)
 		return
 	case err != nil:
-		status, msg := explain(err)
-		if status == http.StatusInternalServerError {
-			c.fail(g, err)
-			return
-		}
-		g.Set("console.error", msg)
-		c.render(g, status, "password", "Change your password", d)
+		c.formError(g, err, func(status int) { c.render(g, status, "password", "Change your password", d) })
 		return
 	}
 	old := sessionOf(g)

@@ -46,15 +46,9 @@ func (c *Console) createAgent(g *gin.Context) {
 	}
 	a, shown, err := c.svc.CreateAgent(g.Request.Context(), in)
 	if err != nil {
-		status, msg := explain(err)
-		if status == http.StatusInternalServerError {
-			c.fail(g, err)
-			return
-		}
-		g.Set("console.error", msg)
 		d := agentsData{}
 		d.Form.Name, d.Form.Kind, d.Form.Address = in.Name, in.Kind, in.Address
-		c.agentsPage(g, status, d)
+		c.formError(g, err, func(status int) { c.agentsPage(g, status, d) })
 		return
 	}
 	c.agentsPage(g, http.StatusCreated, agentsData{Created: &a, Shown: shown.Reveal()})

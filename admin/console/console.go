@@ -349,6 +349,19 @@ func (c *Console) fail(g *gin.Context, err error) {
 	c.problem(g, status, msg)
 }
 
+// formError answers a refused form on the form's own page: show renders it
+// with the refusal's status, the reason above the form. An internal error
+// is the error page (fail).
+func (c *Console) formError(g *gin.Context, err error, show func(status int)) {
+	status, msg := explain(err)
+	if status == http.StatusInternalServerError {
+		c.fail(g, err)
+		return
+	}
+	g.Set("console.error", msg)
+	show(status)
+}
+
 func explain(err error) (int, string) {
 	var (
 		v   *appliance.ValidationError

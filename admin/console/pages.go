@@ -169,17 +169,13 @@ func (c *Console) assign(g *gin.Context) {
 	}
 	_, err := c.svc.AssignTokens(g.Request.Context(), id, serials)
 	if err != nil {
-		status, msg := explain(err)
-		if status == http.StatusInternalServerError {
-			c.fail(g, err)
-			return
-		}
-		if errors.Is(err, appliance.ErrLimit) {
-			msg = fmt.Sprintf("Not assigned: the user would then hold more than %d hardware or software tokens, "+
-				"the most one user may hold. Unassign a token first, or select fewer.", appliance.MaxTokensPerUser)
-		}
-		g.Set("console.error", msg)
-		c.assignPage(g, status, serials)
+		c.formError(g, err, func(status int) {
+			if errors.Is(err, appliance.ErrLimit) {
+				g.Set("console.error", fmt.Sprintf("Not assigned: the user would then hold more than %d hardware or software tokens, "+
+					"the most one user may hold. Unassign a token first, or select fewer.", appliance.MaxTokensPerUser))
+			}
+			c.assignPage(g, status, serials)
+		})
 		return
 	}
 	if len(serials) == 1 {
@@ -373,13 +369,7 @@ func (c *Console) importPreview(g *gin.Context) {
 	dry.DryRun, dry.Body = true, bytes.NewReader(body)
 	job, err := c.svc.ImportTokens(g.Request.Context(), dry)
 	if err != nil {
-		status, msg := explain(err)
-		if status == http.StatusInternalServerError {
-			c.fail(g, err)
-			return
-		}
-		g.Set("console.error", msg)
-		c.render(g, status, "import", "Import tokens", nil)
+		c.formError(g, err, func(status int) { c.render(g, status, "import", "Import tokens", nil) })
 		return
 	}
 	c.sessions.setPending(sessionOf(g), &pendingImport{body: body, req: req, name: fh.Filename})
@@ -478,13 +468,7 @@ func (c *Console) profileSave(g *gin.Context) {
 		_, err = c.svc.UpdateProfile(g.Request.Context(), name, p)
 	}
 	if err != nil {
-		status, msg := explain(err)
-		if status == http.StatusInternalServerError {
-			c.fail(g, err)
-			return
-		}
-		g.Set("console.error", msg)
-		c.profileFormPage(g, status, isNew, p, hours)
+		c.formError(g, err, func(status int) { c.profileFormPage(g, status, isNew, p, hours) })
 		return
 	}
 	c.sessions.setFlash(sessionOf(g), "Profile "+name+" saved.")

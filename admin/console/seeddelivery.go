@@ -51,13 +51,7 @@ func (c *Console) deliverSeed(g *gin.Context, u appliance.User, serial, profile 
 	d, err := c.svc.DeliverSeed(ctx, serial, appliance.SeedDeliveryRequest{Profile: profile,
 		Password: appliance.Secret(g.PostForm("password")), DeviceID: g.PostForm("device_id")})
 	if err != nil {
-		status, msg := explain(err)
-		if status == http.StatusInternalServerError {
-			c.fail(g, err)
-			return true
-		}
-		g.Set("console.error", msg)
-		c.distributePage(g, status)
+		c.formError(g, err, func(status int) { c.distributePage(g, status) })
 		return true
 	}
 	out := seedDeliveryData{User: u, D: d}
