@@ -34,20 +34,15 @@ func (a *app) newAdminCmd() *cobra.Command {
 			"or not tokend runs on the data dir.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var password appliance.Secret
-			if fromStdin {
-				p, err := readPasswordLine(a.stdin)
-				if err != nil {
-					return err
-				}
-				password = p
+			password, err := a.passwordFromStdin(fromStdin)
+			if err != nil {
+				return err
 			}
 			var row adminRow
-			err := a.offlineOrRunning(cmd.Context(), false, func(ctx context.Context, svc *appliance.Service) error {
+			err = a.offlineOrRunning(cmd.Context(), false, func(ctx context.Context, svc *appliance.Service) error {
 				acc, generated, err := svc.CreateAdmin(ctx, appliance.NewAdmin{Name: args[0], Role: role,
 					Password: password, SecondFactorSerial: secondFactor})
-				row = rowOf(acc)
-				row.Password = generated.Reveal()
+				row = rowWithPassword(acc, generated)
 				return err
 			}, func(ctx context.Context, api *runningAdminAPI) error {
 				return api.callJSON(ctx, http.MethodPost, "/api/v1/admins", map[string]string{"name": args[0], "role": role,
@@ -77,6 +72,15 @@ func (a *app) newAdminCmd() *cobra.Command {
 		a.newAdminDisableCmd(true), a.newAdminDisableCmd(false), a.newAdminDeleteCmd())
 	admin.AddCommand(a.newRotateBootstrapTokenCmd())
 	return admin
+}
+
+// passwordFromStdin is the password of --password-stdin (the first line of
+// standard input), or none (the Service generates a one-time one).
+func (a *app) passwordFromStdin(fromStdin bool) (appliance.Secret, error) {
+	if !fromStdin {
+		return "", nil
+	}
+	return readPasswordLine(a.stdin)
 }
 
 func readPasswordLine(r io.Reader) (appliance.Secret, error) {

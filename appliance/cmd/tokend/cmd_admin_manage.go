@@ -124,6 +124,14 @@ func rowOf(acc appliance.AdminAccount) adminRow {
 	return r
 }
 
+// rowWithPassword is rowOf with the password the Service generated (if
+// any), which the command prints once.
+func rowWithPassword(acc appliance.AdminAccount, generated appliance.Secret) adminRow {
+	r := rowOf(acc)
+	r.Password = generated.Reveal()
+	return r
+}
+
 func yesNo(b bool) string {
 	if b {
 		return "yes"
@@ -195,19 +203,14 @@ func (a *app) newAdminPasswdCmd() *cobra.Command {
 			"or not tokend runs on the data dir.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var password appliance.Secret
-			if fromStdin {
-				p, err := readPasswordLine(a.stdin)
-				if err != nil {
-					return err
-				}
-				password = p
+			password, err := a.passwordFromStdin(fromStdin)
+			if err != nil {
+				return err
 			}
 			var row adminRow
-			err := a.offlineOrRunning(cmd.Context(), false, func(ctx context.Context, svc *appliance.Service) error {
+			err = a.offlineOrRunning(cmd.Context(), false, func(ctx context.Context, svc *appliance.Service) error {
 				acc, generated, err := svc.ResetAdminPassword(ctx, args[0], password)
-				row = rowOf(acc)
-				row.Password = generated.Reveal()
+				row = rowWithPassword(acc, generated)
 				return err
 			}, func(ctx context.Context, api *runningAdminAPI) error {
 				var body any
