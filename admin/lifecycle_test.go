@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"tokend/admin/internal/reportcsv"
 	"tokend/appliance"
 )
 
@@ -287,7 +288,7 @@ func TestReportsAPI(t *testing.T) {
 	}
 	t.Run("CSV pages through everything and defuses formulas", func(t *testing.T) {
 		want := []string{"'=cmd", "bob"}
-		for i := range csvPageSize + 10 { // more than one page
+		for i := range reportcsv.PageSize + 10 { // more than one page
 			n := "u" + strings.Repeat("0", 4-len(itoa(i))) + itoa(i)
 			if _, err := a.e.svc.CreateUser(ctx, appliance.NewUser{UserName: n}); err != nil {
 				t.Fatal(err)

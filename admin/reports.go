@@ -1,13 +1,12 @@
 package admin
 
 import (
-	"encoding/csv"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
+	"tokend/admin/internal/reportcsv"
 	"tokend/appliance"
 )
 
@@ -34,13 +33,6 @@ func reportRowDTO(r appliance.ReportRow) ReportRowDTO {
 	return ReportRowDTO{Serial: r.Serial, UserID: r.UserID, UserName: r.UserName, Kind: r.Kind, At: optTime(r.At), Detail: r.Detail}
 }
 
-// csvPageSize is the page a CSV export reads at a time: the export streams
-// page after page, so memory does not grow with the report.
-const csvPageSize = 500
-
-// reportCSVHeader names the CSV columns.
-var reportCSVHeader = []string{"serial", "user_id", "user_name", "kind", "at", "detail"}
-
 func (s *Server) report(c *gin.Context) {
 	days, err := queryInt(c, "days")
 	if err != nil {
@@ -59,7 +51,7 @@ func (s *Server) report(c *gin.Context) {
 	}
 	q := appliance.ReportQuery{Name: c.Param("name"), Days: days, Limit: limit, Cursor: c.Query("cursor")}
 	if format == "csv" {
-		q.Limit = csvPageSize
+		q.Limit = reportcsv.PageSize
 	}
 	page, err := s.svc.Report(ctx(c), q)
 	if err != nil {
@@ -74,39 +66,13 @@ func (s *Server) report(c *gin.Context) {
 	c.Header("Content-Type", "text/csv; charset=utf-8")
 	c.Header("Content-Disposition", `attachment; filename="`+page.Name+`.csv"`)
 	c.Status(http.StatusOK)
-	w := csv.NewWriter(c.Writer)
-	if err := w.Write(reportCSVHeader); err != nil {
-		return
+	err = reportcsv.Write(c.Writer, page, func(cursor string) (appliance.ReportPage, error) {
+		q.Cursor = cursor
+		return s.svc.Report(ctx(c), q)
+	})
+	if err != nil {
+		// The status is sent: the export ends short, and the log says why
+		// (the client sees a truncated file).
+		s.log.ErrorContext(c.Request.Context(), "report export failed", "report", q.Name, "err", err)
 	}
-	for {
-		for _, r := range page.Items {
-			at := ""
-			if !r.At.IsZero() {
-				at = r.At.UTC().Format(time.RFC3339)
-			}
-			if err := w.Write([]string{r.Serial, r.UserID, csvCell(r.UserName), r.Kind, at, csvCell(r.Detail)}); err != nil {
-				return
-			}
-		}
-		w.Flush()
-		if page.NextCursor == "" || w.Error() != nil {
-			return
-		}
-		q.Cursor = page.NextCursor
-		if page, err = s.svc.Report(ctx(c), q); err != nil {
-			// The status is sent: the export ends short, and the log
-			// says why (the client sees a truncated file).
-			s.log.ErrorContext(c.Request.Context(), "report export failed", "report", q.Name, "err", err)
-			return
-		}
-	}
-}
-
-// csvCell defuses a value a spreadsheet would run as a formula (user names
-// come from directories and SCIM pushes).
-func csvCell(v string) string {
-	if v != "" && strings.ContainsRune("=+-@\t\r", rune(v[0])) {
-		return "'" + v
-	}
-	return v
 }

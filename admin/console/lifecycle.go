@@ -2,7 +2,6 @@ package console
 
 import (
 	"context"
-	"encoding/csv"
 	"net/http"
 	"strconv"
 	"strings"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"tokend/admin/internal/reportcsv"
 	"tokend/appliance"
 )
 
@@ -258,7 +258,7 @@ func (c *Console) reportCSV(g *gin.Context) {
 		c.fail(g, err)
 		return
 	}
-	q.Limit = 500
+	q.Limit = reportcsv.PageSize
 	page, err := c.svc.Report(g.Request.Context(), q)
 	if err != nil {
 		c.fail(g, err)
@@ -267,32 +267,11 @@ func (c *Console) reportCSV(g *gin.Context) {
 	g.Header("Content-Type", "text/csv; charset=utf-8")
 	g.Header("Content-Disposition", `attachment; filename="`+name+`.csv"`)
 	g.Status(http.StatusOK)
-	w := csv.NewWriter(g.Writer)
-	_ = w.Write([]string{"serial", "user_id", "user_name", "kind", "at", "detail"})
-	for {
-		for _, r := range page.Items {
-			at := ""
-			if !r.At.IsZero() {
-				at = r.At.UTC().Format(time.RFC3339)
-			}
-			_ = w.Write([]string{r.Serial, r.UserID, csvCell(r.UserName), r.Kind, at, csvCell(r.Detail)})
-		}
-		w.Flush()
-		if page.NextCursor == "" || w.Error() != nil {
-			return
-		}
-		q.Cursor = page.NextCursor
-		if page, err = c.svc.Report(g.Request.Context(), q); err != nil {
-			c.log.ErrorContext(g.Request.Context(), "console report export", "report", name, "err", err)
-			return
-		}
+	err = reportcsv.Write(g.Writer, page, func(cursor string) (appliance.ReportPage, error) {
+		q.Cursor = cursor
+		return c.svc.Report(g.Request.Context(), q)
+	})
+	if err != nil {
+		c.log.ErrorContext(g.Request.Context(), "console report export", "report", name, "err", err)
 	}
-}
-
-// csvCell defuses a value a spreadsheet would run as a formula.
-func csvCell(v string) string {
-	if v != "" && strings.ContainsRune("=+-@\t\r", rune(v[0])) {
-		return "'" + v
-	}
-	return v
 }
