@@ -55,11 +55,11 @@ func parseStoreSpec(flag, v string, cfg StoreConfig) (storeSpec, error) {
 		}
 		c := Config{Store: e}
 		if p := c.storeProblems(); len(p) > 0 {
-			return storeSpec{}, fmt.Errorf("--%s %s: %s", flag, v, strings.Join(p, "; "))
+			return storeSpec{}, fmt.Errorf("--%s %s:%s: %s", flag, backend, redactEndpoints(rest), strings.Join(p, "; "))
 		}
 		return storeSpec{Backend: backendEtcd, Etcd: e}, nil
 	}
-	return storeSpec{}, fmt.Errorf("--%s %q: want bolt:PATH or etcd:URL[,URL…]", flag, v)
+	return storeSpec{}, fmt.Errorf("--%s %q: want bolt:PATH or etcd:URL[,URL…]", flag, redactEndpoints(v))
 }
 
 func (s storeSpec) open(ctx context.Context, readOnly bool) (appliance.Store, error) {

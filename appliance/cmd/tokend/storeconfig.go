@@ -88,13 +88,14 @@ func (c *Config) storeProblems() []string {
 	}
 	for _, e := range eps {
 		u, err := url.Parse(e)
+		shown := redactEndpoints(e)
 		switch {
 		case err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https"):
-			add("store.etcd_endpoints %q: want a URL such as https://etcd1:2379", e)
+			add("store.etcd_endpoints %q: want a URL such as https://etcd1:2379", shown)
 		case u.Scheme == "http" && (s.EtcdCA != "" || s.EtcdCert != ""):
-			add("store.etcd_endpoints %q: plain http while store.etcd_ca or store.etcd_cert is set; use https", e)
+			add("store.etcd_endpoints %q: plain http while store.etcd_ca or store.etcd_cert is set; use https", shown)
 		case u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "":
-			add("store.etcd_endpoints %q: want only scheme, host and port", e)
+			add("store.etcd_endpoints %q: want only scheme, host and port", shown)
 		}
 	}
 	if (s.EtcdCert == "") != (s.EtcdKey == "") {
@@ -152,6 +153,25 @@ type storeOpenOptions struct {
 	NoPurge     bool          // etcd: no background tombstone purge (one-shot commands)
 	// EtcdRequest, if set, is told the duration of every request to etcd.
 	EtcdRequest func(method string, d time.Duration)
+}
+
+// redactEndpoints is a comma-separated list of endpoint URLs fit for an
+// error text: a password written into a URL's user part (which tokend
+// refuses) is replaced by "xxxxx".
+func redactEndpoints(list string) string {
+	parts := strings.Split(list, ",")
+	for i, p := range parts {
+		at := strings.LastIndex(p, "@")
+		if at < 0 {
+			continue
+		}
+		if u, err := url.Parse(strings.TrimSpace(p)); err == nil && u.User != nil {
+			parts[i] = u.Redacted()
+		} else {
+			parts[i] = "xxxxx" + p[at:] // not a URL with a user part: drop all before the host
+		}
+	}
+	return strings.Join(parts, ",")
 }
 
 // openEtcd opens the etcd store a StoreConfig names.

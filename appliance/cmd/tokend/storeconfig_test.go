@@ -38,6 +38,8 @@ func TestStoreConfigLayers(t *testing.T) {
 		{name: "every problem at once", args: []string{"--store", "etcd", "--etcd-prefix", "x", "--etcd-key", "/k.pem"},
 			problems: []string{"store.etcd_endpoints: required", "store.etcd_cert and store.etcd_key", `store.etcd_prefix "x"`}},
 		{name: "unknown backend", args: []string{"--store", "consul"}, problems: []string{`store.backend "consul"`}},
+		{name: "a password in an endpoint is not repeated", args: []string{"--store", "etcd", "--etcd-endpoints", "https://root:s3cret@etcd:2379"},
+			problems: []string{`store.etcd_endpoints "https://root:xxxxx@etcd:2379": want only scheme, host and port`}},
 		{name: "no nodes", args: []string{"--config", writeFile(t, "nodes0.yaml", "store:\n  nodes: 0\n")},
 			problems: []string{"store.nodes 0: want 1 to 64"}},
 		{name: "several nodes on bolt", args: []string{"--config", writeFile(t, "nodes2.yaml", "store:\n  nodes: 2\n")},
@@ -65,6 +67,17 @@ func TestStoreConfigLayers(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestParseStoreSpecHidesPasswords: a migrate --from/--to refused for a
+// password in an endpoint URL does not repeat the password.
+func TestParseStoreSpecHidesPasswords(t *testing.T) {
+	for _, v := range []string{"etcd:https://root:s3cret@etcd:2379", "https://root:s3cret@etcd:2379", "etcd:https://root:s3cret@etcd:2379/%zz"} {
+		_, err := parseStoreSpec("to", v, StoreConfig{Backend: "bolt", EtcdPrefix: "/tokend/", Nodes: 1})
+		if err == nil || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("parseStoreSpec(%q) = %v; want a refusal without the password", v, err)
+		}
 	}
 }
 
