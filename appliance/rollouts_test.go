@@ -355,22 +355,9 @@ func TestRolloutConcurrentApplies(t *testing.T) {
 	for i := range 60 {
 		names = append(names, fmt.Sprintf("user%02d", i))
 	}
-	for _, run := range []struct {
-		name  string
-		store func(t *testing.T) appliance.Store
-	}{
-		{"memstore", func(*testing.T) appliance.Store { return memstore.New() }},
-		{"bbolt", func(t *testing.T) appliance.Store {
-			st, err := boltstore.Open(filepath.Join(t.TempDir(), "tokend.db"), boltstore.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { st.Close() })
-			return st
-		}},
-	} {
+	for _, run := range stores {
 		t.Run(run.name, func(t *testing.T) {
-			f := newRolloutFixture(t, run.store(t), 70, names...)
+			f := newRolloutFixture(t, run.open(t), 70, names...)
 			r := f.plan(t)
 			var wg sync.WaitGroup
 			var ok, refused atomic.Int32
