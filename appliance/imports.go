@@ -151,14 +151,28 @@ type ImportJob struct {
 // Chunks commit in milliseconds; the margin covers a slow store.
 const JobStale = 2 * time.Minute
 
-// staleJob reports whether a running job of node, last alive at beat, is
-// left over: this node's own (it runs nothing before it starts), a job
-// of no recorded node (written by an older tokend, always single-node),
-// or another node's whose heartbeat is older than JobStale. own false
-// leaves this node's jobs to their heartbeat too (a periodic sweep runs
-// beside this node's live jobs).
-func (s *Service) staleJob(node string, beat, now time.Time, own bool) bool {
-	if own && (node == "" || node == s.node) {
+// Which running jobs a sweep marks interrupted.
+type jobSweep int
+
+const (
+	// sweepAll: every one. Only this process has the store (bbolt's lock).
+	sweepAll jobSweep = iota
+	// sweepStart: a node's start on a shared store: its own leftovers
+	// (it runs nothing yet), jobs of no recorded node (written by an
+	// older, single-node tokend) and other nodes' stale ones.
+	sweepStart
+	// sweepStale: only those whose heartbeat is older than JobStale (a
+	// periodic sweep runs beside this node's live jobs).
+	sweepStale
+)
+
+// staleJob reports whether the sweep marks a running job of node, last
+// alive at beat.
+func (s *Service) staleJob(mode jobSweep, node string, beat, now time.Time) bool {
+	switch {
+	case mode == sweepAll:
+		return true
+	case mode == sweepStart && (node == "" || node == s.node):
 		return true
 	}
 	return now.Sub(beat) > JobStale
@@ -590,14 +604,14 @@ func importDetail(j ImportJob) string {
 // InterruptImports marks the import jobs a previous run of tokend left
 // running as interrupted, with an audit record each, so that their tokens
 // are traceable and posting the same file again resumes them. Call it once
-// at start, before serving. On a shared store it leaves alone the jobs
-// other nodes run (their heartbeat is fresh). It returns the ids it marked.
+// at start, before serving, on a store no other node uses (bbolt); on a
+// shared one call InterruptLeftoverJobs. It returns the ids it marked.
 func (s *Service) InterruptImports(ctx context.Context) ([]string, error) {
-	return s.interruptImports(ctx, true)
+	return s.interruptImports(ctx, sweepAll)
 }
 
-// interruptImports marks the running jobs staleJob picks (own: see there).
-func (s *Service) interruptImports(ctx context.Context, own bool) ([]string, error) {
+// interruptImports marks the running jobs staleJob picks.
+func (s *Service) interruptImports(ctx context.Context, mode jobSweep) ([]string, error) {
 	var ids []string
 	now := s.now().UTC()
 	err := s.store.View(ctx, func(tx Tx) error {
@@ -617,7 +631,7 @@ func (s *Service) interruptImports(ctx context.Context, own bool) ([]string, err
 			if err := decodeRecord(tx, kv.Value, &j); err != nil {
 				return fmt.Errorf("decode %q: %w", kv.Key, err)
 			}
-			if j.Status == JobRunning && s.staleJob(j.Node, jobBeat(j.Heartbeat, j.StartedAt), now, own) {
+			if j.Status == JobRunning && s.staleJob(mode, j.Node, jobBeat(j.Heartbeat, j.StartedAt), now) {
 				ids = append(ids, j.ID)
 			}
 		}
@@ -639,7 +653,7 @@ func (s *Service) interruptImports(ctx context.Context, own bool) ([]string, err
 					return err
 				}
 				// Re-checked: the job may have committed a chunk since.
-				if j.Status != JobRunning || !s.staleJob(j.Node, jobBeat(j.Heartbeat, j.StartedAt), now, own) {
+				if j.Status != JobRunning || !s.staleJob(mode, j.Node, jobBeat(j.Heartbeat, j.StartedAt), now) {
 					continue
 				}
 				j.Status, j.FinishedAt = JobInterrupted, now

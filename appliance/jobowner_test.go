@@ -2,8 +2,10 @@ package appliance_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,9 +39,9 @@ func TestRolloutOwnedByNode(t *testing.T) {
 	}
 	<-gate.blocked // A's second chunk hangs: A writes nothing more
 
-	// B starts: what serve does at start.
-	if ids, err := f.svc.InterruptRollouts(f.ctx); err != nil || len(ids) != 0 {
-		t.Fatalf("B's start interrupted %v (%v): A's live rollout", ids, err)
+	// B starts: what serve does at start on a shared store.
+	if got, err := f.svc.InterruptLeftoverJobs(f.ctx); err != nil || len(got.Rollouts) != 0 {
+		t.Fatalf("B's start interrupted %+v (%v): A's live rollout", got, err)
 	}
 	if ids, err := f.svc.ResumeRollouts(f.ctx); err != nil || len(ids) != 0 {
 		t.Fatalf("B's start resumed %v (%v)", ids, err)
@@ -103,8 +105,8 @@ func TestImportOwnedByNode(t *testing.T) {
 	if err != nil || len(jobs) != 1 || jobs[0].Status != appliance.JobRunning || jobs[0].Node != "node-a" {
 		t.Fatalf("jobs %+v %v", jobs, err)
 	}
-	if ids, err := f.svc.InterruptImports(f.ctx); err != nil || len(ids) != 0 {
-		t.Fatalf("B's start interrupted %v (%v): A's live import", ids, err)
+	if got, err := f.svc.InterruptLeftoverJobs(f.ctx); err != nil || len(got.Imports) != 0 {
+		t.Fatalf("B's start interrupted %+v (%v): A's live import", got, err)
 	}
 	f.clock.Add(appliance.JobStale + time.Second)
 	got, err := f.svc.InterruptStaleJobs(f.ctx)
@@ -118,5 +120,55 @@ func TestImportOwnedByNode(t *testing.T) {
 	j, err := f.svc.GetImportJob(f.ctx, jobs[0].ID)
 	if err != nil || j.Status != appliance.JobInterrupted || j.Imported != jobs[0].Imported {
 		t.Fatalf("job after the sweep: %+v %v", j, err)
+	}
+}
+
+// failAfter lets n Updates through and fails every later one: a process
+// killed mid-import leaves its job running.
+type failAfter struct {
+	appliance.Store
+	n atomic.Int64
+}
+
+var errKilledNode = errors.New("killed")
+
+func (s *failAfter) Update(ctx context.Context, fn func(appliance.Tx) error) error {
+	if s.n.Add(-1) < 0 {
+		return errKilledNode
+	}
+	return s.Store.Update(ctx, fn)
+}
+
+// TestLeftoverJobsAtStart: a node's start on a shared store marks its own
+// leftover import (its previous run was killed) at once, without waiting
+// for JobStale, and leaves another node's fresh one alone.
+func TestLeftoverJobsAtStart(t *testing.T) {
+	st := memstore.New()
+	t.Cleanup(func() { st.Close() })
+	f := newFixture(t, st) // the restarted node: the default node id
+	killed := func(node string, n int64) string {
+		t.Helper()
+		fs := &failAfter{Store: st}
+		fs.n.Store(n)
+		svc, err := appliance.New(appliance.Config{Store: fs, Sealer: mustSealer(t, f.key), Now: f.clock.Now,
+			CTKIPURL: f.svc.CTKIPURL(), NodeID: node, SpoolDir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		job, err := svc.ImportTokens(f.ctx, appliance.ImportRequest{Format: appliance.FormatCSV,
+			Body: strings.NewReader(serials(500, 181000000000+int(n)*1000))})
+		if !errors.Is(err, errKilledNode) {
+			t.Fatalf("killed import: %+v %v", job, err)
+		}
+		return job.ID
+	}
+	own := killed(appliance.DefaultNodeID, 3)
+	other := killed("node-a", 2)
+	got, err := f.svc.InterruptLeftoverJobs(f.ctx)
+	if err != nil || len(got.Imports) != 1 || got.Imports[0] != own {
+		t.Fatalf("start marked %+v (%v); want only %s", got, err, own)
+	}
+	if j, err := f.svc.GetImportJob(f.ctx, other); err != nil || j.Status != appliance.JobRunning {
+		t.Fatalf("the other node's job: %+v %v", j, err)
 	}
 }

@@ -1316,15 +1316,15 @@ func (s *Service) stopRollout(ctx context.Context, id, runner string, cause erro
 
 // InterruptRollouts marks the rollouts a previous run of tokend left
 // applying as interrupted (apply again resumes them) and those it left
-// planning as abandoned. Call it once at start, before serving. On a
-// shared store it leaves alone the rollouts other nodes run (their
-// heartbeat is fresh). It returns the ids it marked.
+// planning as abandoned. Call it once at start, before serving, on a
+// store no other node uses (bbolt); on a shared one call
+// InterruptLeftoverJobs. It returns the ids it marked.
 func (s *Service) InterruptRollouts(ctx context.Context) ([]string, error) {
-	return s.interruptRollouts(ctx, true)
+	return s.interruptRollouts(ctx, sweepAll)
 }
 
-// interruptRollouts marks the rollouts staleJob picks (own: see there).
-func (s *Service) interruptRollouts(ctx context.Context, own bool) ([]string, error) {
+// interruptRollouts marks the rollouts staleJob picks.
+func (s *Service) interruptRollouts(ctx context.Context, mode jobSweep) ([]string, error) {
 	all, err := listJSON[Rollout](ctx, s.store, pfxRollout)
 	if err != nil {
 		return nil, err
@@ -1332,7 +1332,7 @@ func (s *Service) interruptRollouts(ctx context.Context, own bool) ([]string, er
 	var marked []string
 	now := s.now().UTC()
 	for _, r := range all {
-		if r.State != RolloutApplying && r.State != RolloutPlanning || !s.staleJob(r.Node, r.UpdatedAt, now, own) {
+		if r.State != RolloutApplying && r.State != RolloutPlanning || !s.staleJob(mode, r.Node, r.UpdatedAt, now) {
 			continue
 		}
 		skipped := false
@@ -1343,7 +1343,7 @@ func (s *Service) interruptRollouts(ctx context.Context, own bool) ([]string, er
 				return err
 			}
 			// Re-checked: its node may have committed a chunk since.
-			if !s.staleJob(cur.Node, cur.UpdatedAt, now, own) {
+			if !s.staleJob(mode, cur.Node, cur.UpdatedAt, now) {
 				skipped = true
 				return nil
 			}
@@ -1383,6 +1383,20 @@ type StaleJobs struct {
 	Resumed  []string // of those, the rollouts started again here
 }
 
+// InterruptLeftoverJobs is InterruptImports and InterruptRollouts for a
+// node's start on a shared store (etcd): it marks this node's leftover
+// jobs (and those of no recorded node) and other nodes' stale ones, and
+// leaves alone the jobs live nodes run. ResumeRollouts then resumes.
+func (s *Service) InterruptLeftoverJobs(ctx context.Context) (StaleJobs, error) {
+	var out StaleJobs
+	var err error
+	if out.Imports, err = s.interruptImports(ctx, sweepStart); err != nil {
+		return out, err
+	}
+	out.Rollouts, err = s.interruptRollouts(ctx, sweepStart)
+	return out, err
+}
+
 // InterruptStaleJobs marks the import jobs and rollouts of any node that
 // have written nothing for JobStale as interrupted (a node killed mid-job
 // never does it itself), and starts the interrupted rollouts again on this
@@ -1391,10 +1405,10 @@ type StaleJobs struct {
 func (s *Service) InterruptStaleJobs(ctx context.Context) (StaleJobs, error) {
 	var out StaleJobs
 	var err error
-	if out.Imports, err = s.interruptImports(ctx, false); err != nil {
+	if out.Imports, err = s.interruptImports(ctx, sweepStale); err != nil {
 		return out, err
 	}
-	if out.Rollouts, err = s.interruptRollouts(ctx, false); err != nil {
+	if out.Rollouts, err = s.interruptRollouts(ctx, sweepStale); err != nil {
 		return out, err
 	}
 	for _, id := range out.Rollouts {

@@ -92,24 +92,11 @@ func runServe(ctx context.Context, env *serveEnv) error {
 		}
 		return fmt.Errorf("init store: %w", err)
 	}
-	if err := ensureAdminToken(sys, svc, env); err != nil {
+	if err := ensureAdminToken(sys, svc, env, store.Etcd != nil); err != nil {
 		return err
 	}
-	// Imports a previous run left running will never finish: mark them
-	// interrupted so their tokens are traceable and the file resumable.
-	interrupted, err := svc.InterruptImports(sys)
-	if err != nil {
-		return fmt.Errorf("marking interrupted imports: %w", err)
-	}
-	for _, id := range interrupted {
-		log.Warn("import interrupted by the previous stop; post the same file again to resume it", "job", id)
-	}
-	// Rollouts a previous run left applying continue where their journal
-	// stopped (items already applied are not applied again).
-	if ids, err := svc.InterruptRollouts(sys); err != nil {
-		return fmt.Errorf("marking interrupted rollouts: %w", err)
-	} else if len(ids) > 0 {
-		log.Warn("rollouts interrupted by the previous stop", "rollouts", ids)
+	if err := interruptAtStart(sys, svc, store.Etcd != nil, log); err != nil {
+		return err
 	}
 	resumed, err := svc.ResumeRollouts(sys)
 	if err != nil {
@@ -138,6 +125,12 @@ func runServe(ctx context.Context, env *serveEnv) error {
 		})
 	}()
 	defer func() { stopSchedule(); <-scheduleDone }()
+	sweepDone := make(chan struct{})
+	go func() {
+		defer close(sweepDone)
+		run.runNowAndEvery(schedCtx, staleSweepEvery, func(ctx context.Context) { sweepStaleJobs(ctx, svc, log) })
+	}()
+	defer func() { stopSchedule(); <-sweepDone }()
 	key, err := svc.CTKIPKey(sys, cfg.CTKIP.RSABits)
 	if err != nil {
 		return err
@@ -219,13 +212,84 @@ func runServe(ctx context.Context, env *serveEnv) error {
 	return errors.Join(err, doors.shutdown())
 }
 
+// interruptAtStart marks the imports a previous run left running (they
+// will never finish) interrupted, so their tokens are traceable and the
+// file resumable, and the rollouts it left applying interrupted, so
+// ResumeRollouts continues them where their journal stopped. On a shared
+// store the jobs other live nodes run are left alone; the runner's sweep
+// (sweepStaleJobs) takes over those of dead nodes.
+func interruptAtStart(ctx context.Context, svc *appliance.Service, shared bool, log *slog.Logger) error {
+	var got appliance.StaleJobs
+	var err error
+	if shared {
+		if got, err = svc.InterruptLeftoverJobs(ctx); err != nil {
+			return fmt.Errorf("marking interrupted imports and rollouts: %w", err)
+		}
+	} else {
+		if got.Imports, err = svc.InterruptImports(ctx); err != nil {
+			return fmt.Errorf("marking interrupted imports: %w", err)
+		}
+		if got.Rollouts, err = svc.InterruptRollouts(ctx); err != nil {
+			return fmt.Errorf("marking interrupted rollouts: %w", err)
+		}
+	}
+	for _, id := range got.Imports {
+		log.Warn("import interrupted by the previous stop; post the same file again to resume it", "job", id)
+	}
+	if len(got.Rollouts) > 0 {
+		log.Warn("rollouts interrupted by the previous stop", "rollouts", got.Rollouts)
+	}
+	return nil
+}
+
+// staleSweepEvery: a dead node's job is marked interrupted (and its
+// rollout resumed) within appliance.JobStale plus this.
+const staleSweepEvery = 30 * time.Second
+
+// sweepStaleJobs marks the imports and rollouts of dead nodes interrupted
+// and resumes those rollouts here (the runner calls it).
+func sweepStaleJobs(ctx context.Context, svc *appliance.Service, log *slog.Logger) {
+	got, err := svc.InterruptStaleJobs(ctx)
+	if err != nil && ctx.Err() == nil {
+		log.Error("interrupting stale jobs", "err", err)
+	}
+	for _, id := range got.Imports {
+		log.Warn("import interrupted: its node stopped writing; post the same file again to resume it", "job", id)
+	}
+	if len(got.Rollouts) > 0 {
+		log.Warn("rollouts interrupted: their node stopped writing", "rollouts", got.Rollouts, "resumed", got.Resumed)
+	}
+}
+
+// errBootstrapTokenShared: a node of a shared store found no admin-token
+// file while the store has the bootstrap token.
+var errBootstrapTokenShared = errors.New("the shared store already has the bootstrap admin token")
+
 // ensureAdminToken (re)creates the bootstrap super-admin token when its file
 // is missing, and prints only the file's path.
-func ensureAdminToken(ctx context.Context, svc *appliance.Service, env *serveEnv) error {
+//
+// On a shared store (etcd) it never replaces a bootstrap token that exists:
+// that would lock out every other node's copy of the file. The node then
+// refuses to start until the operator copies the file (one bootstrap token
+// for the cluster, rotated in one place, rather than one per node).
+func ensureAdminToken(ctx context.Context, svc *appliance.Service, env *serveEnv, shared bool) error {
 	if _, err := os.Stat(env.Paths.AdminToken); err == nil {
 		return nil
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("admin token file: %w", err)
+	}
+	if shared {
+		toks, err := svc.ListAPITokens(ctx)
+		if err != nil {
+			return fmt.Errorf("admin API tokens: %w", err)
+		}
+		for _, t := range toks {
+			if t.Name == adminTokenName {
+				return fmt.Errorf("%w and %s is missing: copy admin-token from the node that created it "+
+					"(or run `tokend admin rotate-bootstrap-token` on one node and copy the new file to every node)",
+					errBootstrapTokenShared, env.Paths.AdminToken)
+			}
+		}
 	}
 	_, secret, err := svc.ReplaceNamedAPIToken(ctx, adminTokenName, appliance.RoleSuperAdmin)
 	if err != nil {

@@ -1,0 +1,242 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"tokend/appliance"
+	"tokend/appliance/appliancetest"
+	"tokend/appliance/internal/etcdstore"
+	"tokend/appliance/seal"
+	"tokend/internal/etcdtest"
+)
+
+// holdStore lets the first pass cancellable Updates through and holds the
+// next ones until their context ends: a node whose writes stop, as a
+// killed one's do. Uncancellable Updates go through.
+type holdStore struct {
+	appliance.Store
+	pass    atomic.Int64
+	once    sync.Once
+	blocked chan struct{}
+}
+
+func (s *holdStore) Update(ctx context.Context, fn func(appliance.Tx) error) error {
+	if ctx.Done() != nil && s.pass.Add(-1) < 0 {
+		s.once.Do(func() { close(s.blocked) })
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return s.Store.Update(ctx, fn)
+}
+
+// etcdNodes opens one Service per node id on one fresh etcd key space, as
+// tokend nodes with the same master key would; wrap, if set, wraps a
+// node's store.
+func etcdNodes(t *testing.T, c *etcdtest.Cluster, clock *testClock, wrap func(i int, st appliance.Store) appliance.Store, nodes ...string) []*appliance.Service {
+	t.Helper()
+	_, key := appliancetest.Sealer(t)
+	prefix := fmt.Sprintf("/jobs-%s/", rand.Text()[:8])
+	var out []*appliance.Service
+	for i, node := range nodes {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		st, err := etcdstore.Open(ctx, etcdstore.Options{Endpoints: c.Endpoints(), Prefix: prefix, PurgeInterval: -1})
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = st.Close() })
+		sealer, err := seal.New(key, rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var store appliance.Store = st
+		if wrap != nil {
+			store = wrap(i, st)
+		}
+		out = append(out, appliancetest.Service(t, appliance.Config{Store: store, Sealer: sealer, Now: clock.Now, NodeID: node,
+			SpoolDir: t.TempDir(), CTKIPURL: "https://localhost/ctkip/services/CtkipService"}))
+	}
+	return out
+}
+
+func csvSerials(n, first int) string {
+	var b strings.Builder
+	b.WriteString("serial\n")
+	for i := range n {
+		fmt.Fprintf(&b, "%012d\n", first+i)
+	}
+	return b.String()
+}
+
+// TestImportOwnedByNodeOnEtcd is issue 18's first hazard on real etcd:
+// node B starting (what serve runs at start) while node A runs an import
+// does not interrupt it; once A's writes stop (A hangs or was killed) for
+// appliance.JobStale, the runner's sweep marks the job interrupted, and
+// A's late chunks are refused.
+func TestImportOwnedByNodeOnEtcd(t *testing.T) {
+	etcdtest.Require(t)
+	c := etcdtest.Start(t)
+	clock := &testClock{}
+	hold := &holdStore{blocked: make(chan struct{})}
+	hold.pass.Store(2) // the job and one chunk
+	svcs := etcdNodes(t, c, clock, func(i int, st appliance.Store) appliance.Store {
+		if i == 0 {
+			hold.Store = st
+			return hold
+		}
+		return st
+	}, "node-a", "node-b")
+	a, b := svcs[0], svcs[1]
+	ctx := appliance.WithActor(context.Background(), appliance.Actor{ID: "system", Name: "system"})
+
+	ctxA, cancelA := context.WithCancel(ctx)
+	defer cancelA()
+	res := make(chan error, 1)
+	go func() {
+		_, err := a.ImportTokens(ctxA, appliance.ImportRequest{Format: appliance.FormatCSV, Body: strings.NewReader(csvSerials(2000, 190000000000))})
+		res <- err
+	}()
+	select {
+	case <-hold.blocked:
+	case err := <-res:
+		t.Fatalf("A's import ended before it was held: %v", err)
+	}
+	jobs, err := b.ListImportJobs(ctx, 10)
+	if err != nil || len(jobs) != 1 || jobs[0].Status != appliance.JobRunning || jobs[0].Node != "node-a" {
+		t.Fatalf("jobs %+v %v", jobs, err)
+	}
+	id := jobs[0].ID
+
+	// B starts (what serve runs at start on etcd).
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	if err := interruptAtStart(ctx, b, true, log); err != nil {
+		t.Fatal(err)
+	}
+	if ids, err := b.ResumeRollouts(ctx); err != nil || len(ids) != 0 {
+		t.Fatalf("B's start resumed rollouts %v (%v)", ids, err)
+	}
+	sweepStaleJobs(ctx, b, log)
+	if j, err := b.GetImportJob(ctx, id); err != nil || j.Status != appliance.JobRunning {
+		t.Fatalf("after B's start and a sweep within the bound: %+v %v", j, err)
+	}
+
+	clock.Add(appliance.JobStale + time.Second) // A has written nothing since
+	sweepStaleJobs(ctx, b, log)
+	j, err := b.GetImportJob(ctx, id)
+	if err != nil || j.Status != appliance.JobInterrupted {
+		t.Fatalf("after the bound: %+v %v", j, err)
+	}
+	if !strings.Contains(logs.String(), "job="+id) {
+		t.Errorf("the sweep logged no line for %s:\n%s", id, logs.String())
+	}
+	cancelA()
+	if err := <-res; err == nil {
+		t.Fatal("A's import finished after it was interrupted")
+	}
+	after, err := b.GetImportJob(ctx, id)
+	if err != nil || after.Status != appliance.JobInterrupted || after.Imported != j.Imported {
+		t.Fatalf("after A gave up: %+v (was %+v) %v", after, j, err)
+	}
+}
+
+// TestBootstrapTokenOnSecondNode is issue 18's second hazard on real etcd:
+// a node that finds no admin-token file while the shared store has the
+// bootstrap token refuses to start rather than replace the token (which
+// would lock out the first node's copy); with the copied file it starts.
+func TestBootstrapTokenOnSecondNode(t *testing.T) {
+	etcdtest.Require(t)
+	c := etcdtest.Start(t)
+	svcs := etcdNodes(t, c, &testClock{}, nil, "node-a", "node-b")
+	ctx := appliance.WithActor(context.Background(), appliance.Actor{ID: "system", Name: "system"})
+	env := func(t *testing.T) *serveEnv {
+		p, err := newDataPaths(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &serveEnv{Paths: p, Stdout: io.Discard}
+	}
+	envA, envB := env(t), env(t)
+	if err := ensureAdminToken(ctx, svcs[0], envA, true); err != nil {
+		t.Fatal(err)
+	}
+	tokA, err := os.ReadFile(envA.Paths.AdminToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secretA := strings.TrimSpace(string(tokA))
+
+	err = ensureAdminToken(ctx, svcs[1], envB, true)
+	if !errors.Is(err, errBootstrapTokenShared) || !strings.Contains(err.Error(), "copy admin-token") {
+		t.Fatalf("second node without the file: %v", err)
+	}
+	if strings.Contains(err.Error(), secretA) {
+		t.Fatal("the error shows the token")
+	}
+	if _, err := os.Stat(envB.Paths.AdminToken); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the refused node wrote %s: %v", envB.Paths.AdminToken, err)
+	}
+	for i, svc := range svcs {
+		if _, err := svc.AuthenticateAPIToken(ctx, secretA); err != nil {
+			t.Fatalf("node %d refuses the first node's token: %v", i, err)
+		}
+	}
+
+	// The operator copies the file: the node starts, the token unchanged.
+	if err := os.WriteFile(envB.Paths.AdminToken, tokA, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := ensureAdminToken(ctx, svcs[1], envB, true); err != nil {
+		t.Fatalf("with the copied file: %v", err)
+	}
+	if _, err := svcs[0].AuthenticateAPIToken(ctx, secretA); err != nil {
+		t.Fatalf("the token after the second node started: %v", err)
+	}
+}
+
+// TestBootstrapTokenSingleNode keeps the single-node rule: on a store of
+// its own (bbolt), a node whose admin-token file is gone makes a new token
+// and the old one is refused.
+func TestBootstrapTokenSingleNode(t *testing.T) {
+	svc := appliancetest.Service(t, appliance.Config{})
+	ctx := appliance.WithActor(context.Background(), appliance.Actor{ID: "system", Name: "system"})
+	p, err := newDataPaths(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := &serveEnv{Paths: p, Stdout: io.Discard}
+	if err := ensureAdminToken(ctx, svc, env, false); err != nil {
+		t.Fatal(err)
+	}
+	old, err := os.ReadFile(p.AdminToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(p.AdminToken); err != nil {
+		t.Fatal(err)
+	}
+	if err := ensureAdminToken(ctx, svc, env, false); err != nil {
+		t.Fatal(err)
+	}
+	cur, err := os.ReadFile(p.AdminToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.AuthenticateAPIToken(ctx, strings.TrimSpace(string(old))); err == nil {
+		t.Error("the replaced token still authenticates")
+	}
+	if _, err := svc.AuthenticateAPIToken(ctx, strings.TrimSpace(string(cur))); err != nil {
+		t.Errorf("the new token: %v", err)
+	}
+}
