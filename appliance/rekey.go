@@ -224,11 +224,7 @@ func readRekeyState(tx Tx) ([]byte, *rekeyJournal, error) {
 // CheckStore): its values are under two keys until tokend rekey finishes or
 // rolls back.
 func rekeyGuardTx(tx Tx) error {
-	_, err := tx.Get(keyRekey)
-	switch {
-	case errors.Is(err, ErrNotFound):
-		return nil
-	case err != nil:
+	if ok, err := exists(tx, keyRekey); !ok {
 		return err
 	}
 	return fmt.Errorf("%w on this store: run tokend rekey again with the same two keys to finish it, or tokend rekey --rollback to return to the old key", ErrRekeyInProgress)
