@@ -45,7 +45,9 @@ func TestBrowserTokenLifecycle(t *testing.T) {
 	if got := text("#replaced-by"); !strings.HasPrefix(got, "100000000002") {
 		t.Fatalf("replaced by %q", got)
 	}
-	do("complete", confirmYes, chromedp.Click(id("complete-replacement")), chromedp.WaitVisible(id("token-facts")))
+	// The old page has the facts too: wait until the link to the new token is gone.
+	do("complete", confirmYes, chromedp.Click(id("complete-replacement")), chromedp.WaitNotPresent(id("replaced-by")),
+		chromedp.WaitVisible(id("token-facts")))
 	if got := text("#token-state"); got != "disabled" {
 		t.Fatalf("old token after completion: %q", got)
 	}
