@@ -23,9 +23,13 @@
 // every Update that returned before it began. An Update's first read is
 // serializable (the member's own state, no round to the leader): it may be
 // stale, but the commit compares everything read against that revision, so
-// staleness costs a retry and never a wrong commit; an Update that read but
-// wrote nothing confirms its snapshot with a compare-only Txn. This saves
-// one quorum round per Update (measured in bench_test.go).
+// staleness costs a retry and never a wrong commit. An Update that read but
+// wrote nothing, or whose function returned an error (a refusal such as
+// "not found" may rest on a stale read), confirms its snapshot with a Txn of
+// the same compares and a linearizable read: etcd answers a Txn with
+// neither writes nor linearizable reads from the member's own state, stale
+// as well. This saves one quorum round per Update (measured in
+// bench_test.go).
 //
 // Why tombstones. A range compare sees keys that were created or changed in
 // the interval, but a key deleted since the read is simply gone: nothing in

@@ -307,6 +307,15 @@ func (s *Store) attempt(ctx context.Context, fn func(appliance.Tx) error, exclus
 		return false, 0, nil
 	case t.err != nil:
 		return false, 0, t.err
+	case fnErr != nil && t.stale:
+		// fn refused on what may be a follower's stale snapshot (a record
+		// "not found" that a quorum already has): the refusal stands only
+		// if what fn read is still current, else fn runs again.
+		current, err := s.confirm(ctx, t)
+		if err != nil || !current {
+			return false, 0, err
+		}
+		return false, 0, fnErr
 	case fnErr != nil:
 		return false, 0, fnErr
 	case t.ws.Count() == 0 && !t.stale:
@@ -318,6 +327,10 @@ func (s *Store) attempt(ctx context.Context, fn func(appliance.Tx) error, exclus
 		w, _ := t.ws.Lookup(k)
 		ops = append(ops, clientv3.OpPut(s.data+k, string(encode(w))))
 	}
+	if len(ops) == 0 {
+		// A read-only Update confirming its stale snapshot.
+		ops = append(ops, s.quorumOp())
+	}
 	rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
 	defer cancel()
 	resp, err := s.cli.Txn(rctx).If(t.compares()...).Then(ops...).Commit()
@@ -328,6 +341,29 @@ func (s *Store) attempt(ctx context.Context, fn func(appliance.Tx) error, exclus
 		return false, 0, fmt.Errorf("etcdstore: commit (outcome unknown): %w: %w", appliance.ErrStoreUnavailable, err)
 	}
 	return resp.Succeeded, t.ws.Count(), nil
+}
+
+// quorumOp is a linearizable read of nothing. etcd serves a Txn without
+// writes or linearizable reads from the member's own state (a compare-only
+// Txn counts as serializable), so a Txn that must see the quorum's latest
+// state carries it.
+func (s *Store) quorumOp() clientv3.Op {
+	return clientv3.OpGet(s.horizon, clientv3.WithCountOnly())
+}
+
+// confirm reports whether nothing t read has changed since its read
+// revision: a compare-only Txn, which goes through the leader.
+func (s *Store) confirm(ctx context.Context, t *tx) (bool, error) {
+	rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+	defer cancel()
+	resp, err := s.cli.Txn(rctx).If(t.compares()...).Then(s.quorumOp()).Commit()
+	if err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return false, ctxErr
+		}
+		return false, fmt.Errorf("etcdstore: confirming a read: %w: %w", appliance.ErrStoreUnavailable, err)
+	}
+	return resp.Succeeded, nil
 }
 
 // Close stops the background purge, waits for running Views and Updates and
