@@ -2,6 +2,7 @@ package appliance_test
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -10,6 +11,7 @@ import (
 
 	"tokend/appliance"
 	"tokend/appliance/memstore"
+	"tokend/appliance/seal"
 )
 
 // viewCountingStore counts read transactions.
@@ -177,5 +179,49 @@ func TestAPITokenCacheRevokeRace(t *testing.T) {
 		if n := wrong.Load(); n > 0 {
 			t.Fatalf("round %d: %d uses accepted after the revoke returned", round, n)
 		}
+	}
+}
+
+// BenchmarkAuthenticateAPIToken is the admin API's per-request token check
+// on memstore: "cached" within the cache's TTL, "store" with the clock
+// moved past it before every check (a store read each time).
+func BenchmarkAuthenticateAPIToken(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		step time.Duration
+	}{{"cached", 0}, {"store", 5 * time.Second}} {
+		b.Run(tc.name, func(b *testing.B) {
+			key := make([]byte, seal.KeySize)
+			if _, err := rand.Read(key); err != nil {
+				b.Fatal(err)
+			}
+			sealer, err := seal.New(key, rand.Reader)
+			if err != nil {
+				b.Fatal(err)
+			}
+			clk := &clock{now: time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)}
+			svc, err := appliance.New(appliance.Config{Store: memstore.New(), Sealer: sealer, Now: clk.Now,
+				CTKIPURL: "https://tokend.example:8444/ctkip/services/CtkipService"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := appliance.WithActor(context.Background(), appliance.Actor{ID: "bench", Name: "bench", Role: appliance.RoleSuperAdmin})
+			if err := svc.Init(ctx); err != nil {
+				b.Fatal(err)
+			}
+			f := &fixture{svc: svc, clock: clk, ctx: ctx}
+			_, secret, err := f.svc.CreateAPIToken(f.ctx, "bench", appliance.RoleAgent)
+			if err != nil {
+				b.Fatal(err)
+			}
+			s := secret.Reveal()
+			b.ReportAllocs()
+			for b.Loop() {
+				f.clock.Add(tc.step)
+				if _, err := f.svc.AuthenticateAPIToken(f.ctx, s); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
