@@ -240,3 +240,29 @@ func TestBootstrapTokenSingleNode(t *testing.T) {
 		t.Errorf("the new token: %v", err)
 	}
 }
+
+// TestREADMEHAConfig decodes the README's three-node example config
+// strictly and validates it, so the example cannot drift from the keys.
+func TestREADMEHAConfig(t *testing.T) {
+	raw, err := os.ReadFile("../../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const start = "# /etc/tokend/tokend.yaml on host A"
+	_, rest, ok := strings.Cut(string(raw), start)
+	_, rest, _ = strings.Cut(rest, "\n") // the heading comment's end
+	block, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("README has no High availability config example")
+	}
+	cfg, err := decodeConfig(strings.NewReader(block), "README", defaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.NodeID != "a" || cfg.Store.Backend != "etcd" || cfg.Store.Nodes != 3 || len(strings.Split(cfg.Store.EtcdEndpoints, ",")) != 3 {
+		t.Errorf("decoded %+v", cfg.Store)
+	}
+}
