@@ -236,19 +236,8 @@ func buildCounts(tx Tx) error {
 			continue
 		}
 		m := map[string]int64{}
-		var after []byte
-		for {
-			kvs, err := tx.Scan([]byte(c.pfx), after, 5000)
-			if err != nil {
-				return err
-			}
-			for _, kv := range kvs {
-				m[c.each(kv)]++
-				after = kv.Key
-			}
-			if len(kvs) < 5000 {
-				break
-			}
+		if err := scanAll(tx, c.pfx, func(kv KV) error { m[c.each(kv)]++; return nil }); err != nil {
+			return err
 		}
 		if err := putJSON(tx, counterKey(nodeOf(tx), c.family), m); err != nil {
 			return err

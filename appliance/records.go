@@ -220,6 +220,27 @@ func listJSON[T any](ctx context.Context, st Store, prefix string) ([]T, error) 
 	return out, err
 }
 
+// scanAll calls fn for every pair under prefix, a page at a time, so a large
+// store is not held in memory at once.
+func scanAll(tx Tx, prefix string, fn func(KV) error) error {
+	var after []byte
+	for {
+		kvs, err := tx.Scan([]byte(prefix), after, 5000)
+		if err != nil {
+			return err
+		}
+		for _, kv := range kvs {
+			if err := fn(kv); err != nil {
+				return err
+			}
+			after = kv.Key
+		}
+		if len(kvs) < 5000 {
+			return nil
+		}
+	}
+}
+
 // exists reports whether key is present.
 func exists(tx Tx, key []byte) (bool, error) {
 	_, err := tx.Get(key)

@@ -34,27 +34,6 @@ func (r *ConsistencyReport) addf(format string, args ...any) {
 	}
 }
 
-// scanAll calls fn for every pair under prefix, a page at a time, so a large
-// store is not held in memory at once.
-func scanAll(tx Tx, prefix string, fn func(KV) error) error {
-	var after []byte
-	for {
-		kvs, err := tx.Scan([]byte(prefix), after, 5000)
-		if err != nil {
-			return err
-		}
-		for _, kv := range kvs {
-			if err := fn(kv); err != nil {
-				return err
-			}
-			after = kv.Key
-		}
-		if len(kvs) < 5000 {
-			return nil
-		}
-	}
-}
-
 // CheckConsistency reads the whole store in one snapshot and checks what
 // a crash must never break: every token and user index entry against its
 // record and back, the inventory counters against the records, at most
