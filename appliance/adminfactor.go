@@ -45,18 +45,29 @@ func (e *AdminFactorError) Is(target error) bool { return target == ErrForbidden
 
 // adminFactors maps each second-factor serial to the admins using it.
 func adminFactors(tx Tx) (map[string][]string, error) {
-	kvs, err := tx.Scan([]byte(pfxAdmin), nil, 0)
+	accs, err := adminAccounts(tx)
 	if err != nil {
 		return nil, err
 	}
 	out := map[string][]string{}
-	for _, kv := range kvs {
-		var a AdminAccount
-		if err := decodeRecord(tx, kv.Value, &a); err != nil {
-			return nil, fmt.Errorf("decode %q: %w", kv.Key, err)
-		}
+	for _, a := range accs {
 		if a.SecondFactorSerial != "" {
 			out[a.SecondFactorSerial] = append(out[a.SecondFactorSerial], a.Name)
+		}
+	}
+	return out, nil
+}
+
+// adminAccounts reads every admin account inside tx.
+func adminAccounts(tx Tx) ([]AdminAccount, error) {
+	kvs, err := tx.Scan([]byte(pfxAdmin), nil, 0)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]AdminAccount, len(kvs))
+	for i, kv := range kvs {
+		if err := decodeRecord(tx, kv.Value, &out[i]); err != nil {
+			return nil, fmt.Errorf("decode %q: %w", kv.Key, err)
 		}
 	}
 	return out, nil

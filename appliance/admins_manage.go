@@ -35,15 +35,11 @@ func checkNotLastSuperAdmin(tx Tx, a *AdminAccount) error {
 	if a.Role != RoleSuperAdmin || a.Disabled {
 		return nil
 	}
-	kvs, err := tx.Scan([]byte(pfxAdmin), nil, 0)
+	accs, err := adminAccounts(tx)
 	if err != nil {
 		return err
 	}
-	for _, kv := range kvs {
-		var o AdminAccount
-		if err := decodeRecord(tx, kv.Value, &o); err != nil {
-			return fmt.Errorf("decode %q: %w", kv.Key, err)
-		}
+	for _, o := range accs {
 		if o.ID != a.ID && o.Role == RoleSuperAdmin && !o.Disabled {
 			return nil
 		}
