@@ -23,11 +23,7 @@ func (c tlsClient) do(role, method, path string, body any) (int, []byte) {
 	c.t.Helper()
 	var rd io.Reader = http.NoBody
 	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			c.t.Fatal(err)
-		}
-		rd = bytes.NewReader(b)
+		rd = jsonBody(c.t, body)
 	}
 	r, err := http.NewRequestWithContext(c.t.Context(), method, c.ts.URL+path, rd)
 	if err != nil {

@@ -157,11 +157,7 @@ func (e *env) call(method, path string, body any) *httptest.ResponseRecorder {
 	e.t.Helper()
 	var rd io.Reader
 	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		rd = bytes.NewReader(b)
+		rd = jsonBody(e.t, body)
 	}
 	return e.do(req{method: method, path: path, role: appliance.RoleSuperAdmin, body: rd})
 }

@@ -65,11 +65,7 @@ func (e *rolloutEnv) http(method, path, role string, body any) *http.Response {
 	e.t.Helper()
 	var rd io.Reader
 	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		rd = strings.NewReader(string(b))
+		rd = jsonBody(e.t, body)
 	}
 	r, err := http.NewRequest(method, e.url+path, rd)
 	if err != nil {
