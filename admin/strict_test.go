@@ -82,7 +82,8 @@ func TestUnknownQueryParameters(t *testing.T) {
 		field  string
 	}{
 		{name: "audit with cursor instead of after", role: appliance.RoleAuditor, path: "/api/v1/audit?cursor=x", status: http.StatusBadRequest, field: "cursor"},
-		{name: "audit with after", role: appliance.RoleAuditor, path: "/api/v1/audit?after=x&limit=5", status: http.StatusOK},
+		{name: "audit with after", role: appliance.RoleAuditor, path: "/api/v1/audit?after=20260102/0000000000000001&limit=5", status: http.StatusOK},
+		{name: "audit with a malformed after", role: appliance.RoleAuditor, path: "/api/v1/audit?after=x&limit=5", status: http.StatusBadRequest, field: "after"},
 		{name: "users with a typo", role: appliance.RoleHelpdesk, path: "/api/v1/users?search=al&serach=al", status: http.StatusBadRequest, field: "serach"},
 		{name: "users with its parameters", role: appliance.RoleHelpdesk, path: "/api/v1/users?search=al&limit=5&cursor=&source=", status: http.StatusOK},
 		{name: "limit given twice", role: appliance.RoleHelpdesk, path: "/api/v1/users?limit=1&limit=500", status: http.StatusBadRequest, field: "limit"},
