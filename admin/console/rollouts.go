@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -117,6 +118,10 @@ type rolloutData struct {
 	Statuses []string
 }
 
+// rolloutItemStatuses are the values the users' status filter takes.
+var rolloutItemStatuses = []string{appliance.ItemAssign, appliance.ItemHasProfile, appliance.ItemAtLimit, appliance.ItemInactive,
+	appliance.ItemNoToken, appliance.ItemDone, appliance.ItemFailed}
+
 func (c *Console) rollout(g *gin.Context) {
 	ctx := g.Request.Context()
 	r, err := c.svc.GetRollout(ctx, g.Param("id"))
@@ -124,18 +129,32 @@ func (c *Console) rollout(g *gin.Context) {
 		c.fail(g, err)
 		return
 	}
-	after, _ := strconv.Atoi(g.Query("after"))
+	// A filter the page cannot have made is refused, not shown as an
+	// empty or whole list.
+	var problems []appliance.FieldError
+	after := 0
+	if a := g.Query("after"); a != "" {
+		if after, err = strconv.Atoi(a); err != nil || after < 0 {
+			problems = append(problems, appliance.FieldError{Field: "after", Reason: "a whole number, 0 or more"})
+		}
+	}
 	status := g.Query("status")
-	page, err := c.svc.ListRolloutItems(ctx, r.ID, max(after, 0), 100, status)
+	if status != "" && !slices.Contains(rolloutItemStatuses, status) {
+		problems = append(problems, appliance.FieldError{Field: "status", Reason: "one of " + strings.Join(rolloutItemStatuses, ", ")})
+	}
+	if len(problems) > 0 {
+		c.fail(g, &appliance.ValidationError{Problems: problems})
+		return
+	}
+	page, err := c.svc.ListRolloutItems(ctx, r.ID, after, 100, status)
 	if err != nil {
 		c.fail(g, err)
 		return
 	}
 	d := rolloutData{Rollout: r, Items: page.Items, Status: status, Handled: r.Done + r.Failed, Percent: 100,
-		Plan:    actorOf(g).Role == appliance.RoleSuperAdmin,
-		Running: r.State == appliance.RolloutApplying,
-		Statuses: []string{appliance.ItemAssign, appliance.ItemHasProfile, appliance.ItemAtLimit, appliance.ItemInactive,
-			appliance.ItemNoToken, appliance.ItemDone, appliance.ItemFailed}}
+		Plan:     actorOf(g).Role == appliance.RoleSuperAdmin,
+		Running:  r.State == appliance.RolloutApplying,
+		Statuses: rolloutItemStatuses}
 	d.CanApply = d.Plan && (r.State == appliance.RolloutPlanned || r.State == appliance.RolloutInterrupted)
 	if r.ToAssign > 0 {
 		d.Percent = d.Handled * 100 / r.ToAssign

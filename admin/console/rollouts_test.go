@@ -131,3 +131,32 @@ func TestConsoleRolloutExportOnce(t *testing.T) {
 		t.Fatalf("help desk progress page: %s", page)
 	}
 }
+
+// TestConsoleRolloutFilter: the users' filter takes the statuses the page
+// offers and a cursor it made; anything else is a 400 that says what is
+// wrong, not an empty list.
+func TestConsoleRolloutFilter(t *testing.T) {
+	f := newFixture(t, console.Options{})
+	names := rolloutUsers(t, f, 2)
+	root := f.browser(t)
+	root.signIn("root", rootPW)
+	root.get("/console/rollouts")
+	p := root.post("/console/rollouts", url.Values{"users": {strings.Join(names, "\n")}, "profile": {"android-ctkip"}, "pool": {"any"}})
+	if p.status != http.StatusSeeOther {
+		t.Fatalf("plan: %s", p)
+	}
+	loc := p.header.Get("Location")
+	if p := root.get(loc + "?status=" + appliance.ItemAssign + "&after=0"); p.status != http.StatusOK || strings.Count(p.body, "<tr data-user=") != 2 {
+		t.Fatalf("filtered page: %s", p)
+	}
+	for _, q := range []string{"?status=bogus", "?after=-1", "?after=x"} {
+		p := root.get(loc + q)
+		field := "status"
+		if strings.HasPrefix(q, "?after") {
+			field = "after"
+		}
+		if p.status != http.StatusBadRequest || !contains(p, "Please correct: "+field+": ") {
+			t.Errorf("%s: %s", q, p)
+		}
+	}
+}
