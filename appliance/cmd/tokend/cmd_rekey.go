@@ -66,6 +66,13 @@ func (a *app) newRekeyCmd() *cobra.Command {
 	return cmd
 }
 
+// errEtcdRekey: rekey works on the data dir's bbolt file, which is not
+// the store of a node on etcd (a file left there from before a migration
+// would be rotated instead of the cluster's store).
+var errEtcdRekey = errors.New("the store is etcd: tokend rekey rotates a bbolt store only; stop every node, " +
+	"copy the store with `tokend migrate --from etcd: --to bolt:DATA_DIR/tokend.db`, rekey it with `tokend rekey --store bolt …`, " +
+	"then copy it back with `tokend migrate --from bolt:DATA_DIR/tokend.db --to etcd: --force`")
+
 // rekeyKeys reads the current master key and the new one; errors name the
 // files, never their content.
 func (a *app) rekeyKeys(cfg *Config, paths dataPaths, newKeyFile string) (oldPath string, old, next []byte, err error) {
@@ -88,6 +95,9 @@ func (a *app) rekey(ctx context.Context, out io.Writer, newKeyFile string, resum
 	cfg, err := loadConfig(a.flags, a.lookupEnv)
 	if err != nil {
 		return err
+	}
+	if cfg.Store.Backend == backendEtcd {
+		return errEtcdRekey
 	}
 	paths, err := newDataPaths(cfg.DataDir)
 	if err != nil {
@@ -159,6 +169,9 @@ func (a *app) rekeyStatus(ctx context.Context, out io.Writer, newKeyFile string)
 	cfg, err := loadConfig(a.flags, a.lookupEnv)
 	if err != nil {
 		return err
+	}
+	if cfg.Store.Backend == backendEtcd {
+		return errEtcdRekey
 	}
 	st, paths, err := openStoreOffline(cfg.DataDir, true)
 	if err != nil {
