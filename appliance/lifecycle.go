@@ -138,6 +138,9 @@ func (s *Service) ReplaceToken(ctx context.Context, oldSerial string, req Replac
 	} else if req.Serial == oldSerial {
 		v.Add("serial", "a token cannot replace itself")
 	}
+	// Checked here too, not only by DeliverSeed: a replacement refused
+	// there is committed first and then cancelled.
+	validateSeedProtection(req.Password, req.DeviceID, v)
 	if err := v.Err(); err != nil {
 		return Replacement{}, err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -260,6 +261,10 @@ func TestReplaceRefusals(t *testing.T) {
 		{name: "old unassigned", old: "150000000003", req: appliance.ReplaceRequest{Serial: newSerial}, want: appliance.ErrInvalidState},
 		{name: "new already assigned", old: oldSerial, req: appliance.ReplaceRequest{Serial: "150000000002"}, want: appliance.ErrConflict},
 		{name: "unknown profile", old: oldSerial, req: appliance.ReplaceRequest{Serial: newSerial, Profile: "nope"}, want: appliance.ErrNotFound},
+		{name: "seed password too long", old: oldSerial, req: appliance.ReplaceRequest{Serial: newSerial, Profile: "nope",
+			Password: appliance.Secret(strings.Repeat("x", 41))}, want: &appliance.ValidationError{}},
+		{name: "device id not hex", old: oldSerial, req: appliance.ReplaceRequest{Serial: newSerial, Profile: "nope", DeviceID: "not-a-device"},
+			want: &appliance.ValidationError{}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

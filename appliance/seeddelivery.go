@@ -137,6 +137,23 @@ type SeedDelivery struct {
 	OTPAuthURL Secret
 }
 
+// validateSeedProtection checks the password and device id a seed
+// delivery may be protected with (DeliverSeed, and ReplaceToken before it
+// changes anything).
+func validateSeedProtection(password Secret, deviceID string, v *ValidationError) {
+	if len(password) > 40 {
+		v.Add("password", "at most 40 characters")
+	}
+	switch {
+	case len(deviceID) > 64:
+		v.Add("device_id", "at most 64 characters")
+	case deviceID != "" && !validDeviceID(deviceID):
+		// The key uses only the hex digits: any other character would
+		// be dropped silently and bind the string to another device.
+		v.Add("device_id", "hex digits (the device id the RSA app shows), grouped with '-' or spaces if at all")
+	}
+}
+
 // DeliverSeed generates a new seed for an assigned, enabled software token
 // and delivers it the way the profile says: as an .sdtid file (kept in
 // memory for one download, TakeTokenFile) or as a CTF string. The previous
@@ -150,17 +167,7 @@ func (s *Service) DeliverSeed(ctx context.Context, serial string, req SeedDelive
 	if req.Profile == "" {
 		v.Add("profile", "required")
 	}
-	if len(req.Password) > 40 {
-		v.Add("password", "at most 40 characters")
-	}
-	switch {
-	case len(req.DeviceID) > 64:
-		v.Add("device_id", "at most 64 characters")
-	case req.DeviceID != "" && !validDeviceID(req.DeviceID):
-		// The key uses only the hex digits: any other character would
-		// be dropped silently and bind the string to another device.
-		v.Add("device_id", "hex digits (the device id the RSA app shows), grouped with '-' or spaces if at all")
-	}
+	validateSeedProtection(req.Password, req.DeviceID, v)
 	if err := v.Err(); err != nil {
 		return SeedDelivery{}, err
 	}
