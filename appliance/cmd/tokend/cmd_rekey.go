@@ -196,15 +196,13 @@ func (a *app) rekeyStatus(ctx context.Context, out io.Writer, newKeyFile string)
 			seal.Fingerprint(s.OldCheck), seal.Fingerprint(s.NewCheck), s.Restored, orEnd(s.Field))
 	}
 	keyPath, src := resolveMasterKeyPath(cfg.MasterKeyFile, paths, a.lookupEnv)
-	files := []struct {
+	type keyFile struct {
 		what, path string
-		perm       bool
-	}{{"master key", keyPath, src == masterKeyFromFile}}
+		perm       bool // the file's mode is checked (not a systemd credential)
+	}
+	files := []keyFile{{"master key", keyPath, src == masterKeyFromFile}}
 	if newKeyFile != "" {
-		files = append(files, struct {
-			what, path string
-			perm       bool
-		}{"new key", newKeyFile, true})
+		files = append(files, keyFile{"new key", newKeyFile, true})
 	}
 	for _, f := range files {
 		k, err := readMasterKey(f.path, f.perm)
