@@ -7,15 +7,20 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"tokend/appliance"
 	"tokend/appliance/internal/boltstore"
+	"tokend/appliance/internal/etcdstore"
 	"tokend/appliance/seal"
+	"tokend/internal/etcdtest"
 )
 
 // provisionOffline prepares a data dir with n users each holding one
@@ -24,6 +29,43 @@ import (
 // from the index); without, each gets an outstanding activation code, which
 // is returned.
 func provisionOffline(b *testing.B, dir string, n int, provision bool) []string {
+	codes, _ := provisionOfflineOn(b, benchStore{}, dir, n, provision)
+	return codes
+}
+
+// benchStore is where a benchmark's tokend keeps its store: the bbolt file
+// of its data dir (the zero value), or an etcd cluster, so that the same
+// benchmark body runs on either.
+type benchStore struct {
+	etcd *etcdtest.Cluster
+}
+
+// open opens the store for setup and returns the serve flags that make
+// tokend use the same one. Each call on etcd takes a fresh key space (the
+// framework runs a benchmark several times).
+func (bs benchStore) open(b *testing.B, paths dataPaths) (appliance.Store, []string) {
+	b.Helper()
+	if bs.etcd == nil {
+		st, err := boltstore.Open(paths.DB, boltstore.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return st, nil
+	}
+	prefix := fmt.Sprintf("/bench-%d/", time.Now().UnixNano())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := etcdstore.Open(ctx, etcdstore.Options{Endpoints: bs.etcd.Endpoints(), Prefix: prefix, PurgeInterval: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return st, []string{"--store", "etcd", "--etcd-endpoints", strings.Join(bs.etcd.Endpoints(), ","), "--etcd-prefix", prefix,
+		"--node-id", "bench"}
+}
+
+// provisionOfflineOn is provisionOffline on the given store; it also
+// returns the serve flags for that store.
+func provisionOfflineOn(b *testing.B, bs benchStore, dir string, n int, provision bool) ([]string, []string) {
 	b.Helper()
 	paths, err := newDataPaths(dir)
 	if err != nil {
@@ -36,13 +78,13 @@ func provisionOffline(b *testing.B, dir string, n int, provision bool) []string 
 	if err != nil {
 		b.Fatal(err)
 	}
-	st, err := boltstore.Open(paths.DB, boltstore.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	st, serveArgs := bs.open(b, paths)
 	defer st.Close()
 	sealer, _ := seal.New(key, rand.Reader)
-	svc, err := appliance.New(appliance.Config{Store: st, Sealer: sealer, CTKIPURL: "https://localhost/ctkip/services/CtkipService"})
+	// Setup writes from 32 goroutines: on etcd they need write lanes (a
+	// chain head each), as a served node has.
+	svc, err := appliance.New(appliance.Config{Store: st, Sealer: sealer, CTKIPURL: "https://localhost/ctkip/services/CtkipService",
+		NodeID: "bench-setup", WriteLanes: 16})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -89,7 +131,7 @@ func provisionOffline(b *testing.B, dir string, n int, provision bool) []string 
 		})
 	}
 	wg.Wait()
-	return codes
+	return codes, serveArgs
 }
 
 func benchSeed(i int64) []byte {
@@ -100,13 +142,23 @@ func benchSeed(i int64) []byte {
 // decision commits the token's replay mark durably) from 1, 16 and 64
 // concurrent clients. Each token accepts the codes of three consecutive
 // steps, so a run needs b.N/3 tokens: use -benchtime=Nx.
-func BenchmarkAuthenticate(b *testing.B) {
+func BenchmarkAuthenticate(b *testing.B) { benchAuthenticate(b, benchStore{}) }
+
+// BenchmarkAuthenticateEtcd is BenchmarkAuthenticate with tokend on etcd
+// (one member on this machine).
+func BenchmarkAuthenticateEtcd(b *testing.B) {
+	etcdtest.Require(b)
+	benchAuthenticate(b, benchStore{etcd: etcdtest.Start(b)})
+}
+
+func benchAuthenticate(b *testing.B, bs benchStore) {
 	for _, clients := range []int{1, 16, 64} {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
 			tokens := b.N/3 + clients
 			dir := filepath.Join(b.TempDir(), "data")
-			provisionOffline(b, dir, tokens, true)
-			in := startTokend(b, dir)
+			_, serveArgs := provisionOfflineOn(b, bs, dir, tokens, true)
+			in := startTokend(b, dir, serveArgs...)
+			etcdCPU0 := bs.etcdCPU(b)
 			b.ResetTimer()
 			res := verifyLoad(b, clients, tokens, func() (func(user, code string) (bool, error), func(), error) {
 				verify := func(user, code string) (bool, error) {
@@ -128,9 +180,47 @@ func BenchmarkAuthenticate(b *testing.B) {
 				return verify, func() {}, nil
 			})
 			b.ReportMetric(res.cpu.Seconds()/res.wall.Seconds(), "cores-busy")
+			if bs.etcd != nil {
+				etcdCPU := bs.etcdCPU(b) - etcdCPU0
+				b.ReportMetric(etcdCPU.Seconds()/res.wall.Seconds(), "etcd-cores-busy")
+				b.ReportMetric(float64((res.cpu+etcdCPU).Microseconds())/float64(max(1, res.n)), "cpu-µs/op")
+			} else {
+				b.ReportMetric(float64(res.cpu.Microseconds())/float64(max(1, res.n)), "cpu-µs/op")
+			}
 			b.ReportMetric(res.rate, "verifications/s")
 			b.ReportMetric(res.acceptedShare, "accepted-share")
 			b.ReportMetric(float64(res.p99.Microseconds())/1000, "p99-ms")
 		})
 	}
+}
+
+// etcdCPU is the CPU time the etcd members' processes used so far (0 on
+// bbolt). The members are found by their data directory on the command
+// line.
+func (bs benchStore) etcdCPU(b *testing.B) time.Duration {
+	b.Helper()
+	if bs.etcd == nil {
+		return 0
+	}
+	procs, err := os.ReadDir("/proc")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var sum time.Duration
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", p.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		for _, m := range bs.etcd.Members {
+			if bytes.Contains(cmdline, []byte("\x00"+m.Dir+"\x00")) {
+				sum += procCPU(b, pid)
+			}
+		}
+	}
+	return sum
 }
