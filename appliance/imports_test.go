@@ -400,7 +400,7 @@ func TestImportKilledMidwayIsTraceableAndResumes(t *testing.T) {
 	}
 	const in = k * 46
 	want := appliance.ImportJob{ID: ids[0], Format: "csv", OnDuplicate: "skip", Status: appliance.JobInterrupted,
-		Imported: in, Chunks: k, Rows: rows, Actor: "tester", SHA256: old.SHA256, Size: int64(len(file))}
+		Imported: in, Chunks: k, Rows: rows, Actor: "tester", SHA256: old.SHA256, Size: int64(len(file)), Node: appliance.DefaultNodeID}
 	if diff := cmp.Diff(want, old, cmpJob); diff != "" {
 		t.Errorf("interrupted job (-want +got):\n%s", diff)
 	}
@@ -460,7 +460,7 @@ func f2import(t *testing.T, svc *appliance.Service, ctx context.Context, file st
 // cmpJob compares job reports without their clocks, ids of runs and lines.
 var cmpJob = cmp.FilterPath(func(p cmp.Path) bool {
 	switch p.Last().String() {
-	case ".StartedAt", ".FinishedAt", ".Error", ".Rejected", ".SkippedRows", ".Message":
+	case ".StartedAt", ".FinishedAt", ".Error", ".Rejected", ".SkippedRows", ".Message", ".Heartbeat":
 		return true
 	}
 	return false

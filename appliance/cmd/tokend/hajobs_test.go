@@ -266,3 +266,109 @@ func TestREADMEHAConfig(t *testing.T) {
 		t.Errorf("decoded %+v", cfg.Store)
 	}
 }
+
+// TestRolloutTakenOverByRunnerOnEtcd: node A applies a rollout on real
+// etcd and stops writing mid-way (hung or killed); node B's start leaves
+// the rollout alone, and B, elected runner, sweeps: once A's heartbeat is
+// older than appliance.JobStale the rollout is marked interrupted and
+// applied to the end on B, each user getting exactly one token.
+func TestRolloutTakenOverByRunnerOnEtcd(t *testing.T) {
+	etcdtest.Require(t)
+	c := etcdtest.Start(t)
+	clock := &testClock{}
+	hold := &holdStore{blocked: make(chan struct{})}
+	hold.pass.Store(2) // the claim and one chunk
+	svcs := etcdNodes(t, c, clock, func(i int, st appliance.Store) appliance.Store {
+		if i == 0 {
+			hold.Store = st
+			return hold
+		}
+		return st
+	}, "node-a", "node-b")
+	a, b := svcs[0], svcs[1]
+	ctx := appliance.WithActor(context.Background(), appliance.Actor{ID: "test", Name: "tester", Role: appliance.RoleSuperAdmin})
+
+	if _, err := b.CreateProfile(ctx, appliance.Profile{Name: "phones", DeviceType: appliance.DeviceAndroid,
+		DeliveryMethod: appliance.DeliveryCTKIP}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.ImportTokens(ctx, appliance.ImportRequest{Format: appliance.FormatCSV, Body: strings.NewReader(csvSerials(40, 170000000000))}); err != nil {
+		t.Fatal(err)
+	}
+	src, _, err := b.CreateIdentitySource(ctx, appliance.IdentitySource{Name: "Entra", Type: appliance.SourceTypeSCIM})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for i := range 25 {
+		n := fmt.Sprintf("user%02d", i)
+		u, err := b.CreateSourceUser(ctx, src.ID, appliance.SourceUser{User: appliance.User{UserName: n, Email: n + "@example.org", Active: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, u.ID)
+	}
+	g, err := b.CreateGroup(ctx, src.ID, appliance.Group{DisplayName: "Staff", Members: ids})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := b.PlanRollout(ctx, appliance.RolloutRequest{Group: &appliance.RolloutGroup{Source: src.ID, ID: g.ID},
+		Profile: "phones", Pool: appliance.RolloutPool{SerialPrefix: "1700"}, Delivery: appliance.DeliveryCTKIP})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := a.StartRollout(ctx, r.ID); err != nil {
+		t.Fatal(err)
+	}
+	<-hold.blocked
+	defer a.StopRollouts()
+
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	if err := interruptAtStart(ctx, b, true, log); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.ResumeRollouts(ctx); err != nil || len(got) != 0 {
+		t.Fatalf("B's start resumed %v (%v)", got, err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	run := startEtcdRunner(runCtx, etcdClient(t, c), fmt.Sprintf("/jobs-runner-%s/", rand.Text()[:8]), "node-b", 2*time.Second, log, func(bool) {})
+	waitUntil(t, 10*time.Second, "B elected runner", run.IsLeader)
+	swept := make(chan struct{})
+	go func() {
+		defer close(swept)
+		run.runNowAndEvery(runCtx, 50*time.Millisecond, func(ctx context.Context) { sweepStaleJobs(ctx, b, log) })
+	}()
+	defer func() { stop(); <-swept }()
+
+	time.Sleep(300 * time.Millisecond) // several sweeps within the bound
+	if mid, err := b.GetRollout(ctx, r.ID); err != nil || mid.State != appliance.RolloutApplying || mid.Node != "node-a" {
+		t.Fatalf("within the bound: %+v %v", mid, err)
+	}
+	clock.Add(appliance.JobStale + time.Second)
+	waitUntil(t, 30*time.Second, "the rollout completed on B", func() bool {
+		cur, err := b.GetRollout(ctx, r.ID)
+		return err == nil && cur.State == appliance.RolloutCompleted
+	})
+	b.WaitRollouts()
+	done, err := b.GetRollout(ctx, r.ID)
+	if err != nil || done.Node != "node-b" || done.Done != 25 || done.Failed != 0 {
+		t.Fatalf("after the takeover: %+v %v", done, err)
+	}
+	if !strings.Contains(logs.String(), "rollouts interrupted: their node stopped writing") {
+		t.Errorf("no sweep log line:\n%s", logs.String())
+	}
+	a.StopRollouts() // A wakes up: it lost the claim and changes nothing
+	after, err := b.GetRollout(ctx, r.ID)
+	if err != nil || after.State != appliance.RolloutCompleted || after.Done != 25 {
+		t.Fatalf("after A stopped: %+v %v", after, err)
+	}
+	for _, id := range ids {
+		uv, err := b.GetUser(ctx, id)
+		if err != nil || len(uv.Tokens) != 1 {
+			t.Errorf("user %s holds %d tokens (%v)", id, len(uv.Tokens), err)
+		}
+	}
+}
