@@ -39,4 +39,7 @@ func TestAPITokenCacheBounded(t *testing.T) {
 	if _, _, ok := c.get([]byte("fresh"), now.Add(apiTokenCacheTTL)); ok {
 		t.Error("entry served at its TTL")
 	}
+	if _, _, ok := c.get([]byte("fresh"), now.Add(-time.Hour)); ok {
+		t.Error("entry served after the clock went back an hour")
+	}
 }

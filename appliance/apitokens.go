@@ -251,7 +251,8 @@ func (c *apiTokenCache) get(hash []byte, now time.Time) (APIToken, uint64, bool)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.entries[string(hash)]
-	if !ok || !now.Before(e.until) {
+	// A clock stepped back must not stretch the TTL.
+	if !ok || !now.Before(e.until) || now.Before(e.until.Add(-apiTokenCacheTTL)) {
 		return APIToken{}, c.gen, false
 	}
 	return e.tok, c.gen, true
