@@ -417,8 +417,14 @@ func storeSnapshot(t *testing.T, dir string) map[string]string {
 		t.Fatal(err)
 	}
 	defer st.Close()
+	return dumpStore(t, st)
+}
+
+// dumpStore returns every key and value of st.
+func dumpStore(t *testing.T, st appliance.Store) map[string]string {
+	t.Helper()
 	out := map[string]string{}
-	err = st.View(context.Background(), func(tx appliance.Tx) error {
+	err := st.View(context.Background(), func(tx appliance.Tx) error {
 		kvs, err := tx.Scan(nil, nil, 0)
 		for _, kv := range kvs {
 			out[string(kv.Key)] = string(kv.Value)

@@ -102,20 +102,7 @@ func TestMigrateStore(t *testing.T) {
 	}
 	fillStore(t, src, want)
 	ctx := context.Background()
-	read := func(s appliance.Store) map[string]string {
-		out := map[string]string{}
-		err := s.View(ctx, func(tx appliance.Tx) error {
-			kvs, err := tx.Scan(nil, nil, 0)
-			for _, kv := range kvs {
-				out[string(kv.Key)] = string(kv.Value)
-			}
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return out
-	}
+	read := func(s appliance.Store) map[string]string { return dumpStore(t, s) }
 
 	partial := memstore.New()
 	fillStore(t, partial, map[string]string{"k/0000": "v0", "k/0100": "v100"})
