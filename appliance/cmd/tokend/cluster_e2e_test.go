@@ -129,6 +129,12 @@ func race(fn func(node int)) {
 	wg.Wait()
 }
 
+// clusterToken is a provisioned token as its device holds it.
+type clusterToken struct {
+	user string
+	gen  otp.SecurID
+}
+
 type userID struct {
 	ID string `json:"id"`
 }
@@ -156,11 +162,7 @@ func TestClusterOnEtcd(t *testing.T) {
 	serial := func(i int) string { return fmt.Sprintf("%012d", 300_000_000_000+i) }
 	next := 0 // next unused serial
 
-	type device struct {
-		user string
-		gen  otp.SecurID
-	}
-	var provisioned []device
+	var provisioned []clusterToken
 
 	t.Run("same activation code at both nodes", func(t *testing.T) {
 		for k := range 4 {
@@ -194,7 +196,7 @@ func TestClusterOnEtcd(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			provisioned = append(provisioned, device{user: name, gen: gen})
+			provisioned = append(provisioned, clusterToken{user: name, gen: gen})
 		}
 	})
 
@@ -331,8 +333,31 @@ func TestClusterOnEtcd(t *testing.T) {
 		}
 	})
 
+	// Fresh tokens for the load's authenticators (each code is accepted
+	// once, and a 60 s token has three in its window).
+	var fresh []clusterToken
+	for k := range 8 {
+		name := fmt.Sprintf("load-t-%02d", k)
+		var u userID
+		a.json(t, "POST", "/api/v1/users", map[string]string{"user_name": name}, http.StatusCreated, &u)
+		s := serial(next)
+		next++
+		a.json(t, "POST", "/api/v1/users/"+u.ID+"/tokens", map[string]any{"serials": []string{s}}, http.StatusOK, nil)
+		var d distribution
+		a.json(t, "POST", "/api/v1/tokens/"+s+"/distribution", map[string]string{"profile": "android"}, http.StatusCreated, &d)
+		res, err := c.device(c.nodes[k%2]).Provision(ctx, d.CTKIPURL, d.ActivationCode)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gen, err := otp.NewSecurID(res.Seed[:], res.Serial, res.Digits, res.Interval)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fresh = append(fresh, clusterToken{user: name, gen: gen})
+	}
+
 	t.Run("kill an etcd member and a tokend node under load", func(t *testing.T) {
-		killAndConverge(t, c)
+		killAndConverge(t, c, fresh)
 	})
 }
 
@@ -347,6 +372,34 @@ type loadLedger struct {
 	maxGap   [2]time.Duration
 	// unavailable counts 503 store_unavailable answers per node.
 	unavailable [2]int
+
+	nextStep map[int]int64 // token → lowest step not yet sent
+	busy     map[int]bool  // tokens with a request in flight
+	accepted [][2]string   // user name, code
+}
+
+// takeCode picks a token with no request in flight and its next code in
+// the window (previous, current, next step).
+func (l *loadLedger) takeCode(tokens []clusterToken) (int, string, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.busy == nil {
+		l.busy = map[int]bool{}
+	}
+	for k, tok := range tokens {
+		now := tok.gen.Step(time.Now())
+		step := max(l.nextStep[k], now-1)
+		if l.busy[k] || step > now+1 {
+			continue
+		}
+		code, err := tok.gen.CodeAt(step)
+		if err != nil {
+			continue
+		}
+		l.busy[k], l.nextStep[k] = true, step+1
+		return k, code, true
+	}
+	return 0, "", false
 }
 
 func (l *loadLedger) success(node int, at time.Time) {
@@ -358,11 +411,48 @@ func (l *loadLedger) success(node int, at time.Time) {
 	l.lastOK[node] = at
 }
 
-func killAndConverge(t *testing.T, c *cluster) {
+func killAndConverge(t *testing.T, c *cluster, tokens []clusterToken) {
 	ctx := context.Background()
-	led := &loadLedger{acked: map[string]bool{}}
+	led := &loadLedger{acked: map[string]bool{}, nextStep: map[int]int64{}}
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	var wg sync.WaitGroup
+	// One authenticator per node: each code of a token sent once, in
+	// increasing steps, one request per token at a time. An accept is an
+	// acknowledged write (the replay mark): after the restart every accepted
+	// code is replayed and must be refused.
+	for node := range 2 {
+		n := c.nodes[node]
+		wg.Go(func() {
+			for loadCtx.Err() == nil {
+				k, code, ok := led.takeCode(tokens)
+				if !ok {
+					time.Sleep(50 * time.Millisecond)
+					continue
+				}
+				rctx, cancel := context.WithTimeout(loadCtx, 10*time.Second)
+				st, body, err := n.postJSON(rctx, "/api/v1/authenticate", map[string]string{"user_name": tokens[k].user, "passcode": code})
+				cancel()
+				led.mu.Lock()
+				delete(led.busy, k)
+				var r struct {
+					Result string `json:"result"`
+				}
+				switch {
+				case err != nil:
+				case st == http.StatusOK && json.Unmarshal(body, &r) == nil:
+					if r.Result == appliance.AuthAccept {
+						led.accepted = append(led.accepted, [2]string{tokens[k].user, code})
+					}
+				case st == http.StatusServiceUnavailable && bytes.Contains(body, []byte(`"store_unavailable"`)):
+					led.unavailable[node]++
+				default:
+					led.problems = append(led.problems, fmt.Sprintf("node %d: authenticate answered %d: %s", node, st, body))
+				}
+				led.mu.Unlock()
+				time.Sleep(100 * time.Millisecond)
+			}
+		})
+	}
 	// Two writers per node, each creating users with names of its own: a
 	// user is a write through the Service (record, name index, counter
 	// share, audit record) on whichever node gets it.
@@ -417,7 +507,9 @@ func killAndConverge(t *testing.T, c *cluster) {
 		t.Fatal(err)
 	}
 	<-c.nodes[1].done
-	time.Sleep(5 * time.Second)
+	// Longer than etcdstore's request timeout (5 s), which bounds what a
+	// commit caught in the etcd leader's death waits.
+	time.Sleep(8 * time.Second)
 	led.mu.Lock()
 	afterKill := led.lastOK[0]
 	led.mu.Unlock()
@@ -440,6 +532,22 @@ func killAndConverge(t *testing.T, c *cluster) {
 	leader.Restart(t)
 	c.nodes[1] = startHANode(t, c.bin, c.dirs[1], c.args[1]...)
 	c.nodes[1].json(t, "POST", "/api/v1/users", map[string]string{"user_name": "after-restart"}, http.StatusCreated, nil)
+
+	// Every accepted tokencode's replay mark survived: replayed at either
+	// node, none is accepted again.
+	if len(led.accepted) == 0 {
+		t.Error("no tokencode was accepted during the load")
+	}
+	for i, acc := range led.accepted {
+		var r struct {
+			Result string `json:"result"`
+		}
+		c.nodes[i%2].json(t, "POST", "/api/v1/authenticate", map[string]string{"user_name": acc[0], "passcode": acc[1]}, http.StatusOK, &r)
+		if r.Result == appliance.AuthAccept {
+			t.Errorf("an accepted tokencode of %s was accepted again after the restart", acc[0])
+		}
+	}
+	t.Logf("%d tokencodes accepted during the load; none accepted again after the restart", len(led.accepted))
 
 	// Every acknowledged user is there once; an unacknowledged one at most
 	// once (the name index is unique, and CheckConsistency below matches
