@@ -81,10 +81,13 @@ func provisionOfflineOn(b *testing.B, bs benchStore, dir string, n int, provisio
 	st, serveArgs := bs.open(b, paths)
 	defer st.Close()
 	sealer, _ := seal.New(key, rand.Reader)
-	// Setup writes from 32 goroutines: on etcd they need write lanes (a
-	// chain head each), as a served node has.
-	svc, err := appliance.New(appliance.Config{Store: st, Sealer: sealer, CTKIPURL: "https://localhost/ctkip/services/CtkipService",
-		NodeID: "bench-setup", WriteLanes: 16})
+	cfg := appliance.Config{Store: st, Sealer: sealer, CTKIPURL: "https://localhost/ctkip/services/CtkipService"}
+	if bs.etcd != nil {
+		// Setup writes from 32 goroutines: on etcd they need write lanes
+		// (a chain head each), as a served node has.
+		cfg.NodeID, cfg.WriteLanes = "bench-setup", 16
+	}
+	svc, err := appliance.New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
