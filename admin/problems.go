@@ -76,7 +76,7 @@ var problemTitles = map[string]string{
 	CodeLastSuperAdmin:       "The last enabled superadmin account must stay",
 	CodeOwnAdminAccount:      "An admin cannot disable or delete their own account",
 	CodeSecondFactorRefused:  "The token cannot be this admin's second factor",
-	CodeStoreUnavailable:     "The store cannot take writes (disk full or failing): retry later",
+	CodeStoreUnavailable:     "The store cannot take writes (disk full or failing, or etcd without a leader): retry later",
 	CodeInternal:             "Internal error",
 }
 
