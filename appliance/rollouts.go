@@ -1632,7 +1632,7 @@ func (s *Service) ExportRollout(ctx context.Context, id, part string, start func
 			if it.Status != ItemDone || it.Taken {
 				continue
 			}
-			row := []string{csvCell(it.UserName), csvCell(it.Email), it.Serial}
+			row := []string{CSVCell(it.UserName), CSVCell(it.Email), it.Serial}
 			switch {
 			case part == ExportLinks && r.Delivery == DeliveryCTKIP:
 				// No secret: the code goes by the other channel.
@@ -1708,8 +1708,9 @@ func zipName(s string) string {
 	}, s)
 }
 
-// csvCell keeps a spreadsheet from reading a name as a formula.
-func csvCell(s string) string {
+// CSVCell keeps a spreadsheet from running a value as a formula (user
+// names come from directories and SCIM pushes); every CSV tokend writes uses it.
+func CSVCell(s string) string {
 	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
 		return "'" + s
 	}

@@ -5,7 +5,6 @@ package reportcsv
 import (
 	"encoding/csv"
 	"io"
-	"strings"
 	"time"
 
 	"tokend/appliance"
@@ -34,7 +33,7 @@ func Write(w io.Writer, page appliance.ReportPage, next func(cursor string) (app
 			if !r.At.IsZero() {
 				at = r.At.UTC().Format(time.RFC3339)
 			}
-			if err := cw.Write([]string{r.Serial, r.UserID, Cell(r.UserName), r.Kind, at, Cell(r.Detail)}); err != nil {
+			if err := cw.Write([]string{r.Serial, r.UserID, appliance.CSVCell(r.UserName), r.Kind, at, appliance.CSVCell(r.Detail)}); err != nil {
 				return nil
 			}
 		}
@@ -47,13 +46,4 @@ func Write(w io.Writer, page appliance.ReportPage, next func(cursor string) (app
 			return err
 		}
 	}
-}
-
-// Cell defuses a value a spreadsheet would run as a formula (user names
-// come from directories and SCIM pushes).
-func Cell(v string) string {
-	if v != "" && strings.ContainsRune("=+-@\t\r", rune(v[0])) {
-		return "'" + v
-	}
-	return v
 }

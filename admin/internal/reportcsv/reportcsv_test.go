@@ -33,8 +33,8 @@ func TestWrite(t *testing.T) {
 func TestCell(t *testing.T) {
 	for in, want := range map[string]string{"": "", "ann": "ann", "=1+1": "'=1+1", "+1": "'+1", "-1": "'-1",
 		"@SUM(A1)": "'@SUM(A1)", "\tx": "'\tx", "\rx": "'\rx", "a=b": "a=b"} {
-		if got := Cell(in); got != want {
-			t.Errorf("Cell(%q) = %q, want %q", in, got, want)
+		if got := appliance.CSVCell(in); got != want {
+			t.Errorf("CSVCell(%q) = %q, want %q", in, got, want)
 		}
 	}
 }
