@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -205,10 +206,6 @@ func (s *Server) listRollouts(c *gin.Context) {
 	render(c, http.StatusOK, List[RolloutDTO]{Items: mapDTO(rs, rolloutDTO)})
 }
 
-// rolloutStatuses are the values ?status= takes.
-var rolloutStatuses = []string{appliance.ItemAssign, appliance.ItemHasProfile, appliance.ItemAtLimit,
-	appliance.ItemInactive, appliance.ItemNoToken, appliance.ItemDone, appliance.ItemFailed}
-
 func (s *Server) getRollout(c *gin.Context) {
 	var fps []FieldProblem
 	after, err := queryInt(c, "after")
@@ -220,8 +217,8 @@ func (s *Server) getRollout(c *gin.Context) {
 		fps = append(fps, FieldProblem{"limit", "must be a non-negative integer"})
 	}
 	status := c.Query("status")
-	if status != "" && !slices.Contains(rolloutStatuses, status) {
-		fps = append(fps, FieldProblem{"status", "must be one of assign, has_profile, at_limit, inactive, no_token, done, failed"})
+	if statuses := appliance.RolloutItemStatuses(); status != "" && !slices.Contains(statuses, status) {
+		fps = append(fps, FieldProblem{"status", "must be one of " + strings.Join(statuses, ", ")})
 	}
 	if err := invalidFields(fps...); err != nil {
 		s.WriteError(c, err)

@@ -47,6 +47,12 @@ const (
 	ItemFailed     = "failed"
 )
 
+// RolloutItemStatuses are the statuses ListRolloutItems filters by, for the
+// doors to check ?status= against one list.
+func RolloutItemStatuses() []string {
+	return []string{ItemAssign, ItemHasProfile, ItemAtLimit, ItemInactive, ItemNoToken, ItemDone, ItemFailed}
+}
+
 // Rollout results counted by RolloutRecorder.
 const (
 	RolloutResultDone    = "done"

@@ -118,10 +118,6 @@ type rolloutData struct {
 	Statuses []string
 }
 
-// rolloutItemStatuses are the values the users' status filter takes.
-var rolloutItemStatuses = []string{appliance.ItemAssign, appliance.ItemHasProfile, appliance.ItemAtLimit, appliance.ItemInactive,
-	appliance.ItemNoToken, appliance.ItemDone, appliance.ItemFailed}
-
 func (c *Console) rollout(g *gin.Context) {
 	ctx := g.Request.Context()
 	r, err := c.svc.GetRollout(ctx, g.Param("id"))
@@ -139,8 +135,8 @@ func (c *Console) rollout(g *gin.Context) {
 		}
 	}
 	status := g.Query("status")
-	if status != "" && !slices.Contains(rolloutItemStatuses, status) {
-		problems = append(problems, appliance.FieldError{Field: "status", Reason: "one of " + strings.Join(rolloutItemStatuses, ", ")})
+	if statuses := appliance.RolloutItemStatuses(); status != "" && !slices.Contains(statuses, status) {
+		problems = append(problems, appliance.FieldError{Field: "status", Reason: "one of " + strings.Join(statuses, ", ")})
 	}
 	if len(problems) > 0 {
 		c.fail(g, &appliance.ValidationError{Problems: problems})
@@ -154,7 +150,7 @@ func (c *Console) rollout(g *gin.Context) {
 	d := rolloutData{Rollout: r, Items: page.Items, Status: status, Handled: r.Done + r.Failed, Percent: 100,
 		Plan:     actorOf(g).Role == appliance.RoleSuperAdmin,
 		Running:  r.State == appliance.RolloutApplying,
-		Statuses: rolloutItemStatuses}
+		Statuses: appliance.RolloutItemStatuses()}
 	d.CanApply = d.Plan && (r.State == appliance.RolloutPlanned || r.State == appliance.RolloutInterrupted)
 	if r.ToAssign > 0 {
 		d.Percent = d.Handled * 100 / r.ToAssign
