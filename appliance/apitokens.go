@@ -359,10 +359,16 @@ type apiTokenUse struct {
 	cache apiTokenCache
 }
 
+// pendingAt is the last use this node knows beyond what a record read
+// earlier may hold: queued, or stored by a flush that committed after that
+// read (a list racing a flush would otherwise show neither).
 func (u *apiTokenUse) pendingAt(id string) (time.Time, bool) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	at, ok := u.pending[id]
+	if st, stOK := u.stored[id]; stOK && st.After(at) {
+		at, ok = st, true
+	}
 	return at, ok
 }
 
