@@ -67,7 +67,7 @@ func (s *Service) DirectoryUsers(ctx context.Context, source string) ([]Director
 
 // applyWorkers commit plan chunks concurrently so group commit can share
 // fsyncs between them.
-const applyWorkers = 16
+const applyWorkers = 48
 
 type dirOp struct {
 	u     DirectoryUser
@@ -96,12 +96,13 @@ func (s *Service) ApplyDirectoryPlan(ctx context.Context, source string, plan Di
 		ops = append(ops, dirOp{u: u, newID: id})
 	}
 	now := s.now().UTC()
-	// Chunk by an upper estimate of each op's writes.
+	// Chunk by an upper estimate of each op's writes: a fuller chunk means
+	// fewer commits (the initial sync is bound by them).
 	var chunks [][]dirOp
 	var cur []dirOp
 	budget := 0
 	for _, op := range ops {
-		const w = 9 // user record and up to eight index writes
+		w := dirOpWrites(op)
 		if budget+w > MaxTxWrites-2 {
 			chunks = append(chunks, cur)
 			cur, budget = nil, 0
@@ -167,6 +168,23 @@ feed:
 				len(plan.Update), len(plan.Deactivate), len(plan.Reactivate), len(plan.Purge), len(res.Conflicts), len(res.Rejected))})
 	})
 	return res, err
+}
+
+// dirOpWrites is an upper bound of the writes putUser makes for op (the
+// chunk's counter write is budgeted apart): a new user is its record, its
+// login and up to three more index entries; a change may also delete the
+// stored user's four index entries.
+func dirOpWrites(op dirOp) int {
+	if op.newID == "" {
+		return 9
+	}
+	w := 2
+	for _, f := range []string{op.u.Email, op.u.DisplayName, op.u.ExternalID} {
+		if f != "" {
+			w++
+		}
+	}
+	return w
 }
 
 func (s *Service) applyDirectoryChunk(ctx context.Context, source string, chunk []dirOp, now time.Time) (int, []string, []string, error) {
