@@ -18,13 +18,30 @@ import (
 )
 
 // newCTKIPServer wires the CT-KIP door onto the Service: the adapter below
-// as Backend and Auditor, the guess limiter, metrics.
+// as Backend and Auditor, the guess limiter, metrics. Sessions between the
+// two POSTs are kept in the store, for nodes sharing it.
 func newCTKIPServer(c CTKIPConfig, svc *appliance.Service, key *rsa.PrivateKey, m *metrics.Metrics, log *slog.Logger,
 	now func() time.Time, rnd io.Reader) (*ctkip.Server, error) {
+	return newCTKIPDoor(c, true, svc, key, m, log, now, rnd)
+}
+
+// newCTKIPDoor is newCTKIPServer for a store shared by other nodes (etcd)
+// or not (bbolt). On a store of its own the door keeps sessions in its
+// memory: a second POST can only reach this node, and a stored session
+// costs two more durable commits per exchange (save at the hello, take at
+// the finish), which with 16 devices in flight left the one core idle
+// waiting for fsyncs (issue 19, BenchmarkProvisionOneCore). A session lost
+// to a restart costs the device a retry: its code is not consumed.
+func newCTKIPDoor(c CTKIPConfig, shared bool, svc *appliance.Service, key *rsa.PrivateKey, m *metrics.Metrics,
+	log *slog.Logger, now func() time.Time, rnd io.Reader) (*ctkip.Server, error) {
 	b := ctkipBackend{svc: svc}
+	var sessions ctkip.SessionStore // a nil interface: the Server's own table
+	if shared {
+		sessions = ctkipSessions{svc: svc}
+	}
 	return ctkip.NewServer(ctkip.Config{Key: key, Backend: b, Auditor: b,
 		Limiter:  newGuessLimiter(c.RatePerClient, c.BurstPerClient, c.RateTotal, c.BurstTotal, now, log),
-		Recorder: ctkipRecorder{m: m}, Logger: log, Now: now, Rand: rnd, SessionTTL: c.SessionTTL, Sessions: ctkipSessions{svc: svc},
+		Recorder: ctkipRecorder{m: m}, Logger: log, Now: now, Rand: rnd, SessionTTL: c.SessionTTL, Sessions: sessions,
 		MaxPendingPerClient: c.MaxPendingPerClient, MaxHellosPerCode: c.MaxHellosPerCode})
 }
 

@@ -181,7 +181,7 @@ func runServe(ctx context.Context, env *serveEnv) error {
 	console.New(svc, console.Options{Logger: log, Now: env.Now, Sources: consoleSources{svc: svc, sync: syncs},
 		LoginLimits: consoleLoginLimits(cfg.Console)}).Mount(adm.Engine())
 
-	ct, err := newCTKIPServer(perNodeCTKIP(cfg.CTKIP, cfg.Store.Nodes), svc, key, m, log, env.Now, env.Rand)
+	ct, err := newCTKIPDoor(perNodeCTKIP(cfg.CTKIP, cfg.Store.Nodes), cfg.Store.Backend != backendBolt, svc, key, m, log, env.Now, env.Rand)
 	if err != nil {
 		return err
 	}
