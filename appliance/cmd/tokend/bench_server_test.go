@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -133,4 +134,146 @@ func pinSelf(b *testing.B, cpu int) func() {
 	}
 	set(&one)
 	return func() { set(&all) }
+}
+
+// oneCoreDevices is how many devices are in flight in
+// BenchmarkProvisionOneCore (issue 19's "16 devices waiting").
+const oneCoreDevices = 16
+
+// BenchmarkProvisionOneCore measures what one pinned core realizes with
+// devices waiting: tokend runs as its own process on CPU 0 (so its
+// GOMAXPROCS is 1), 16 devices run complete exchanges from this process on
+// CPU 1, and the benchmark reports exchanges completed per second of wall
+// time, not capacity from CPU time. The bound is bare RSA-1024 decryptions
+// in this process pinned to CPU 0 alone, in blocks interleaved with the
+// exchanges so that a neighbour's load falls on both. idle-% is how much
+// of CPU 0 went unused while the exchanges ran (from /proc/stat): time the
+// core could have spent decrypting for a waiting device.
+func BenchmarkProvisionOneCore(b *testing.B) {
+	taskset, err := exec.LookPath("taskset")
+	if err != nil {
+		b.Skip("taskset (util-linux) not found")
+	}
+	bin := buildTokend(b)
+	dir := filepath.Join(b.TempDir(), "data")
+	codes := provisionOffline(b, dir, b.N, false)
+
+	argv := []string{taskset, "-c", "0", bin, "serve", "--data-dir", dir, "--admin-listen", "127.0.0.1:0",
+		"--ctkip-listen", "127.0.0.1:0", "--log-format", "json", "--config", oneAddressConfig(b)}
+	cmd, ctURL := startTokendProcess(b, argv, "did not start", func(m map[string]any) (string, bool) {
+		return fmt.Sprint(m["ctkip_url"]), m["msg"] == "tokend ready"
+	})
+	client := ctkipClient(&instance{client: newTrustingClient(b, filepath.Join(dir, "tls.crt"))})
+
+	b.ResetTimer()
+	var (
+		next            atomic.Int64
+		serverCPU, wall time.Duration
+		rsaWall         time.Duration
+		serverWait      time.Duration
+		rsaN            int
+		idle, total     int
+		blockSize       = (b.N + provisionBlocks - 1) / provisionBlocks
+		rsaPerBlock     = max(rsaSample/2/provisionBlocks, 1)
+	)
+	for done := 0; done < b.N; done += blockSize {
+		end := int64(min(done+blockSize, b.N))
+		b.StopTimer()
+		// One P on CPU 0, as the server has: one thread competing for
+		// the core with whatever else runs there.
+		restore, procs := pinSelf(b, 0), runtime.GOMAXPROCS(1)
+		rate, _ := rsaDecryptRate(b, rsaPerBlock)
+		runtime.GOMAXPROCS(procs)
+		restore()
+		rsaWall += time.Duration(float64(rsaPerBlock) / rate * float64(time.Second))
+		rsaN += rsaPerBlock
+		b.StartTimer()
+
+		restore = pinSelf(b, 1)
+		idle0, total0 := cpuIdle(b, 0)
+		cpu0, start := procCPU(b, cmd.Process.Pid), time.Now()
+		wait0 := runWait(b, cmd.Process.Pid)
+		var wg sync.WaitGroup
+		for range oneCoreDevices {
+			wg.Go(func() {
+				for i := next.Add(1) - 1; i < end; i = next.Add(1) - 1 {
+					if _, err := client.Provision(context.Background(), ctURL, codes[i]); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		wall += time.Since(start)
+		serverCPU += procCPU(b, cmd.Process.Pid) - cpu0
+		serverWait += runWait(b, cmd.Process.Pid) - wait0
+		i1, t1 := cpuIdle(b, 0)
+		idle, total = idle+i1-idle0, total+t1-total0
+		next.Store(end)
+		restore()
+	}
+	exchanges := float64(b.N) / wall.Seconds()
+	rsaRate := float64(rsaN) / rsaWall.Seconds()
+	b.ReportMetric(exchanges, "exchanges/s")
+	b.ReportMetric(rsaRate, "1-core-decryptions/s")
+	b.ReportMetric(exchanges/rsaRate, "exchanges/decryptions")
+	b.ReportMetric(float64(serverCPU.Microseconds())/float64(b.N), "server-cpu-µs/op")
+	b.ReportMetric(serverCPU.Seconds()/wall.Seconds()*100, "server-busy-%")
+	// On a shared machine the core is seldom idle: a neighbour takes what
+	// the server leaves. The server's own waiting is the rest of the wall
+	// time once its CPU and its threads' run-queue waits are taken out.
+	b.ReportMetric(serverWait.Seconds()/wall.Seconds()*100, "server-runq-%")
+	b.ReportMetric(max(0, 1-(serverCPU+serverWait).Seconds()/wall.Seconds())*100, "server-asleep-%")
+	if total > 0 {
+		b.ReportMetric(float64(idle)/float64(total)*100, "idle-%")
+	}
+}
+
+// runWait is the time a process's threads have spent runnable but waiting
+// for a CPU (/proc/<pid>/task/*/schedstat, second field).
+func runWait(b *testing.B, pid int) time.Duration {
+	b.Helper()
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var sum time.Duration
+	for _, t := range tasks {
+		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, t.Name()))
+		if err != nil {
+			continue // the thread exited
+		}
+		if f := strings.Fields(string(raw)); len(f) >= 2 {
+			ns, _ := strconv.ParseInt(f[1], 10, 64)
+			sum += time.Duration(ns)
+		}
+	}
+	return sum
+}
+
+// cpuIdle reads one CPU's idle (idle + iowait) and total jiffies from
+// /proc/stat.
+func cpuIdle(b *testing.B, cpu int) (idle, total int) {
+	b.Helper()
+	raw, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		b.Fatal(err)
+	}
+	want := fmt.Sprintf("cpu%d ", cpu)
+	for line := range strings.Lines(string(raw)) {
+		if !strings.HasPrefix(line, want) {
+			continue
+		}
+		for i, f := range strings.Fields(line)[1:] {
+			v, _ := strconv.Atoi(f)
+			total += v
+			if i == 3 || i == 4 { // idle, iowait
+				idle += v
+			}
+		}
+		return idle, total
+	}
+	b.Fatalf("no %q in /proc/stat", want)
+	return 0, 0
 }

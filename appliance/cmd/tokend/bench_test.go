@@ -394,6 +394,10 @@ func BenchmarkHTTPSCeiling(b *testing.B) {
 // it as its own process (without -race, whatever the test runs under).
 func buildTokend(b testing.TB) string {
 	b.Helper()
+	// A prebuilt binary lets before/after runs alternate on one test binary.
+	if bin := os.Getenv("TOKEND_BENCH_BINARY"); bin != "" {
+		return bin
+	}
 	bin := filepath.Join(b.TempDir(), "tokend")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		b.Fatalf("build: %v\n%s", err, out)
