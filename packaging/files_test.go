@@ -81,7 +81,8 @@ func TestDefaultConfigKeys(t *testing.T) {
 		"": {"data_dir": true, "master_key_file": true, "admin_listen": true, "ctkip_listen": true,
 			"ctkip_public_url": true, "tls_cert": true, "tls_key": true, "log": true, "metrics": true,
 			"ctkip": true, "shutdown_timeout": true, "activation_code_ttl": true, "replacement_grace": true, "auth": true,
-			"console": true, "radius": true, "rest_authn": true, "identity_sources": true},
+			"console": true, "radius": true, "rest_authn": true, "identity_sources": true,
+			"node_id": true, "store": true},
 		"auth": {"max_failures": true, "lockout_duration": true, "small_window": true, "large_window": true,
 			"session_ttl": true, "pin_min_length": true, "pin_max_length": true, "pin_alphanumeric": true, "pin_system_generated": true,
 			"emergency_max_lifetime": true},
@@ -95,6 +96,8 @@ func TestDefaultConfigKeys(t *testing.T) {
 			"duplicate_window": true},
 		"rest_authn":       {"listen": true},
 		"identity_sources": {"credentials_dir": true},
+		"store": {"backend": true, "etcd_endpoints": true, "etcd_ca": true, "etcd_cert": true, "etcd_key": true,
+			"etcd_prefix": true, "nodes": true},
 	}
 	keyRE := regexp.MustCompile(`^#?( *)([a-z_]+):(.*)$`)
 	parent := ""

@@ -488,6 +488,7 @@ func TestValidate(t *testing.T) {
 				"ctkip.session_ttl 0s: must be positive",
 				"shutdown_timeout 0s: must be positive",
 				"activation_code_ttl 0s: must be positive",
+				"replacement_grace 0s: must be positive",
 				"ctkip.rate_per_client 0: must be a positive finite number",
 				"ctkip.rate_total 0: must be a positive finite number",
 				"ctkip.burst_per_client 0: must be positive",
@@ -508,6 +509,8 @@ func TestValidate(t *testing.T) {
 				"radius.burst_per_agent 0: must be positive",
 				"radius.max_in_flight 0: must be positive",
 				"radius.duplicate_window 0s: want more than 0 and at most 1m",
+				"store.nodes 0: want 1 to 64 (the number of tokend nodes sharing the store)",
+				`store.backend "": want "bolt" or "etcd"`,
 			},
 		},
 		{
