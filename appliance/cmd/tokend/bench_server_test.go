@@ -169,8 +169,7 @@ func BenchmarkProvisionOneCore(b *testing.B) {
 	var (
 		next            atomic.Int64
 		serverCPU, wall time.Duration
-		rsaWall         time.Duration
-		serverWait      time.Duration
+		rsaWall, rsaCPU time.Duration
 		rsaN            int
 		idle, total     int
 		blockSize       = (b.N + provisionBlocks - 1) / provisionBlocks
@@ -182,9 +181,10 @@ func BenchmarkProvisionOneCore(b *testing.B) {
 		// One P on CPU 0, as the server has: one thread competing for
 		// the core with whatever else runs there.
 		restore, procs := pinSelf(b, 0), runtime.GOMAXPROCS(1)
-		rate, _ := rsaDecryptRate(b, rsaPerBlock)
+		rate, cpu := rsaDecryptRate(b, rsaPerBlock)
 		runtime.GOMAXPROCS(procs)
 		restore()
+		rsaCPU += cpu * time.Duration(rsaPerBlock)
 		rsaWall += time.Duration(float64(rsaPerBlock) / rate * float64(time.Second))
 		rsaN += rsaPerBlock
 		b.StartTimer()
@@ -192,7 +192,6 @@ func BenchmarkProvisionOneCore(b *testing.B) {
 		restore = pinSelf(b, 1)
 		idle0, total0 := cpuIdle(b, 0)
 		cpu0, start := procCPU(b, cmd.Process.Pid), time.Now()
-		wait0 := runWait(b, cmd.Process.Pid)
 		var wg sync.WaitGroup
 		for range oneCoreDevices {
 			wg.Go(func() {
@@ -207,7 +206,6 @@ func BenchmarkProvisionOneCore(b *testing.B) {
 		wg.Wait()
 		wall += time.Since(start)
 		serverCPU += procCPU(b, cmd.Process.Pid) - cpu0
-		serverWait += runWait(b, cmd.Process.Pid) - wait0
 		i1, t1 := cpuIdle(b, 0)
 		idle, total = idle+i1-idle0, total+t1-total0
 		next.Store(end)
@@ -220,36 +218,15 @@ func BenchmarkProvisionOneCore(b *testing.B) {
 	b.ReportMetric(exchanges/rsaRate, "exchanges/decryptions")
 	b.ReportMetric(float64(serverCPU.Microseconds())/float64(b.N), "server-cpu-µs/op")
 	b.ReportMetric(serverCPU.Seconds()/wall.Seconds()*100, "server-busy-%")
-	// On a shared machine the core is seldom idle: a neighbour takes what
-	// the server leaves. The server's own waiting is the rest of the wall
-	// time once its CPU and its threads' run-queue waits are taken out.
-	b.ReportMetric(serverWait.Seconds()/wall.Seconds()*100, "server-runq-%")
-	b.ReportMetric(max(0, 1-(serverCPU+serverWait).Seconds()/wall.Seconds())*100, "server-asleep-%")
+	// What the ratio would be with the core the server's alone and never
+	// idle: RSA's CPU per decryption over the server's CPU per exchange.
+	b.ReportMetric(rsaCPU.Seconds()/float64(rsaN)/(serverCPU.Seconds()/float64(b.N)), "rsa-cpu/server-cpu")
+	// On a shared machine a neighbour takes some of what the server
+	// leaves: idle-% is a floor of the server's waiting, server-busy-% its
+	// share of the core.
 	if total > 0 {
 		b.ReportMetric(float64(idle)/float64(total)*100, "idle-%")
 	}
-}
-
-// runWait is the time a process's threads have spent runnable but waiting
-// for a CPU (/proc/<pid>/task/*/schedstat, second field).
-func runWait(b *testing.B, pid int) time.Duration {
-	b.Helper()
-	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-	if err != nil {
-		b.Fatal(err)
-	}
-	var sum time.Duration
-	for _, t := range tasks {
-		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, t.Name()))
-		if err != nil {
-			continue // the thread exited
-		}
-		if f := strings.Fields(string(raw)); len(f) >= 2 {
-			ns, _ := strconv.ParseInt(f[1], 10, 64)
-			sum += time.Duration(ns)
-		}
-	}
-	return sum
 }
 
 // cpuIdle reads one CPU's idle (idle + iowait) and total jiffies from
