@@ -230,42 +230,46 @@ const apiTokenCacheTTL = 5 * time.Second
 // unknown bearer tokens cannot fill it.
 const apiTokenCacheMax = 1024
 
-// apiTokenCache holds verified API tokens by their keyed hash (never the
-// secret), sparing the store read of every admin request.
-type apiTokenCache struct {
+// verifiedCache holds what a verified bearer secret (API token, SCIM
+// token) maps to, by the secret's keyed hash (never the secret), sparing a
+// store read per request. Only secrets that verified get in, so unknown
+// ones cannot fill it; a change that can revoke one calls invalidate once
+// it commits.
+type verifiedCache[T any] struct {
 	mu sync.Mutex
 	// gen counts invalidations: a lookup that read the store before one
 	// must not put what it read back in.
 	gen     uint64
-	entries map[string]apiTokenCached
+	entries map[string]verifiedEntry[T]
 }
 
-type apiTokenCached struct {
-	tok   APIToken
+type verifiedEntry[T any] struct {
+	val   T
 	until time.Time
 }
 
-// get returns the cached token for hash, if fresh, and the generation to
+// get returns the cached value for hash, if fresh, and the generation to
 // hand to put after a store read.
-func (c *apiTokenCache) get(hash []byte, now time.Time) (APIToken, uint64, bool) {
+func (c *verifiedCache[T]) get(hash []byte, now time.Time) (T, uint64, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.entries[string(hash)]
 	// A clock stepped back must not stretch the TTL.
 	if !ok || !now.Before(e.until) || now.Before(e.until.Add(-apiTokenCacheTTL)) {
-		return APIToken{}, c.gen, false
+		var zero T
+		return zero, c.gen, false
 	}
-	return e.tok, c.gen, true
+	return e.val, c.gen, true
 }
 
-func (c *apiTokenCache) put(hash []byte, t APIToken, gen uint64, now time.Time) {
+func (c *verifiedCache[T]) put(hash []byte, v T, gen uint64, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if gen != c.gen {
 		return
 	}
 	if c.entries == nil {
-		c.entries = map[string]apiTokenCached{}
+		c.entries = map[string]verifiedEntry[T]{}
 	}
 	if _, ok := c.entries[string(hash)]; !ok && len(c.entries) >= apiTokenCacheMax {
 		for k, e := range c.entries {
@@ -280,22 +284,29 @@ func (c *apiTokenCache) put(hash []byte, t APIToken, gen uint64, now time.Time) 
 			delete(c.entries, k) // an arbitrary one: the next use reads the store
 		}
 	}
-	t.Hash = nil
-	c.entries[string(hash)] = apiTokenCached{tok: t, until: now.Add(apiTokenCacheTTL)}
+	c.entries[string(hash)] = verifiedEntry[T]{val: v, until: now.Add(apiTokenCacheTTL)}
 }
 
 // invalidate empties the cache and turns away puts of reads made before.
-func (c *apiTokenCache) invalidate() {
+func (c *verifiedCache[T]) invalidate() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
 	clear(c.entries)
 }
 
-func (c *apiTokenCache) len() int {
+func (c *verifiedCache[T]) len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.entries)
+}
+
+// apiTokenCache holds verified API tokens, without their hashes.
+type apiTokenCache struct{ verifiedCache[APIToken] }
+
+func (c *apiTokenCache) put(hash []byte, t APIToken, gen uint64, now time.Time) {
+	t.Hash = nil
+	c.verifiedCache.put(hash, t, gen, now)
 }
 
 // ReplaceNamedAPIToken revokes every token with the given name and creates

@@ -84,6 +84,8 @@ type Service struct {
 	handouts handouts
 	// apiUse coalesces API tokens' last-use writes (apitokens.go).
 	apiUse apiTokenUse
+	// scimTokens maps verified SCIM tokens to their source (sources.go).
+	scimTokens verifiedCache[string]
 	// refusals bounds the audit of refused actions (refusals.go).
 	refusals refusalLimiter
 	// grace is Config.ReplacementGrace (lifecycle.go).

@@ -469,6 +469,7 @@ func (s *Service) UpdateIdentitySource(ctx context.Context, id string, in Identi
 // RotateSCIMToken replaces a SCIM source's bearer token; the old one stops
 // working at once. The new token is returned once.
 func (s *Service) RotateSCIMToken(ctx context.Context, id string) (Secret, error) {
+	defer s.scimTokens.invalidate()
 	token, hash, err := s.newSCIMToken()
 	if err != nil {
 		return "", err
@@ -506,6 +507,7 @@ func (s *Service) RotateSCIMToken(ctx context.Context, id string) (Secret, error
 // chunks), then the source record, its token and its run history go. If a
 // user is reactivated meanwhile, the final step finds it and refuses.
 func (s *Service) DeleteIdentitySource(ctx context.Context, id string) error {
+	defer s.scimTokens.invalidate()
 	if _, err := s.GetIdentitySource(ctx, id); err != nil {
 		return err
 	}
@@ -616,7 +618,13 @@ func (s *Service) AuthenticateSCIMToken(ctx context.Context, token string) (stri
 		return "", ErrUnauthenticatedSCIM
 	}
 	hash := s.sealer.Hash(scimTokenHashDomain, []byte(token))
-	var out string
+	now := s.now()
+	// Rotation and deletion empty the cache when they commit; another
+	// node's are seen within the cache's TTL, as for API tokens.
+	out, gen, ok := s.scimTokens.get(hash, now)
+	if ok {
+		return out, nil
+	}
 	err := s.store.View(ctx, func(tx Tx) error {
 		id, err := tx.Get(sourceTokenKey(hash))
 		if errors.Is(err, ErrNotFound) {
@@ -638,7 +646,11 @@ func (s *Service) AuthenticateSCIMToken(ctx context.Context, token string) (stri
 		out = r.ID
 		return nil
 	})
-	return out, err
+	if err != nil {
+		return "", err
+	}
+	s.scimTokens.put(hash, out, gen, now)
+	return out, nil
 }
 
 // LDAPBindPassword opens the sealed bind password of an LDAP source for the
