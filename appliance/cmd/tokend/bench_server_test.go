@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"tokend/ctkip"
 )
 
 // BenchmarkProvisionServerCPU measures what one CT-KIP exchange costs the
@@ -27,20 +29,7 @@ import (
 // exchanges, and the ratio is reported two ways: capacity over decryption
 // rate, and RSA CPU per decryption over server CPU per exchange.
 func BenchmarkProvisionServerCPU(b *testing.B) {
-	taskset, err := exec.LookPath("taskset")
-	if err != nil {
-		b.Skip("taskset (util-linux) not found")
-	}
-	bin := buildTokend(b)
-	dir := filepath.Join(b.TempDir(), "data")
-	codes := provisionOffline(b, dir, b.N, false)
-
-	argv := []string{taskset, "-c", "0", bin, "serve", "--data-dir", dir, "--admin-listen", "127.0.0.1:0",
-		"--ctkip-listen", "127.0.0.1:0", "--log-format", "json", "--config", oneAddressConfig(b)}
-	cmd, ctURL := startTokendProcess(b, argv, "did not start", func(m map[string]any) (string, bool) {
-		return fmt.Sprint(m["ctkip_url"]), m["msg"] == "tokend ready"
-	})
-	client := ctkipClient(&instance{client: newTrustingClient(b, filepath.Join(dir, "tls.crt"))})
+	cmd, ctURL, client, codes := startPinnedCTKIPServer(b)
 
 	// The exchanges run in blocks, each after a block of the bound (bare
 	// decryptions on both cores), so that a neighbour's load on this shared
@@ -150,20 +139,7 @@ const oneCoreDevices = 16
 // of CPU 0 went unused while the exchanges ran (from /proc/stat): time the
 // core could have spent decrypting for a waiting device.
 func BenchmarkProvisionOneCore(b *testing.B) {
-	taskset, err := exec.LookPath("taskset")
-	if err != nil {
-		b.Skip("taskset (util-linux) not found")
-	}
-	bin := buildTokend(b)
-	dir := filepath.Join(b.TempDir(), "data")
-	codes := provisionOffline(b, dir, b.N, false)
-
-	argv := []string{taskset, "-c", "0", bin, "serve", "--data-dir", dir, "--admin-listen", "127.0.0.1:0",
-		"--ctkip-listen", "127.0.0.1:0", "--log-format", "json", "--config", oneAddressConfig(b)}
-	cmd, ctURL := startTokendProcess(b, argv, "did not start", func(m map[string]any) (string, bool) {
-		return fmt.Sprint(m["ctkip_url"]), m["msg"] == "tokend ready"
-	})
-	client := ctkipClient(&instance{client: newTrustingClient(b, filepath.Join(dir, "tls.crt"))})
+	cmd, ctURL, client, codes := startPinnedCTKIPServer(b)
 
 	b.ResetTimer()
 	var (
@@ -253,4 +229,24 @@ func cpuIdle(b *testing.B, cpu int) (idle, total int) {
 	}
 	b.Fatalf("no %q in /proc/stat", want)
 	return 0, 0
+}
+
+// startPinnedCTKIPServer starts tokend as its own process pinned to CPU 0
+// with b.N codes distributed, and returns it, its CT-KIP URL, a device
+// client that trusts it and the codes.
+func startPinnedCTKIPServer(b *testing.B) (*exec.Cmd, string, *ctkip.Client, []string) {
+	taskset, err := exec.LookPath("taskset")
+	if err != nil {
+		b.Skip("taskset (util-linux) not found")
+	}
+	bin := buildTokend(b)
+	dir := filepath.Join(b.TempDir(), "data")
+	codes := provisionOffline(b, dir, b.N, false)
+
+	argv := []string{taskset, "-c", "0", bin, "serve", "--data-dir", dir, "--admin-listen", "127.0.0.1:0",
+		"--ctkip-listen", "127.0.0.1:0", "--log-format", "json", "--config", oneAddressConfig(b)}
+	cmd, ctURL := startTokendProcess(b, argv, "did not start", func(m map[string]any) (string, bool) {
+		return fmt.Sprint(m["ctkip_url"]), m["msg"] == "tokend ready"
+	})
+	return cmd, ctURL, ctkipClient(&instance{client: newTrustingClient(b, filepath.Join(dir, "tls.crt"))}), codes
 }
