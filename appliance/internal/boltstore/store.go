@@ -35,6 +35,11 @@ const (
 	DefaultInitialMmapSize = 256 << 20
 )
 
+// appendFillPercent is how full a group holding an Update marked with
+// appliance.WithAppendHint packs the pages it splits (bbolt's default is
+// 0.5). Not 1.0: a later update that grows a record then splits less.
+const appendFillPercent = 0.9
+
 // CommitObserver is told about every successful group commit, for metrics
 // (commit latency histogram, group size). It is called from the committer
 // goroutine after the callers have been released, so it must be quick and
@@ -449,6 +454,14 @@ func (s *Store) commitGroup(first *request) {
 			_ = btx.Rollback()
 			s.deliver(batch, rejected)
 			return
+		}
+		for _, r := range batch {
+			if r.t != nil && appliance.AppendHint(r.ctx) {
+				// Split pages are packed at spill time (Commit): appended
+				// keys never refill a page left half full.
+				b.FillPercent = appendFillPercent
+				break
+			}
 		}
 		start := time.Now()
 		err = btx.Commit()
