@@ -19,20 +19,32 @@ func TestCTKIPSessionsInMemoryOnBolt(t *testing.T) {
 	in := startTokend(t, t.TempDir())
 	_, d := seedProcedure(t, in)
 
-	before := storeWrites(t, in)
+	// Background work (a coalesced API-token last-use write, a purge) may
+	// write in any one window; stored sessions would write in every window.
+	// So the hellos must leave at least one of three windows without writes.
+	var writes []float64
 	for range 3 {
-		rec := &bodyRecorder{base: in.client.Transport, stopAfter: 1}
-		cl := ctkipClient(in)
-		cl.HTTP = &http.Client{Transport: rec}
-		if _, err := cl.Provision(context.Background(), d.CTKIPURL, d.ActivationCode); err == nil {
-			t.Fatal("the exchange finished without its second POST")
+		before := storeWrites(t, in)
+		for range 3 {
+			rec := &bodyRecorder{base: in.client.Transport, stopAfter: 1}
+			cl := ctkipClient(in)
+			cl.HTTP = &http.Client{Transport: rec}
+			if _, err := cl.Provision(context.Background(), d.CTKIPURL, d.ActivationCode); err == nil {
+				t.Fatal("the exchange finished without its second POST")
+			}
+			if rec.n != 2 {
+				t.Fatalf("%d requests, want the hello and the refused second", rec.n)
+			}
 		}
-		if rec.n != 2 {
-			t.Fatalf("%d requests, want the hello and the refused second", rec.n)
+		got := storeWrites(t, in) - before
+		if got == 0 {
+			writes = nil
+			break
 		}
+		writes = append(writes, got)
 	}
-	if got := storeWrites(t, in) - before; got != 0 {
-		t.Errorf("3 ClientHellos wrote %v keys to the bolt store, want 0", got)
+	if writes != nil {
+		t.Errorf("3 ClientHellos wrote %v keys to the bolt store in each of three windows, want 0 in one", writes)
 	}
 
 	if _, err := ctkipClient(in).Provision(context.Background(), d.CTKIPURL, d.ActivationCode); err != nil {
