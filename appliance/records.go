@@ -113,24 +113,16 @@ func resumeKey(sum string) []byte { return []byte("ji/" + sum) }
 // verification.
 type RecordDecoder func(data []byte, v any) error
 
-// RecordEncoder encodes one record with the exact bytes of encoding/json's
-// Marshal (audit hashes are verified with encoding/json, so a byte of
-// difference breaks the chain). Config.EncodeRecord takes a faster one, if
-// any is exact: goccy/go-json is not (it ignores `omitzero`), so main passes
-// none.
-type RecordEncoder func(v any) ([]byte, error)
-
 // decodingStore hands every transaction function a decodingTx.
 type decodingStore struct {
 	Store
 	decode RecordDecoder // nil: encoding/json
 	node   string
-	lanes  *writeLanes   // nil: every Update writes the node's own chain (node.go)
-	encode RecordEncoder // nil: encoding/json
+	lanes  *writeLanes // nil: every Update writes the node's own chain (node.go)
 }
 
 func (d decodingStore) View(ctx context.Context, fn func(Tx) error) error {
-	return d.Store.View(ctx, func(tx Tx) error { return fn(decodingTx{tx, d.decode, d.node, d.encode}) })
+	return d.Store.View(ctx, func(tx Tx) error { return fn(decodingTx{tx, d.decode, d.node}) })
 }
 
 func (d decodingStore) Update(ctx context.Context, fn func(Tx) error) error {
@@ -143,7 +135,7 @@ func (d decodingStore) Update(ctx context.Context, fn func(Tx) error) error {
 		defer d.lanes.give(i)
 		chain = laneChain(d.node, i)
 	}
-	return d.Store.Update(ctx, func(tx Tx) error { return fn(decodingTx{tx, d.decode, chain, d.encode}) })
+	return d.Store.Update(ctx, func(tx Tx) error { return fn(decodingTx{tx, d.decode, chain}) })
 }
 
 // decodingTx carries the Service's record decoder and node id to the
@@ -152,7 +144,6 @@ type decodingTx struct {
 	Tx
 	decode RecordDecoder
 	node   string
-	encode RecordEncoder
 }
 
 // decodeRecord decodes a stored record with the decoder that tx carries
@@ -169,24 +160,6 @@ func decodeRecord(tx Tx, b []byte, v any) error {
 			tx = t.Tx
 		default:
 			return json.Unmarshal(b, v)
-		}
-	}
-}
-
-// encodeRecord encodes a record with the encoder that tx carries (under any
-// counterTx), or with encoding/json.
-func encodeRecord(tx Tx, v any) ([]byte, error) {
-	for {
-		switch t := tx.(type) {
-		case decodingTx:
-			if t.encode == nil {
-				return json.Marshal(v)
-			}
-			return t.encode(v)
-		case *counterTx:
-			tx = t.Tx
-		default:
-			return json.Marshal(v)
 		}
 	}
 }
@@ -219,7 +192,7 @@ func getJSON(tx Tx, key []byte, v any) error {
 }
 
 func putJSON(tx Tx, key []byte, v any) error {
-	b, err := encodeRecord(tx, v)
+	b, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("encode %q: %w", key, err)
 	}

@@ -33,10 +33,6 @@ type Config struct {
 	// DecodeRecord, if set, decodes stored records instead of
 	// encoding/json (see RecordDecoder).
 	DecodeRecord RecordDecoder
-	// EncodeRecord, if set, encodes stored records and audit entries
-	// instead of encoding/json; its bytes must be encoding/json's (see
-	// RecordEncoder).
-	EncodeRecord RecordEncoder
 	// AdminSignIn bounds console sign-ins: the memory of argon2id work
 	// and the lockout of admin accounts (see AdminSignInPolicy).
 	AdminSignIn AdminSignInPolicy
@@ -118,7 +114,7 @@ func New(cfg Config) (*Service, error) {
 		log: cfg.Logger, now: cfg.Now, rand: cfg.Rand, policy: cfg.Auth.withDefaults(), authRec: cfg.AuthRecorder,
 		credDir: cfg.CredentialsDir, node: cfg.NodeID}
 	// Every transaction carries the node id (and the record decoder).
-	s.store = decodingStore{cfg.Store, cfg.DecodeRecord, cfg.NodeID, newWriteLanes(cfg.WriteLanes), cfg.EncodeRecord}
+	s.store = decodingStore{cfg.Store, cfg.DecodeRecord, cfg.NodeID, newWriteLanes(cfg.WriteLanes)}
 	s.argon = newArgonPool(cfg.AdminSignIn.ArgonSlots, cfg.AdminSignIn.ArgonWait)
 	s.signIn = newAdminSignIn(cfg.AdminSignIn)
 	s.spoolDir = cfg.SpoolDir
