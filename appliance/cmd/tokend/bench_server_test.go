@@ -54,18 +54,7 @@ func BenchmarkProvisionServerCPU(b *testing.B) {
 
 		restore := pinSelf(b, 1)
 		cpu0, start := procCPU(b, cmd.Process.Pid), time.Now()
-		var wg sync.WaitGroup
-		for range provisionDevices {
-			wg.Go(func() {
-				for i := next.Add(1) - 1; i < end; i = next.Add(1) - 1 {
-					if _, err := client.Provision(context.Background(), ctURL, codes[i]); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
-		}
-		wg.Wait()
+		provisionBlock(b, client, ctURL, codes, &next, end, provisionDevices)
 		wall += time.Since(start)
 		serverCPU += procCPU(b, cmd.Process.Pid) - cpu0
 		next.Store(end)
@@ -168,18 +157,7 @@ func BenchmarkProvisionOneCore(b *testing.B) {
 		restore = pinSelf(b, 1)
 		idle0, total0 := cpuIdle(b, 0)
 		cpu0, start := procCPU(b, cmd.Process.Pid), time.Now()
-		var wg sync.WaitGroup
-		for range oneCoreDevices {
-			wg.Go(func() {
-				for i := next.Add(1) - 1; i < end; i = next.Add(1) - 1 {
-					if _, err := client.Provision(context.Background(), ctURL, codes[i]); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
-		}
-		wg.Wait()
+		provisionBlock(b, client, ctURL, codes, &next, end, oneCoreDevices)
 		wall += time.Since(start)
 		serverCPU += procCPU(b, cmd.Process.Pid) - cpu0
 		i1, t1 := cpuIdle(b, 0)
@@ -249,4 +227,20 @@ func startPinnedCTKIPServer(b *testing.B) (*exec.Cmd, string, *ctkip.Client, []s
 		return fmt.Sprint(m["ctkip_url"]), m["msg"] == "tokend ready"
 	})
 	return cmd, ctURL, ctkipClient(&instance{client: newTrustingClient(b, filepath.Join(dir, "tls.crt"))}), codes
+}
+
+// provisionBlock runs devices concurrent CT-KIP exchanges over codes[next:end].
+func provisionBlock(b *testing.B, client *ctkip.Client, ctURL string, codes []string, next *atomic.Int64, end int64, devices int) {
+	var wg sync.WaitGroup
+	for range devices {
+		wg.Go(func() {
+			for i := next.Add(1) - 1; i < end; i = next.Add(1) - 1 {
+				if _, err := client.Provision(context.Background(), ctURL, codes[i]); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
