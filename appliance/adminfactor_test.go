@@ -381,3 +381,36 @@ func TestImportOverwriteSkipsAdminFactor(t *testing.T) {
 		}
 	}
 }
+
+// TestAdminFactorRefusalsBounded: a help-desk account retrying a takeover
+// step on an admin's second factor writes one refusal record a minute, and
+// the next record counts the attempts left out, so the trail cannot be
+// grown without bound while the protected admin still sees the attempts.
+func TestAdminFactorRefusalsBounded(t *testing.T) {
+	f := newFactorFixture(t)
+	count := func() int {
+		t.Helper()
+		page, err := f.svc.ListAudit(f.ctx, appliance.AuditQuery{Action: "token.disable", Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(page.Items)
+	}
+	before := count()
+	for range 50 {
+		if _, err := f.svc.SetTokenEnabled(f.helpdesk, factorSerial, false); !errors.Is(err, appliance.ErrForbidden) {
+			t.Fatalf("help desk disabling the admin's factor: %v, want ErrForbidden", err)
+		}
+	}
+	if got := count() - before; got != 1 {
+		t.Fatalf("50 refusals in a minute wrote %d records, want 1", got)
+	}
+	f.clock.Add(time.Minute)
+	if _, err := f.svc.SetTokenEnabled(f.helpdesk, factorSerial, false); !errors.Is(err, appliance.ErrForbidden) {
+		t.Fatalf("refusal after a minute: %v", err)
+	}
+	r := f.lastAudit(t, "token.disable")
+	if count()-before != 2 || r.Reason != "admin_second_factor:root" || !strings.Contains(r.Detail, "49") {
+		t.Errorf("after a minute: %d records, last %+v; want a second record naming root and counting the 49 left out", count()-before, r)
+	}
+}
