@@ -313,6 +313,18 @@ func (c *apiTokenCache) put(hash []byte, t APIToken, gen uint64, now time.Time) 
 // a new one, in one transaction (so no moment has both or neither); main
 // uses it to (re)write the bootstrap admin token file.
 func (s *Service) ReplaceNamedAPIToken(ctx context.Context, name, role string) (APIToken, Secret, error) {
+	return s.putNamedAPIToken(ctx, name, role, true)
+}
+
+// CreateNamedAPIToken creates a token with the given name unless one
+// exists, in which case it fails with ErrExists. The check and the write
+// are one transaction, so of two nodes of a shared store starting at once
+// exactly one creates the bootstrap token.
+func (s *Service) CreateNamedAPIToken(ctx context.Context, name, role string) (APIToken, Secret, error) {
+	return s.putNamedAPIToken(ctx, name, role, false)
+}
+
+func (s *Service) putNamedAPIToken(ctx context.Context, name, role string, replace bool) (APIToken, Secret, error) {
 	secret, hash, err := s.newAPITokenSecret()
 	if err != nil {
 		return APIToken{}, "", err
@@ -321,9 +333,13 @@ func (s *Service) ReplaceNamedAPIToken(ctx context.Context, name, role string) (
 	if err != nil {
 		return APIToken{}, "", err
 	}
+	action := "api_token.replace"
+	if !replace {
+		action = "api_token.create"
+	}
 	var out APIToken
 	defer s.apiUse.cache.invalidate()
-	err = s.change(ctx, AuditEvent{Action: "api_token.replace", Target: id}, func(tx Tx, now time.Time, ev *AuditEvent) error {
+	err = s.change(ctx, AuditEvent{Action: action, Target: id}, func(tx Tx, now time.Time, ev *AuditEvent) error {
 		kvs, err := tx.Scan([]byte(pfxAPIToken), nil, 0)
 		if err != nil {
 			return err
@@ -337,12 +353,18 @@ func (s *Service) ReplaceNamedAPIToken(ctx context.Context, name, role string) (
 			if t.Name != name {
 				continue
 			}
+			if !replace {
+				return fmt.Errorf("API token %q: %w", name, ErrExists)
+			}
 			if err := deleteAPIToken(tx, t); err != nil {
 				return err
 			}
 			revoked++
 		}
-		ev.Detail = fmt.Sprintf("%s; %d revoked", role, revoked)
+		ev.Detail = apiTokenDetail(role, time.Time{})
+		if replace {
+			ev.Detail = fmt.Sprintf("%s; %d revoked", role, revoked)
+		}
 		out = APIToken{ID: id, Name: name, Role: role, Hash: hash, CreatedAt: now, CreatedBy: ActorFrom(ctx).Name}
 		return putAPIToken(tx, out)
 	})

@@ -220,11 +220,23 @@ func TestReplaceNamedAPIToken(t *testing.T) {
 			t.Errorf("%s token: %v", name, err)
 		}
 	}
+	// Create-if-absent refuses a name that exists and leaves it alone.
+	if _, _, err := f.svc.CreateNamedAPIToken(f.ctx, "admin-token-file", appliance.RoleSuperAdmin); !errors.Is(err, appliance.ErrExists) {
+		t.Errorf("create over an existing name: %v, want ErrExists", err)
+	}
+	if _, err := f.svc.AuthenticateAPIToken(f.ctx, secret.Reveal()); err != nil {
+		t.Errorf("the token after a refused create: %v", err)
+	}
+	if _, fresh, err := f.svc.CreateNamedAPIToken(f.ctx, "fresh", appliance.RoleAuditor); err != nil {
+		t.Errorf("create a new name: %v", err)
+	} else if _, err := f.svc.AuthenticateAPIToken(f.ctx, fresh.Reveal()); err != nil {
+		t.Errorf("the created token: %v", err)
+	}
 	toks, err := f.svc.ListAPITokens(f.ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(toks) != 2 {
-		t.Errorf("%d tokens listed, want 2", len(toks))
+	if len(toks) != 3 {
+		t.Errorf("%d tokens listed, want 3", len(toks))
 	}
 }

@@ -205,6 +205,68 @@ func TestBootstrapTokenOnSecondNode(t *testing.T) {
 	}
 }
 
+// TestBootstrapTokenFirstStartRace: two nodes start at once on an empty
+// shared store, neither with an admin-token file. The check and the create
+// are one transaction, so exactly one creates the bootstrap token and the
+// other refuses to start; the store holds one token of that name. Each
+// round uses its own key prefix, so every round starts empty.
+func TestBootstrapTokenFirstStartRace(t *testing.T) {
+	etcdtest.Require(t)
+	c := etcdtest.Start(t)
+	ctx := appliance.WithActor(context.Background(), appliance.Actor{ID: "system", Name: "system"})
+	for round := range 8 {
+		svcs := etcdNodes(t, c, &testClock{}, nil, "node-a", "node-b")
+		envs := make([]*serveEnv, 2)
+		errs := make([]error, 2)
+		for i := range envs {
+			p, err := newDataPaths(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			envs[i] = &serveEnv{Paths: p, Stdout: io.Discard}
+		}
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range svcs {
+			wg.Go(func() {
+				<-start
+				errs[i] = ensureAdminToken(ctx, svcs[i], envs[i], true)
+			})
+		}
+		close(start)
+		wg.Wait()
+		created := 0
+		for i, err := range errs {
+			switch {
+			case err == nil:
+				created++
+				if _, err := os.Stat(envs[i].Paths.AdminToken); err != nil {
+					t.Fatalf("round %d: node %d started without its file: %v", round, i, err)
+				}
+			case errors.Is(err, errBootstrapTokenShared):
+				if _, err := os.Stat(envs[i].Paths.AdminToken); !errors.Is(err, os.ErrNotExist) {
+					t.Fatalf("round %d: the refused node %d wrote its file: %v", round, i, err)
+				}
+			default:
+				t.Fatalf("round %d: node %d: %v", round, i, err)
+			}
+		}
+		toks, err := svcs[0].ListAPITokens(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		named := 0
+		for _, tok := range toks {
+			if tok.Name == adminTokenName {
+				named++
+			}
+		}
+		if created != 1 || named != 1 {
+			t.Fatalf("round %d: %d nodes created the token, the store holds %d (%v)", round, created, named, errs)
+		}
+	}
+}
+
 // TestBootstrapTokenSingleNode keeps the single-node rule: on a store of
 // its own (bbolt), a node whose admin-token file is gone makes a new token
 // and the old one is refused.

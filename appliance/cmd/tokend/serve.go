@@ -278,20 +278,18 @@ func ensureAdminToken(ctx context.Context, svc *appliance.Service, env *serveEnv
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("admin token file: %w", err)
 	}
+	create := svc.ReplaceNamedAPIToken
 	if shared {
-		toks, err := svc.ListAPITokens(ctx)
-		if err != nil {
-			return fmt.Errorf("admin API tokens: %w", err)
-		}
-		for _, t := range toks {
-			if t.Name == adminTokenName {
-				return fmt.Errorf("%w and %s is missing: copy admin-token from the node that created it "+
-					"(or run `tokend admin rotate-bootstrap-token` on one node and copy the new file to every node)",
-					errBootstrapTokenShared, env.Paths.AdminToken)
-			}
-		}
+		// Created only if absent, checked in the same transaction: of two
+		// nodes starting at once on an empty store, exactly one creates it.
+		create = svc.CreateNamedAPIToken
 	}
-	_, secret, err := svc.ReplaceNamedAPIToken(ctx, adminTokenName, appliance.RoleSuperAdmin)
+	_, secret, err := create(ctx, adminTokenName, appliance.RoleSuperAdmin)
+	if errors.Is(err, appliance.ErrExists) {
+		return fmt.Errorf("%w and %s is missing: copy admin-token from the node that created it "+
+			"(or run `tokend admin rotate-bootstrap-token` on one node and copy the new file to every node)",
+			errBootstrapTokenShared, env.Paths.AdminToken)
+	}
 	if err != nil {
 		return fmt.Errorf("create the admin API token: %w", err)
 	}
