@@ -25,6 +25,7 @@ type Metrics struct {
 	adminSignIn  *prometheus.CounterVec
 	commitLat    prometheus.Histogram
 	commitWrites prometheus.Counter
+	commitFails  prometheus.Counter
 	syncRuns     *prometheus.CounterVec
 	syncDuration *prometheus.HistogramVec
 	syncChanges  *prometheus.CounterVec
@@ -63,6 +64,8 @@ func New(version string) *Metrics {
 			Help: "Duration of durable store commits (one per group).", Buckets: latency}),
 		commitWrites: prometheus.NewCounter(prometheus.CounterOpts{Name: "tokend_store_writes_total",
 			Help: "Keys written or deleted by committed store transactions."}),
+		commitFails: prometheus.NewCounter(prometheus.CounterOpts{Name: "tokend_store_commit_failures_total",
+			Help: "Store commits the storage refused (failed write or fsync, full disk, size cap; on etcd no quorum or an outcome unknown): their writes were answered 503."}),
 		syncRuns: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tokend_sync_runs_total",
 			Help: "Identity source sync runs by source type and result."}, []string{"type", "result"}),
 		syncDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "tokend_sync_duration_seconds",
@@ -79,7 +82,7 @@ func New(version string) *Metrics {
 			Help: "Unix time at which the listener certificate expires."}, []string{"listener"}),
 	}
 	r.MustRegister(build, m.httpRequests, m.httpDuration, m.ctkipOutcome, m.ctkipLatency, m.authDecision, m.adminSignIn, m.commitLat,
-		m.commitWrites, m.syncRuns, m.syncDuration, m.syncChanges, m.syncLastOK, m.syncUp, m.scimRequests, m.tlsExpiry)
+		m.commitWrites, m.commitFails, m.syncRuns, m.syncDuration, m.syncChanges, m.syncLastOK, m.syncUp, m.scimRequests, m.tlsExpiry)
 	m.ha = newHAMetrics(r)
 	return m
 }
@@ -125,6 +128,10 @@ func (m *Metrics) ObserveCommit(d time.Duration, writes, _ int) {
 	m.commitLat.Observe(d.Seconds())
 	m.commitWrites.Add(float64(writes))
 }
+
+// ObserveCommitFailure counts one commit the storage refused
+// (boltstore.CommitFailureObserver, etcdstore.CommitFailureObserver).
+func (m *Metrics) ObserveCommitFailure() { m.commitFails.Inc() }
 
 // SyncRun records a finished sync run.
 func (m *Metrics) SyncRun(sourceType, sourceID string, ok bool, d time.Duration, changes map[string]int) {

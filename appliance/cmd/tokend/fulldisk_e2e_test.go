@@ -206,8 +206,15 @@ func testFullDiskRunning(t *testing.T, bin string) {
 			t.Errorf("%s on the full disk = %d %q; want 503 %s", w.name, status, code, admin.CodeStoreUnavailable)
 		}
 	}
-	// Reads work.
-	for _, p := range []string{"/api/v1/tokens", "/api/v1/users?search=fill", "/api/v1/tokens/000100000002", "/api/v1/audit?limit=5", "/readyz"} {
+	// Reads work; /readyz says the node cannot take writes (a commit was
+	// refused within the hold), so a load balancer sends traffic elsewhere.
+	if status, code := d.try(t, "GET", "/readyz", "", ""); status != http.StatusServiceUnavailable {
+		t.Errorf("GET /readyz on the full disk = %d %q; want 503", status, code)
+	}
+	if m := grepLines(scrape(t, d.instance), "tokend_store_commit_failures_total "); m == "" || strings.HasSuffix(m, " 0") {
+		t.Errorf("no refused commit counted: %q", m)
+	}
+	for _, p := range []string{"/api/v1/tokens", "/api/v1/users?search=fill", "/api/v1/tokens/000100000002", "/api/v1/audit?limit=5"} {
 		if status, code := d.try(t, "GET", p, "", ""); status != http.StatusOK {
 			t.Errorf("GET %s on the full disk = %d %q; want 200", p, status, code)
 		}
@@ -236,6 +243,9 @@ func testFullDiskRunning(t *testing.T, bin string) {
 		if status, code := d.try(t, w.method, w.path, w.ctype, w.body); status != want {
 			t.Errorf("%s after space returned = %d %q; want %d", w.name, status, code, want)
 		}
+	}
+	if status, code := d.try(t, "GET", "/readyz", "", ""); status != http.StatusOK {
+		t.Errorf("GET /readyz after space returned and writes went through = %d %q; want 200", status, code)
 	}
 	code2 := stoken.Tokencode(t, res.Seed[:], res.Serial, res.Digits, res.Interval, stoken.NoPIN, time.Now().Add(time.Duration(res.Interval)*time.Second))
 	if status, pcode := d.try(t, "POST", "/api/v1/authenticate", "application/json", `{"user_name":"alice","passcode":"`+code2+`"}`); status != http.StatusOK {

@@ -163,7 +163,10 @@ func runServe(ctx context.Context, env *serveEnv) error {
 				return errors.New("listeners not bound yet")
 			}
 			if store.Ping != nil {
-				// Without a quorum this node can neither read nor write.
+				// Without a quorum (etcd) this node can neither read nor
+				// write; with a file that refuses writes (bbolt: full or
+				// failing disk) it cannot authenticate, since a replay
+				// mark must be written first.
 				pctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 				defer cancel()
 				if err := store.Ping(pctx); err != nil {

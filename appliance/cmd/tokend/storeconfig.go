@@ -140,7 +140,7 @@ type openedStore struct {
 	appliance.Store
 	Backup func(w io.Writer) (int64, error) // a consistent copy while running (bbolt)
 	Size   func() int64                     // bytes on disk, for metrics (bbolt)
-	Ping   func(ctx context.Context) error  // can the node reach its store (etcd)
+	Ping   func(ctx context.Context) error  // can the node make a write durable (etcd: reach a quorum)
 	Etcd   *etcdstore.Store                 // the etcd store, for the runner election and purge; nil on bbolt
 	Where  string                           // for messages: a file or endpoints and prefix
 }
@@ -222,7 +222,7 @@ func openConfiguredStore(ctx context.Context, cfg *Config, paths dataPaths, o st
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	return &openedStore{Store: st, Backup: st.Backup, Size: st.Size, Where: paths.DB}, nil
+	return &openedStore{Store: st, Backup: st.Backup, Size: st.Size, Ping: st.Ping, Where: paths.DB}, nil
 }
 
 // openOfflineConfigured opens the configured store for a command-line tool:

@@ -47,7 +47,7 @@ func TestFailingStoreEndToEnd(t *testing.T) {
 func testFailingStore(t *testing.T, mode storefault.Mode) {
 	dir := t.TempDir()
 	var ff storefault.File
-	st, err := boltstore.Open(filepath.Join(dir, "tokend.db"), boltstore.Options{OpenFile: ff.OpenFile})
+	st, err := boltstore.Open(filepath.Join(dir, "tokend.db"), boltstore.Options{OpenFile: ff.OpenFile, FailureHold: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +83,9 @@ func testFailingStore(t *testing.T, mode storefault.Mode) {
 	ctSrv := httptest.NewTLSServer(ct)
 	t.Cleanup(ctSrv.Close)
 	svc.SetCTKIPURL(ctSrv.URL + ctkipPath)
-	adm := admin.New(svc, admin.Options{Logger: log, Backup: st.Backup})
+	// /readyz as serve wires it for bbolt: the store's write probe, here
+	// without the hold after a refused commit, so the probe itself is seen.
+	adm := admin.New(svc, admin.Options{Logger: log, Backup: st.Backup, Ready: func() error { return st.Ping(context.Background()) }})
 	sc, err := scim.New(svc, scim.Options{Logger: log, Metrics: metrics.New("test")})
 	if err != nil {
 		t.Fatal(err)
@@ -224,6 +226,8 @@ func testFailingStore(t *testing.T, mode storefault.Mode) {
 			t.Errorf("%s on the failing store = %d %v: %s; want 503 %s with Retry-After", r.name, status, h.Get("Retry-After"), b, admin.CodeStoreUnavailable)
 		}
 	}
+	// A load balancer stops sending here: nothing that writes can succeed.
+	in.call(t, "GET", "/readyz", "", nil, http.StatusServiceUnavailable, nil)
 	// SCIM allows no 503 (RFC 7644 §3.12): a 500 that says why.
 	if status, b := scimPush(); status != http.StatusInternalServerError || !strings.Contains(b, "store unavailable") {
 		t.Errorf("SCIM POST /Users on the failing store = %d: %s; want 500 saying store unavailable", status, b)
@@ -279,6 +283,8 @@ func testFailingStore(t *testing.T, mode storefault.Mode) {
 	if err := ff.Set(storefault.Healthy); err != nil {
 		t.Fatal(err)
 	}
+	// Ready again before any write: the probe sees the file healed.
+	in.call(t, "GET", "/readyz", "", nil, http.StatusOK, nil)
 	for _, r := range writes {
 		if status, _, b := do(r); status != r.want {
 			t.Errorf("%s after the fault cleared = %d: %s; want %d", r.name, status, b, r.want)

@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -53,7 +55,8 @@ func TestFailingFile(t *testing.T) {
 			ctx := context.Background()
 			path := filepath.Join(t.TempDir(), "tokend.db")
 			var ff storefault.File
-			s, err := Open(path, Options{OpenFile: ff.OpenFile})
+			obs := &observer{}
+			s, err := Open(path, Options{OpenFile: ff.OpenFile, Observer: obs, FailureHold: time.Hour})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -102,6 +105,9 @@ func TestFailingFile(t *testing.T) {
 				}
 			}
 			mustPut(t, s, "k000-01", want["k000-01"]) // releases the freed pages
+			if err := s.Ping(ctx); err != nil {
+				t.Fatalf("Ping on a healthy file: %v", err)
+			}
 			before := fileSum(t, path)
 
 			if err := ff.Set(tt.mode); err != nil {
@@ -133,6 +139,23 @@ func TestFailingFile(t *testing.T) {
 					t.Errorf("writer %d: Update = %v; want ErrStoreUnavailable wrapping %v", w, err, tt.cause)
 				}
 			}
+			obs.mu.Lock()
+			failures := obs.failures
+			obs.mu.Unlock()
+			if failures == 0 {
+				t.Error("the observer was told of no refused commit")
+			}
+			// Within the hold Ping fails without probing; after it, the
+			// probe (a write of its own) fails too, again on the next call.
+			if err := s.Ping(ctx); !errors.Is(err, appliance.ErrStoreUnavailable) || !strings.Contains(err.Error(), "refused") {
+				t.Errorf("Ping within the hold = %v; want ErrStoreUnavailable saying a commit was refused", err)
+			}
+			s.opts.FailureHold = 0
+			for range 2 {
+				if err := s.Ping(ctx); !errors.Is(err, appliance.ErrStoreUnavailable) || !errors.Is(err, tt.cause) {
+					t.Errorf("Ping on the failing file = %v; want ErrStoreUnavailable wrapping %v", err, tt.cause)
+				}
+			}
 			// Reads work and see the state before the failed writes.
 			if diff := cmp.Diff(want, dump(t, s)); diff != "" {
 				t.Errorf("store after the failed writes (-want +got):\n%s", diff)
@@ -143,6 +166,13 @@ func TestFailingFile(t *testing.T) {
 
 			if err := ff.Set(storefault.Healthy); err != nil {
 				t.Fatal(err)
+			}
+			// Without any Update: the probe finds the file healed.
+			if err := s.Ping(ctx); err != nil {
+				t.Errorf("Ping after the file healed: %v", err)
+			}
+			if s.failedAt.Load() != 0 {
+				t.Error("the probe succeeded but the store still counts as failing")
 			}
 			mustPut(t, s, "after", "healed")
 			want["after"] = "healed"

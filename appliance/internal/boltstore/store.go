@@ -2,6 +2,7 @@ package boltstore
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -33,6 +34,9 @@ const (
 	DefaultMaxGroupBytes   = 8 << 20
 	DefaultMaxGroupCallers = 256
 	DefaultInitialMmapSize = 256 << 20
+	// DefaultFailureHold: a load balancer polling /readyz every few
+	// seconds sees a refused commit at least once or twice.
+	DefaultFailureHold = 10 * time.Second
 )
 
 // appendFillPercent is how full a group holding an Update marked with
@@ -49,6 +53,13 @@ type CommitObserver interface {
 	// (write and fsync) took, how many Put/Delete calls it carried, and how
 	// many Updates it served.
 	ObserveCommit(d time.Duration, writes, callers int)
+}
+
+// CommitFailureObserver, if the Observer also implements it, is told about
+// every group whose write the file refused (a failed write, fsync, growth
+// or MaxSize): each of its Updates got ErrStoreUnavailable.
+type CommitFailureObserver interface {
+	ObserveCommitFailure()
 }
 
 // Options configures Open. The zero value gives the defaults.
@@ -77,8 +88,14 @@ type Options struct {
 	// it further fails. 0 means no limit.
 	MaxSize int
 
-	// Observer, if not nil, is told about each commit.
+	// Observer, if not nil, is told about each commit (and each refused
+	// one, see CommitFailureObserver).
 	Observer CommitObserver
+
+	// FailureHold is how long Ping fails after a refused commit before it
+	// probes the file with a write of its own. 0 means DefaultFailureHold;
+	// negative probes at once.
+	FailureHold time.Duration
 
 	// ReadOnly opens the file without write access (a shared lock, so a
 	// running tokend still excludes it): inspection commands must leave
@@ -100,6 +117,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.FileMode == 0 {
 		o.FileMode = DefaultFileMode
+	}
+	switch {
+	case o.FailureHold == 0:
+		o.FailureHold = DefaultFailureHold
+	case o.FailureHold < 0:
+		o.FailureHold = 0
 	}
 	if o.MaxGroupWrites <= 0 {
 		o.MaxGroupWrites = DefaultMaxGroupWrites
@@ -138,6 +161,10 @@ type Store struct {
 	closeErr  error
 
 	batch []*request // the committer's group, reused
+
+	// failedAt is when a group's write was last refused (UnixNano), 0
+	// once a durable commit (or a probe, see Ping) went through since.
+	failedAt atomic.Int64
 }
 
 var _ appliance.Store = (*Store)(nil)
@@ -291,6 +318,60 @@ func (s *Store) Check() error {
 	})
 }
 
+// commitFailed records a refused group write.
+func (s *Store) commitFailed() {
+	s.failedAt.Store(time.Now().UnixNano())
+	if o, ok := s.opts.Observer.(CommitFailureObserver); ok {
+		o.ObserveCommitFailure()
+	}
+}
+
+// probeBucket holds the one key Ping writes; it is apart from the data, so
+// no View, Scan, backup reader or migration sees it.
+const probeBucket = "probe"
+
+// Ping tells whether the store can make a write durable. While the last
+// group's write went through it only reads a flag. After a refused write
+// it fails for Options.FailureHold, then commits a small probe (write and
+// fsync, outside the data) and succeeds when that goes through: a disk
+// that was full or failing is seen healed without waiting for the traffic
+// that a failing /readyz keeps away. The hold is there because a probe of
+// a few pages can fit in the file's free pages while real commits need
+// the disk to grow. The error wraps appliance.ErrStoreUnavailable.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	failed := s.failedAt.Load()
+	if failed == 0 {
+		return nil
+	}
+	if ago := time.Since(time.Unix(0, failed)); ago < s.opts.FailureHold {
+		return fmt.Errorf("boltstore: a commit was refused %s ago: %w", ago.Round(time.Millisecond), appliance.ErrStoreUnavailable)
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return appliance.ErrClosed
+	}
+	if s.opts.ReadOnly {
+		return ErrReadOnly
+	}
+	stamp := binary.BigEndian.AppendUint64(nil, uint64(time.Now().UnixNano()))
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists([]byte(probeBucket))
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte("write"), stamp)
+	})
+	if err != nil {
+		return fmt.Errorf("boltstore: write probe: %w: %w", appliance.ErrStoreUnavailable, err)
+	}
+	s.failedAt.CompareAndSwap(failed, 0) // a newer refusal keeps its hold
+	return nil
+}
+
 // Backup writes a consistent copy of the whole database to w while readers
 // and writers go on, and returns the number of bytes written. The copy is
 // a bbolt file that Open accepts.
@@ -396,6 +477,7 @@ func (s *Store) commitGroup(first *request) {
 			// Begin fails only when the file cannot be used (closed,
 			// or a remap after a failed commit): the store is unusable.
 			err = fmt.Errorf("boltstore: begin: %w: %w", appliance.ErrStoreUnavailable, err)
+			s.commitFailed()
 			for _, r := range batch {
 				if r.err == nil && !r.panicked {
 					r.err = err
@@ -479,7 +561,12 @@ func (s *Store) commitGroup(first *request) {
 			}
 		}
 		s.deliver(batch, rejected)
-		if err == nil && s.opts.Observer != nil {
+		if err != nil {
+			s.commitFailed()
+			return
+		}
+		s.failedAt.Store(0)
+		if s.opts.Observer != nil {
 			s.opts.Observer.ObserveCommit(d, writes, callers)
 		}
 		return

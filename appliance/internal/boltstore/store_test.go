@@ -256,6 +256,13 @@ type observer struct {
 	callers    int
 	maxCall    int
 	commitTime time.Duration
+	failures   int
+}
+
+func (o *observer) ObserveCommitFailure() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.failures++
 }
 
 func (o *observer) ObserveCommit(d time.Duration, writes, callers int) {

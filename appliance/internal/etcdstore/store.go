@@ -67,6 +67,13 @@ type ConflictObserver interface {
 	ObserveConflict()
 }
 
+// CommitFailureObserver, if the Observer also implements it, is told about
+// every Update that failed with appliance.ErrStoreUnavailable (no quorum
+// within the request timeout, or a commit whose outcome is unknown).
+type CommitFailureObserver interface {
+	ObserveCommitFailure()
+}
+
 // Options configures Open.
 type Options struct {
 	// Endpoints are the etcd members' client URLs (http:// or https://).
@@ -258,6 +265,9 @@ func (s *Store) Update(ctx context.Context, fn func(appliance.Tx) error) error {
 	for attempt := 1; ; attempt++ {
 		committed, writes, err := s.attempt(ctx, fn, attempt > 1)
 		if err != nil {
+			if o, ok := s.opts.Observer.(CommitFailureObserver); ok && errors.Is(err, appliance.ErrStoreUnavailable) {
+				o.ObserveCommitFailure()
+			}
 			return err
 		}
 		if committed {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -292,7 +293,8 @@ func TestCoalesce(t *testing.T) {
 // hanging; after a restart both work again.
 func TestUnreachable(t *testing.T) {
 	c := etcdtest.Start(t)
-	s := newStore(t, c, Options{RequestTimeout: time.Second, DialTimeout: time.Second})
+	fails := &failureCounter{}
+	s := newStore(t, c, Options{RequestTimeout: time.Second, DialTimeout: time.Second, Observer: fails})
 	put(t, s, "u/a", "1")
 	c.Members[0].Kill()
 	if err := s.Ping(context.Background()); !errors.Is(err, appliance.ErrStoreUnavailable) {
@@ -311,12 +313,21 @@ func TestUnreachable(t *testing.T) {
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("Update took %v with etcd down", d)
 	}
+	if n := fails.n.Load(); n != 1 {
+		t.Errorf("%d refused commits observed; want 1", n)
+	}
 	c.Members[0].Restart(t)
 	if err := s.Ping(context.Background()); err != nil {
 		t.Errorf("Ping after restart: %v", err)
 	}
 	put(t, s, "u/b", "2")
 }
+
+// failureCounter counts refused commits (CommitFailureObserver).
+type failureCounter struct{ n atomic.Int64 }
+
+func (f *failureCounter) ObserveCommit(time.Duration, int, int) {}
+func (f *failureCounter) ObserveCommitFailure()                 { f.n.Add(1) }
 
 // TestViewRerunsAfterCompaction: a View whose revision etcd compacts away
 // runs again at a newer one instead of failing.
