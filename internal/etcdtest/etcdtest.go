@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -281,13 +283,54 @@ func (m *Member) Running() bool {
 	}
 }
 
+// freePort picks a free port below the kernel's ephemeral range. A member
+// restarted after a kill must bind its old ports again; a port from the
+// ephemeral range may meanwhile have become another connection's source
+// port or another test's listener (CI saw "address already in use" on a
+// restart), which ports outside it do not.
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	lo := ephemeralLow()
+	const from = 10000
+	if lo <= from+1000 {
+		// An unusual range: the kernel's choice is all there is.
+		return listenPort("127.0.0.1:0")
+	}
+	var lastErr error
+	for range 50 {
+		p, err := listenPort(fmt.Sprintf("127.0.0.1:%d", from+mrand.IntN(lo-from)))
+		if err == nil {
+			return p, nil
+		}
+		lastErr = err
+	}
+	return 0, lastErr
+}
+
+func listenPort(addr string) (int, error) {
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return 0, err
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range (32768
+// if it cannot be read).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 32768
+	}
+	n, err := strconv.Atoi(f[0])
+	if err != nil {
+		return 32768
+	}
+	return n
 }
 
 // errUnhealthy is what WaitHealthy returns when the deadline passes.
