@@ -115,6 +115,7 @@ func (a *app) newRootCmd() *cobra.Command {
 		a.newAdminCmd(),
 		a.newRekeyCmd(),
 		a.newMigrateCmd(),
+		a.newCheckCmd(),
 	)
 	return root
 }
