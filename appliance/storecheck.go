@@ -178,8 +178,12 @@ func checkConsistency(tx Tx, rep *ConsistencyReport) error {
 			h := hex.EncodeToString(t.CodeHash)
 			codes[h] = serial
 			var c ActivationCode
-			if err := getJSON(tx, codeKey(t.CodeHash), &c); err != nil {
-				rep.addf("token %s: its outstanding activation code has no record (%v)", serial, err)
+			// The error would name the record's key, the code's keyed
+			// hash: the problem says what is wrong without it.
+			if err := getJSON(tx, codeKey(t.CodeHash), &c); errors.Is(err, ErrNotFound) {
+				rep.addf("token %s: its outstanding activation code has no record", serial)
+			} else if err != nil {
+				rep.addf("token %s: its outstanding activation code record does not decode", serial)
 			} else if c.Serial != serial || (c.State != CodeIssued && c.State != CodeInUse) {
 				rep.addf("token %s: its outstanding activation code record is for %q in state %s", serial, c.Serial, c.State)
 			}

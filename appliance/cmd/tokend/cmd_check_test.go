@@ -244,7 +244,7 @@ func TestCheckCommand(t *testing.T) {
 		{name: "outstanding code record deleted", wantCode: 1, damage: deleteCodeOf(f.pending),
 			want: []string{"problem: token " + f.pending + ": its outstanding activation code has no record"}},
 		{name: "outstanding code record garbled", wantCode: 1, damage: garbleCodeOf(f.pending),
-			want: []string{"problem: token " + f.pending + ": its outstanding activation code has no record", "ac/…"}},
+			want: []string{"problem: token " + f.pending + ": its outstanding activation code record does not decode"}},
 		{name: "locked by a running tokend", serve: true, wantCode: 1,
 			want: []string{"is in use by a running tokend", "stop tokend first"}},
 		{name: "no store", noStore: true, wantCode: 1, want: []string{"no store in"}},
