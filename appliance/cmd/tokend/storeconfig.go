@@ -41,6 +41,12 @@ type StoreConfig struct {
 	// EtcdPrefix namespaces tokend's keys; several clusters of tokend may
 	// share one etcd with different prefixes.
 	EtcdPrefix string `yaml:"etcd_prefix"`
+	// EtcdRequestTimeout bounds each request to etcd. A commit caught in
+	// the death of the etcd leader waits this long before it answers 503
+	// (its outcome unknown), so it is also the write gap a node sees when
+	// the leader dies: shorter fails over sooner, at the cost of more
+	// "outcome unknown" answers on a slow or loaded cluster.
+	EtcdRequestTimeout time.Duration `yaml:"etcd_request_timeout"`
 	// Nodes is how many tokend nodes share the store. Budgets each node
 	// keeps in its own memory (the CT-KIP total guess budget) are divided
 	// by it, so the cluster together keeps the configured budget.
@@ -48,7 +54,8 @@ type StoreConfig struct {
 }
 
 func defaultStoreConfig() StoreConfig {
-	return StoreConfig{Backend: backendBolt, EtcdPrefix: etcdstore.DefaultPrefix, Nodes: 1}
+	return StoreConfig{Backend: backendBolt, EtcdPrefix: etcdstore.DefaultPrefix, Nodes: 1,
+		EtcdRequestTimeout: etcdstore.DefaultRequestTimeout}
 }
 
 // endpoints splits EtcdEndpoints.
@@ -97,6 +104,9 @@ func (c *Config) storeProblems() []string {
 		case u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "":
 			add("store.etcd_endpoints %q: want only scheme, host and port", shown)
 		}
+	}
+	if s.EtcdRequestTimeout < 500*time.Millisecond || s.EtcdRequestTimeout > time.Minute {
+		add("store.etcd_request_timeout %s: want 500ms to 1m (default %s)", s.EtcdRequestTimeout, etcdstore.DefaultRequestTimeout)
 	}
 	if (s.EtcdCert == "") != (s.EtcdKey == "") {
 		add("store.etcd_cert and store.etcd_key: set both or neither")
@@ -180,7 +190,8 @@ func openEtcd(ctx context.Context, s StoreConfig, o storeOpenOptions) (*etcdstor
 	if err != nil {
 		return nil, err
 	}
-	opts := etcdstore.Options{Endpoints: s.endpoints(), Prefix: s.EtcdPrefix, TLS: tlsCfg, ReadOnly: o.ReadOnly}
+	opts := etcdstore.Options{Endpoints: s.endpoints(), Prefix: s.EtcdPrefix, TLS: tlsCfg, ReadOnly: o.ReadOnly,
+		RequestTimeout: s.EtcdRequestTimeout}
 	if o.Observer != nil {
 		opts.Observer = o.Observer
 	}

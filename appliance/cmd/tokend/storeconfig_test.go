@@ -8,11 +8,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"tokend/appliance"
 	"tokend/appliance/memstore"
+	"tokend/internal/etcdtest"
 )
 
 // TestStoreConfigLayers: the store section comes from YAML, TOKEND_*
@@ -27,16 +29,22 @@ func TestStoreConfigLayers(t *testing.T) {
 		want     StoreConfig
 		problems []string
 	}{
-		{name: "default is bolt", want: StoreConfig{Backend: "bolt", EtcdPrefix: "/tokend/", Nodes: 1}},
+		{name: "default is bolt", want: StoreConfig{Backend: "bolt", EtcdPrefix: "/tokend/", Nodes: 1, EtcdRequestTimeout: 5 * time.Second}},
 		{name: "environment", env: map[string]string{"TOKEND_STORE": "etcd", "TOKEND_ETCD_ENDPOINTS": "http://a:2379, http://b:2379"},
-			want: StoreConfig{Backend: "etcd", EtcdEndpoints: "http://a:2379, http://b:2379", EtcdPrefix: "/tokend/", Nodes: 1}},
+			want: StoreConfig{Backend: "etcd", EtcdEndpoints: "http://a:2379, http://b:2379", EtcdPrefix: "/tokend/", Nodes: 1, EtcdRequestTimeout: 5 * time.Second}},
 		{name: "flags over environment", args: []string{"--store", "etcd", "--etcd-endpoints", "https://flag:2379", "--etcd-prefix", "/f/"},
 			env:  map[string]string{"TOKEND_ETCD_ENDPOINTS": "https://env:2379", "TOKEND_ETCD_CA": "/ca.pem"},
-			want: StoreConfig{Backend: "etcd", EtcdEndpoints: "https://flag:2379", EtcdCA: "/ca.pem", EtcdPrefix: "/f/", Nodes: 1}},
+			want: StoreConfig{Backend: "etcd", EtcdEndpoints: "https://flag:2379", EtcdCA: "/ca.pem", EtcdPrefix: "/f/", Nodes: 1, EtcdRequestTimeout: 5 * time.Second}},
 		{name: "environment over file", args: []string{"--config", yamlFile}, env: map[string]string{"TOKEND_ETCD_PREFIX": "/env/"},
-			want: StoreConfig{Backend: "etcd", EtcdEndpoints: "https://yaml:2379", EtcdPrefix: "/env/", Nodes: 1}},
+			want: StoreConfig{Backend: "etcd", EtcdEndpoints: "https://yaml:2379", EtcdPrefix: "/env/", Nodes: 1, EtcdRequestTimeout: 5 * time.Second}},
 		{name: "every problem at once", args: []string{"--store", "etcd", "--etcd-prefix", "x", "--etcd-key", "/k.pem"},
 			problems: []string{"store.etcd_endpoints: required", "store.etcd_cert and store.etcd_key", `store.etcd_prefix "x"`}},
+		{name: "request timeout from the file", args: []string{"--config", writeFile(t, "timeout.yaml",
+			"store:\n  backend: etcd\n  etcd_endpoints: https://yaml:2379\n  etcd_request_timeout: 2s\n")},
+			want: StoreConfig{Backend: "etcd", EtcdEndpoints: "https://yaml:2379", EtcdPrefix: "/tokend/", Nodes: 1, EtcdRequestTimeout: 2 * time.Second}},
+		{name: "request timeout out of range", args: []string{"--config", writeFile(t, "timeout0.yaml",
+			"store:\n  backend: etcd\n  etcd_endpoints: https://yaml:2379\n  etcd_request_timeout: 100ms\n")},
+			problems: []string{"store.etcd_request_timeout 100ms: want 500ms to 1m"}},
 		{name: "unknown backend", args: []string{"--store", "consul"}, problems: []string{`store.backend "consul"`}},
 		{name: "a password in an endpoint is not repeated", args: []string{"--store", "etcd", "--etcd-endpoints", "https://root:s3cret@etcd:2379"},
 			problems: []string{`store.etcd_endpoints "https://root:xxxxx@etcd:2379": want only scheme, host and port`}},
@@ -157,5 +165,46 @@ func TestBackupRefusesEtcd(t *testing.T) {
 	}
 	if _, err := os.Stat(out); !os.IsNotExist(err) {
 		t.Errorf("backup file written: %v", err)
+	}
+}
+
+// TestEtcdRequestTimeoutReachesTheStore: store.etcd_request_timeout is what
+// bounds a write when etcd cannot answer (it is the failover gap when the
+// etcd leader dies): with 1s, an Update against a dead member fails as
+// unavailable after about 1 s, not the default 5 s.
+func TestEtcdRequestTimeoutReachesTheStore(t *testing.T) {
+	etcdtest.Require(t)
+	c := etcdtest.Start(t)
+	cfgFile := writeFile(t, "etcd.yaml", fmt.Sprintf("store:\n  backend: etcd\n  etcd_endpoints: %s\n  etcd_prefix: /timeout/\n  etcd_request_timeout: 1s\n",
+		strings.Join(c.Endpoints(), ",")))
+	cfg, err := loadConfig(parseFlags(t, "--config", cfgFile), mapEnv(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths, err := newDataPaths(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := openConfiguredStore(context.Background(), cfg, paths, storeOpenOptions{NoPurge: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	put := func() error {
+		return st.Update(context.Background(), func(tx appliance.Tx) error { return tx.Put([]byte("k"), []byte("v")) })
+	}
+	if err := put(); err != nil {
+		t.Fatal(err)
+	}
+	c.Members[0].Kill()
+	start := time.Now()
+	err = put()
+	took := time.Since(start)
+	if !errors.Is(err, appliance.ErrStoreUnavailable) {
+		t.Fatalf("Update with etcd down = %v; want ErrStoreUnavailable", err)
+	}
+	t.Logf("Update with etcd down failed after %v", took)
+	if took < 900*time.Millisecond || took > 4*time.Second {
+		t.Errorf("Update with etcd down failed after %v; want about the configured 1s (the default is 5s)", took)
 	}
 }
