@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"fmt"
 	"net"
 	"os"
@@ -19,7 +18,6 @@ import (
 	tradius "tokend/agents/radius"
 	"tokend/appliance"
 	"tokend/appliance/internal/boltstore"
-	"tokend/appliance/seal"
 )
 
 const benchRADIUSSecret = "a-radius-secret-for-benchmarks"
@@ -41,11 +39,7 @@ func addRADIUSAgentOffline(b *testing.B, dir string) {
 		b.Fatal(err)
 	}
 	defer st.Close()
-	sealer, _ := seal.New(key, rand.Reader)
-	svc, err := appliance.New(appliance.Config{Store: st, Sealer: sealer})
-	if err != nil {
-		b.Fatal(err)
-	}
+	svc := serviceWithKey(b, st, key)
 	if _, _, err := svc.CreateAgent(context.Background(), appliance.AgentInput{Name: "bench", Kind: appliance.AgentRADIUS,
 		Address: "127.0.0.1", Secret: benchRADIUSSecret}); err != nil {
 		b.Fatal(err)

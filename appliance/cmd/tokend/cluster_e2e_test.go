@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -26,7 +25,6 @@ import (
 	"tokend/appliance"
 	"tokend/appliance/internal/etcdstore"
 	"tokend/appliance/otp"
-	"tokend/appliance/seal"
 	"tokend/ctkip"
 	"tokend/internal/etcdtest"
 )
@@ -622,14 +620,7 @@ func checkEtcdConsistency(t *testing.T, c *cluster) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sealer, err := seal.New(key, rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := appliance.New(appliance.Config{Store: st, Sealer: sealer})
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc := serviceWithKey(t, st, key)
 	if err := svc.CheckStore(ctx); err != nil {
 		t.Fatalf("CheckStore: %v", err)
 	}

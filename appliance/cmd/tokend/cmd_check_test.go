@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -16,8 +15,6 @@ import (
 	"testing"
 
 	"tokend/appliance"
-	"tokend/appliance/internal/boltstore"
-	"tokend/appliance/seal"
 	"tokend/internal/etcdtest"
 )
 
@@ -38,35 +35,8 @@ func newCheckFixture(t *testing.T) *checkFixture {
 	t.Helper()
 	f := &checkFixture{dir: t.TempDir(), provisioned: "180000000000", pending: "180000000001", free: "180000000004"}
 	key := writeKeyFile(t, filepath.Join(f.dir, "master.key"))
-	st, err := boltstore.Open(filepath.Join(f.dir, "tokend.db"), boltstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, svc, ctx := offlineStore(t, filepath.Join(f.dir, "tokend.db"), key, 180000000000, 5)
 	defer st.Close()
-	sealer, err := seal.New(key, rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := appliance.New(appliance.Config{Store: st, Sealer: sealer})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := appliance.WithActor(context.Background(), appliance.Actor{ID: "test", Name: "test", Role: appliance.RoleSuperAdmin})
-	if err := svc.Init(ctx); err != nil {
-		t.Fatal(err)
-	}
-	var csv strings.Builder
-	csv.WriteString("serial\n")
-	for i := range 5 {
-		fmt.Fprintf(&csv, "%012d\n", 180000000000+i)
-	}
-	if _, err := svc.ImportTokens(ctx, appliance.ImportRequest{Format: appliance.FormatCSV, Body: strings.NewReader(csv.String())}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := svc.CreateProfile(ctx, appliance.Profile{Name: "p", DeviceType: appliance.DeviceAndroid,
-		DeliveryMethod: appliance.DeliveryCTKIP, PINMode: appliance.PINModeNone, Digits: 8, Interval: 60}); err != nil {
-		t.Fatal(err)
-	}
 	u, err := svc.CreateUser(ctx, appliance.NewUser{UserName: "alice", DisplayName: "Alice Example", Email: "alice@example.com"})
 	if err != nil {
 		t.Fatal(err)
@@ -142,6 +112,9 @@ func (f *checkFixture) copyDataDir(t *testing.T) string {
 func damageStore(t *testing.T, st appliance.Store, fn func(appliance.Tx) error) {
 	t.Helper()
 	if err := st.Update(context.Background(), fn); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -262,9 +235,6 @@ func TestCheckCommand(t *testing.T) {
 					t.Fatal(err)
 				}
 				damageStore(t, st, tc.damage)
-				if err := st.Close(); err != nil {
-					t.Fatal(err)
-				}
 			}
 			if tc.serve {
 				in := startTokend(t, dir)
@@ -455,9 +425,6 @@ func TestCheckEtcd(t *testing.T) {
 					t.Fatal(err)
 				}
 				damageStore(t, st, tc.damage)
-				if err := st.Close(); err != nil {
-					t.Fatal(err)
-				}
 			}
 			if tc.serve {
 				in := startTokend(t, dir, storeArgs...)

@@ -58,33 +58,24 @@ func writeKeyFile(t *testing.T, path string) []byte {
 	return k
 }
 
-func newRekeyStore(t *testing.T, n int) *rekeyStore {
+// offlineStore makes a new bbolt store at db as a stopped tokend's, sealed
+// with key and initialised, holding n CSV-imported tokens numbered from
+// first and the CT-KIP profile "p". The caller closes the store.
+func offlineStore(t *testing.T, db string, key []byte, first, n int) (*boltstore.Store, *appliance.Service, context.Context) {
 	t.Helper()
-	dir := t.TempDir()
-	rs := &rekeyStore{db: filepath.Join(dir, "tokend.db"), oldKey: filepath.Join(dir, "old.key"), newKey: filepath.Join(dir, "new.key")}
-	key := writeKeyFile(t, rs.oldKey)
-	writeKeyFile(t, rs.newKey)
-	st, err := boltstore.Open(rs.db, boltstore.Options{})
+	st, err := boltstore.Open(db, boltstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
-	sealer, err := seal.New(key, rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := appliance.New(appliance.Config{Store: st, Sealer: sealer})
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc := serviceWithKey(t, st, key)
 	ctx := appliance.WithActor(context.Background(), appliance.Actor{ID: "test", Name: "test", Role: appliance.RoleSuperAdmin})
 	if err := svc.Init(ctx); err != nil {
 		t.Fatal(err)
 	}
 	var csv strings.Builder
 	csv.WriteString("serial\n")
-	for i := range n + 1 {
-		fmt.Fprintf(&csv, "%012d\n", 170000000000+i)
+	for i := range n {
+		fmt.Fprintf(&csv, "%012d\n", first+i)
 	}
 	if _, err := svc.ImportTokens(ctx, appliance.ImportRequest{Format: appliance.FormatCSV, Body: strings.NewReader(csv.String())}); err != nil {
 		t.Fatal(err)
@@ -93,6 +84,32 @@ func newRekeyStore(t *testing.T, n int) *rekeyStore {
 		DeliveryMethod: appliance.DeliveryCTKIP, PINMode: appliance.PINModeNone, Digits: 8, Interval: 60}); err != nil {
 		t.Fatal(err)
 	}
+	return st, svc, ctx
+}
+
+// serviceWithKey is a Service on st sealing with key, as a command run on
+// a stopped tokend's store builds it.
+func serviceWithKey(tb testing.TB, st appliance.Store, key []byte) *appliance.Service {
+	tb.Helper()
+	sealer, err := seal.New(key, rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	svc, err := appliance.New(appliance.Config{Store: st, Sealer: sealer})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return svc
+}
+
+func newRekeyStore(t *testing.T, n int) *rekeyStore {
+	t.Helper()
+	dir := t.TempDir()
+	rs := &rekeyStore{db: filepath.Join(dir, "tokend.db"), oldKey: filepath.Join(dir, "old.key"), newKey: filepath.Join(dir, "new.key")}
+	key := writeKeyFile(t, rs.oldKey)
+	writeKeyFile(t, rs.newKey)
+	st, svc, ctx := offlineStore(t, rs.db, key, 170000000000, n+1)
+	defer st.Close()
 	provision := func(userName string, serials []string, complete bool) string {
 		u, err := svc.CreateUser(ctx, appliance.NewUser{UserName: userName})
 		if err != nil {

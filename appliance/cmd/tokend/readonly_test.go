@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,14 +25,7 @@ func TestInspectionLeavesStoreUntouched(t *testing.T) {
 		t.Fatalf("admin create: %d %s", code, out.String())
 	}
 	db := filepath.Join(dir, "tokend.db")
-	sum := func(path string) [32]byte {
-		t.Helper()
-		b, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return sha256.Sum256(b)
-	}
+	sum := func(path string) [32]byte { return fileSum(t, path) }
 	before := sum(db)
 	backup := filepath.Join(t.TempDir(), "copy.db")
 	fresh := filepath.Join(t.TempDir(), "fresh")
