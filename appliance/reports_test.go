@@ -17,9 +17,9 @@ import (
 //	bob     holds nothing
 //	carol   (SCIM, deleted) still holds 200000000003
 //	dave    holds 200000000004, lost, and 200000000005 with a code issued 10 days ago
-func reportFixture(t *testing.T) (*fixture, map[string]string) {
+func reportFixture(t *testing.T, st appliance.Store) (*fixture, map[string]string) {
 	t.Helper()
-	f := newFixture(t, memstore.New())
+	f := newFixture(t, st)
 	soon := f.clock.Now().Add(10 * 24 * time.Hour).Format(time.RFC3339)
 	f.importCSV(t, "serial,kind,digits,interval,expires_at\n200000000000,software,8,60,"+soon+"\n")
 	f.importCSV(t, serials(6, 200000000001))
@@ -75,8 +75,16 @@ func lines(p appliance.ReportPage) []reportLine {
 	return out
 }
 
+// TestReports runs every report against one fixture, on memstore and on
+// bbolt (whose scans are the ones tokend ships).
 func TestReports(t *testing.T) {
-	f, _ := reportFixture(t)
+	for _, store := range stores {
+		t.Run(store.name, func(t *testing.T) { testReports(t, store.open(t)) })
+	}
+}
+
+func testReports(t *testing.T, st appliance.Store) {
+	f, _ := reportFixture(t, st)
 	tests := []struct {
 		name string
 		q    appliance.ReportQuery
