@@ -186,7 +186,7 @@ var (
 	descProv   = prometheus.NewDesc("tokend_tokens_provisioned", "Tokens holding a seed.", nil, nil)
 	descCodes  = prometheus.NewDesc("tokend_activation_codes_outstanding", "Issued activation codes neither used, voided nor expired.", nil, nil)
 	descUsers  = prometheus.NewDesc("tokend_users", "Users by identity source and active flag.", []string{"source", "active"}, nil)
-	descSize   = prometheus.NewDesc("tokend_store_size_bytes", "Size of the store file.", nil, nil)
+	descSize   = prometheus.NewDesc("tokend_store_size_bytes", "Size of the store: the bbolt file, or on etcd the database of the member answering (every key prefix; etcd refuses writes at its quota).", nil, nil)
 	descUp     = prometheus.NewDesc("tokend_inventory_scrape_success", "1 if the inventory gauges could be read from the store.", nil, nil)
 )
 

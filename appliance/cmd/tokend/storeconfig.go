@@ -149,7 +149,7 @@ func (s StoreConfig) etcdTLS() (*tls.Config, error) {
 type openedStore struct {
 	appliance.Store
 	Backup func(w io.Writer) (int64, error) // a consistent copy while running (bbolt)
-	Size   func() int64                     // bytes on disk, for metrics (bbolt)
+	Size   func() int64                     // bytes on disk, for metrics (bbolt file; etcd: the member's database)
 	Ping   func(ctx context.Context) error  // can the node make a write durable (etcd: reach a quorum)
 	Etcd   *etcdstore.Store                 // the etcd store, for the runner election and purge; nil on bbolt
 	Where  string                           // for messages: a file or endpoints and prefix
@@ -222,7 +222,7 @@ func openConfiguredStore(ctx context.Context, cfg *Config, paths dataPaths, o st
 		if err != nil {
 			return nil, err
 		}
-		return &openedStore{Store: st, Ping: st.Ping, Etcd: st,
+		return &openedStore{Store: st, Ping: st.Ping, Size: st.Size, Etcd: st,
 			Where: "etcd " + strings.Join(cfg.Store.endpoints(), ",") + " prefix " + cfg.Store.EtcdPrefix}, nil
 	}
 	bo := boltstore.Options{Observer: o.Observer, ReadOnly: o.ReadOnly, LockTimeout: o.LockTimeout}

@@ -216,6 +216,22 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
+// Size returns the database size of the first member that answers a
+// status request within DialTimeout (every key prefix of that etcd, not
+// only this store's), or 0 if none does. It is meant for metrics: etcd
+// refuses writes once its quota (2 GiB by default) is reached.
+func (s *Store) Size() int64 {
+	for _, ep := range s.opts.Endpoints {
+		ctx, cancel := context.WithTimeout(context.Background(), s.opts.DialTimeout)
+		st, err := s.cli.Status(ctx, ep)
+		cancel()
+		if err == nil {
+			return st.DbSize
+		}
+	}
+	return 0
+}
+
 // View runs fn on a snapshot: every read is at the revision of the first.
 // If etcd compacts that revision away while fn runs, fn runs again.
 func (s *Store) View(ctx context.Context, fn func(appliance.Tx) error) error {

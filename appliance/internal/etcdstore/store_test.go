@@ -288,7 +288,7 @@ func TestCoalesce(t *testing.T) {
 	}
 }
 
-// TestUnreachable: with its only member dead, Ping fails and an Update
+// TestUnreachable: with its only member dead, Ping fails, Size is 0 and an Update
 // returns ErrStoreUnavailable within the request timeout instead of
 // hanging; after a restart both work again.
 func TestUnreachable(t *testing.T) {
@@ -296,7 +296,13 @@ func TestUnreachable(t *testing.T) {
 	fails := &failureCounter{}
 	s := newStore(t, c, Options{RequestTimeout: time.Second, DialTimeout: time.Second, Observer: fails})
 	put(t, s, "u/a", "1")
+	if n := s.Size(); n <= 0 {
+		t.Errorf("Size with etcd up = %d; want the member's database size", n)
+	}
 	c.Members[0].Kill()
+	if n := s.Size(); n != 0 {
+		t.Errorf("Size with etcd down = %d; want 0", n)
+	}
 	if err := s.Ping(context.Background()); !errors.Is(err, appliance.ErrStoreUnavailable) {
 		t.Errorf("Ping with etcd down = %v; want ErrStoreUnavailable", err)
 	}
