@@ -18,6 +18,7 @@ import (
 	"tokend/appliance/internal/etcdstore"
 	"tokend/appliance/metrics"
 	"tokend/internal/etcdtest"
+	"tokend/sync/ldap"
 )
 
 func etcdClient(t *testing.T, c *etcdtest.Cluster) *clientv3.Client {
@@ -247,5 +248,62 @@ func TestEtcdRequestLatencyMetric(t *testing.T) {
 	t.Logf("requests by method: %v", counts)
 	if counts["KV/Txn"] < 3 || counts["KV/Range"] == 0 {
 		t.Fatalf("requests by method %v: want at least 3 KV/Txn (one per Update) and the Ping's KV/Range", counts)
+	}
+}
+
+// TestScheduleRecallsStoredRuns: a node that becomes the runner (or starts)
+// takes the schedule from the runs in the store, so it neither repeats a
+// full pass another node just made nor skips one that is due.
+func TestScheduleRecallsStoredRuns(t *testing.T) {
+	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	run := func(mode string, ago time.Duration, failed bool) appliance.SyncRun {
+		r := appliance.SyncRun{Mode: mode, StartedAt: now.Add(-ago), FinishedAt: now.Add(-ago + time.Second)}
+		if failed {
+			r.Error = "ldap: connection refused"
+		}
+		return r
+	}
+	tests := []struct {
+		name           string
+		runs           []appliance.SyncRun // oldest first
+		wantFull, want bool
+	}{
+		{name: "no runs", wantFull: true, want: true},
+		{name: "full a minute ago", runs: []appliance.SyncRun{run(ldap.ModeFull, time.Minute, false)}},
+		// The source's interval is the default 15 minutes.
+		{name: "full 10 minutes ago", runs: []appliance.SyncRun{run(ldap.ModeFull, 10*time.Minute, false)}},
+		{name: "full 20 minutes ago", runs: []appliance.SyncRun{run(ldap.ModeFull, 20*time.Minute, false)}, want: true},
+		{name: "full 25 hours ago, incremental a minute ago", runs: []appliance.SyncRun{
+			run(ldap.ModeFull, 25*time.Hour, false), run(ldap.ModeIncremental, time.Minute, false)}, wantFull: true},
+		{name: "full an hour ago, incrementals since", runs: []appliance.SyncRun{
+			run(ldap.ModeFull, time.Hour, false), run(ldap.ModeIncremental, 40*time.Minute, false), run(ldap.ModeIncremental, 16*time.Minute, false)},
+			want: true},
+		{name: "failed full a minute ago", runs: []appliance.SyncRun{run(ldap.ModeFull, time.Minute, true)}, wantFull: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			svc := appliancetest.Service(t, appliance.Config{})
+			ctx := context.Background()
+			src, _, err := svc.CreateIdentitySource(ctx, appliance.IdentitySource{Name: "corp", Type: appliance.SourceTypeLDAP,
+				LDAP: &appliance.LDAPSourceConfig{URL: "ldap://127.0.0.1:1", BindDN: "cn=r,dc=x", BindPassword: "pw", BaseDN: "dc=x"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range tc.runs {
+				r.SourceID = src.ID
+				if _, err := svc.RecordSyncRun(ctx, r); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if src, err = svc.GetIdentitySource(ctx, src.ID); err != nil {
+				t.Fatal(err)
+			}
+			r := newSyncRunner(svc, metrics.New("test"), slog.New(slog.DiscardHandler), func() time.Time { return now })
+			r.recall(ctx, src)
+			full, due := r.due(src, now)
+			if full != tc.wantFull || due != tc.want {
+				t.Errorf("due = full %v, due %v; want full %v, due %v", full, due, tc.wantFull, tc.want)
+			}
+		})
 	}
 }

@@ -125,6 +125,7 @@ func (r *syncRunner) loop(ctx context.Context, tick time.Duration) {
 		for _, src := range srcs {
 			switch src.Type {
 			case appliance.SourceTypeLDAP:
+				r.recall(ctx, src)
 				if full, due := r.due(src, now); due {
 					_, _ = r.run(ctx, src.ID, ldap.RunOptions{Full: full})
 				}
@@ -141,6 +142,43 @@ func (r *syncRunner) loop(ctx context.Context, tick time.Duration) {
 		if purge {
 			lastPurge = now
 		}
+	}
+}
+
+// recall brings the schedule up to date with the runs the store holds, so
+// a node that just became the runner (or just started) does not start with
+// a full pass another node made minutes ago: the last run from the
+// source's record, and once per source the last successful full pass from
+// its stored runs.
+func (r *syncRunner) recall(ctx context.Context, src appliance.IdentitySource) {
+	r.mu.Lock()
+	_, known := r.lastFull[src.ID]
+	r.mu.Unlock()
+	var lastFull time.Time
+	if !known {
+		runs, err := r.svc.ListSyncRuns(ctx, src.ID, 100)
+		if err != nil {
+			r.log.Error("reading a source's sync runs", "source", src.ID, "err", err)
+			return
+		}
+		for _, run := range runs {
+			if run.Mode == ldap.ModeFull && run.Error == "" && run.StartedAt.After(lastFull) {
+				lastFull = run.StartedAt
+			}
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if lr := src.LastRun; lr != nil {
+		if lr.StartedAt.After(r.lastRun[src.ID]) {
+			r.lastRun[src.ID] = lr.StartedAt
+		}
+		if lr.Mode == ldap.ModeFull && lr.Error == "" && lr.StartedAt.After(lastFull) {
+			lastFull = lr.StartedAt
+		}
+	}
+	if !known || lastFull.After(r.lastFull[src.ID]) {
+		r.lastFull[src.ID] = lastFull // an entry, even zero: the runs are read once
 	}
 }
 
