@@ -19,6 +19,10 @@ import (
 const (
 	MaxJSONBody   = 1 << 20
 	MaxImportBody = 64 << 20
+	// MaxRolloutBody bounds a rollout plan request, whose explicit user
+	// list may name appliance.MaxRolloutUsers users of up to 256 bytes
+	// each (sent as plain UTF-8).
+	MaxRolloutBody = 8 << 20
 )
 
 // decodeJSON reads exactly one JSON value into dst, then checks it with its
@@ -26,17 +30,22 @@ const (
 // gin's binder because the binder accepts unknown fields and any media type,
 // and does not tell a syntax error from a type error.
 func decodeJSON(c *gin.Context, dst any) error {
+	return decodeJSONLimit(c, dst, MaxJSONBody)
+}
+
+// decodeJSONLimit is decodeJSON for a body of at most limit bytes.
+func decodeJSONLimit(c *gin.Context, dst any, limit int64) error {
 	mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type"))
 	if err != nil || mt != "application/json" {
 		return reqErr(http.StatusUnsupportedMediaType, CodeUnsupportedMediaType,
 			"the body must be application/json")
 	}
-	if c.Request.ContentLength > MaxJSONBody {
-		return &http.MaxBytesError{Limit: MaxJSONBody}
+	if c.Request.ContentLength > limit {
+		return &http.MaxBytesError{Limit: limit}
 	}
-	// The body is read whole (it is at most MaxJSONBody) so checkKeys can
-	// look at the keys encoding/json would silently merge or fold.
-	raw, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, MaxJSONBody))
+	// The body is read whole (it is at most limit) so checkKeys can look
+	// at the keys encoding/json would silently merge or fold.
+	raw, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
 	if err != nil {
 		return jsonError(err)
 	}

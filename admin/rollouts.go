@@ -179,7 +179,7 @@ func rolloutItemDTO(it appliance.RolloutItem) RolloutItemDTO {
 
 func (s *Server) createRollout(c *gin.Context) {
 	var req rolloutRequest
-	if err := decodeJSON(c, &req); err != nil {
+	if err := decodeJSONLimit(c, &req, MaxRolloutBody); err != nil {
 		s.WriteError(c, err)
 		return
 	}

@@ -220,6 +220,16 @@ func TestRolloutAPIProblems(t *testing.T) {
 		}
 		return m
 	}
+	// Explicit lists of long logins: 10,000 of 200 bytes (about 2 MiB, past
+	// the 1 MiB of other JSON bodies) are read and checked; 45,000 are past
+	// MaxRolloutBody.
+	logins := func(n int) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = fmt.Sprintf("%s%05d", strings.Repeat("u", 195), i)
+		}
+		return out
+	}
 	tests := []struct {
 		name   string
 		method string
@@ -229,6 +239,8 @@ func TestRolloutAPIProblems(t *testing.T) {
 		status int
 		code   string
 	}{
+		{"2 MiB of logins is read (and the users are unknown)", "POST", base, appliance.RoleSuperAdmin, with("users", logins(appliance.MaxRolloutUsers)), 400, CodeInvalidRequest},
+		{"9 MiB of logins is too large", "POST", base, appliance.RoleSuperAdmin, with("users", logins(45000)), 413, CodeBodyTooLarge},
 		{"unknown field", "POST", base, appliance.RoleSuperAdmin, with("groups", "x"), 400, CodeUnknownField},
 		{"unknown pool field", "POST", base, appliance.RoleSuperAdmin, with("pool", map[string]any{"prefix": "17"}), 400, CodeUnknownField},
 		{"no group", "POST", base, appliance.RoleSuperAdmin, with("users", nil), 400, CodeInvalidRequest},
