@@ -7,11 +7,14 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"tokend/appliance"
+	"tokend/appliance/internal/etcdstore"
 	"tokend/appliance/seal"
 )
 
@@ -35,7 +38,11 @@ func (a *app) newRekeyCmd() *cobra.Command {
 			"or with --rollback to return to the old key. tokend refuses to start while a\n" +
 			"rotation is unfinished. The key files are not touched: once it reports success,\n" +
 			"install the new key where tokend reads its master key, then start tokend.\n" +
-			"--status shows which key the store holds (and whether the key files match).",
+			"--status shows which key the store holds (and whether the key files match).\n\n" +
+			"On etcd (--store etcd) it rotates the store under --etcd-prefix in place. Stop every\n" +
+			"node on that prefix first: it refuses while any node holds its runner election key\n" +
+			"(a node stopped by a kill holds it up to 10 s longer: wait and retry), and stops if\n" +
+			"one appears during the rotation. --status works while nodes run.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			switch {
@@ -66,12 +73,48 @@ func (a *app) newRekeyCmd() *cobra.Command {
 	return cmd
 }
 
-// errEtcdRekey: rekey works on the data dir's bbolt file, which is not
-// the store of a node on etcd (a file left there from before a migration
-// would be rotated instead of the cluster's store).
-var errEtcdRekey = errors.New("the store is etcd: tokend rekey rotates a bbolt store only; stop every node, " +
-	"copy the store with `tokend migrate --from etcd: --to bolt:DATA_DIR/tokend.db`, rekey it with `tokend rekey --store bolt …`, " +
-	"then copy it back with `tokend migrate --from bolt:DATA_DIR/tokend.db --to etcd: --force`")
+// NodesRunningError: tokend nodes hold election keys on the etcd prefix a
+// rotation is asked for. A running node seals with the old key behind the
+// rotation's cursor, leaving values no key of the journal accounts for.
+type NodesRunningError struct {
+	Nodes  int64
+	Prefix string
+	// During: a node appeared after the rotation began (it was starting
+	// when the rotation's first check ran); the rotation was stopped.
+	During bool
+}
+
+func (e *NodesRunningError) Error() string {
+	if e.During {
+		return fmt.Sprintf("%d tokend node(s) started on etcd prefix %s during the rotation, which stopped: stop every node, "+
+			"then run tokend rekey again to finish the rotation (or with --rollback to undo it); `tokend rekey --status` shows where it stands",
+			e.Nodes, e.Prefix)
+	}
+	return fmt.Sprintf("%d tokend node(s) are running on etcd prefix %s: stop every node first; `tokend rekey --status` works meanwhile "+
+		"(a node that died within the last %s may still be counted: wait and retry)", e.Nodes, e.Prefix, runnerTTL)
+}
+
+// runningNodes counts the runner election keys under the store's prefix:
+// every running node campaigns, and its key lives as long as its etcd
+// session (runnerTTL after a node dies without resigning).
+func runningNodes(ctx context.Context, st *etcdstore.Store, timeout time.Duration) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	resp, err := st.Client().Get(ctx, runnerElectionPrefix(st.Prefix()), clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		return 0, fmt.Errorf("counting the tokend nodes on etcd prefix %s: %w", st.Prefix(), err)
+	}
+	return resp.Count, nil
+}
+
+// rekeyWhere names the store in messages: the bbolt file, or the etcd
+// endpoints (credentials redacted) and prefix.
+func rekeyWhere(cfg *Config, paths dataPaths) string {
+	if cfg.Store.Backend == backendEtcd {
+		return "etcd store at " + redactEndpoints(strings.Join(cfg.Store.endpoints(), ",")) + " prefix " + cfg.Store.EtcdPrefix
+	}
+	return "store " + paths.DB
+}
 
 // rekeyKeys reads the current master key and the new one; errors name the
 // files, never their content.
@@ -96,9 +139,6 @@ func (a *app) rekey(ctx context.Context, out io.Writer, newKeyFile string, resum
 	if err != nil {
 		return err
 	}
-	if cfg.Store.Backend == backendEtcd {
-		return errEtcdRekey
-	}
 	paths, err := newDataPaths(cfg.DataDir)
 	if err != nil {
 		return err
@@ -118,15 +158,46 @@ func (a *app) rekey(ctx context.Context, out io.Writer, newKeyFile string, resum
 	if err != nil {
 		return err
 	}
-	st, _, err := openOffline(cfg.DataDir)
+	st, _, err := openOfflineConfigured(ctx, cfg, false)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	where := rekeyWhere(cfg, paths)
+	// On etcd nothing locks the store against running nodes: their
+	// election keys say whether any runs, before the rotation and after
+	// every chunk of it (a node that passed its start-up check just before
+	// the journal was written only campaigns a moment later).
+	etcd, _ := st.(*etcdstore.Store)
+	var nodesErr error
+	if etcd != nil {
+		n, err := runningNodes(ctx, etcd, cfg.Store.EtcdRequestTimeout)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			return &NodesRunningError{Nodes: n, Prefix: etcd.Prefix()}
+		}
+	}
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
 	field := ""
 	rc := appliance.RekeyConfig{Store: st, Old: old, New: next, Now: a.now, Chunk: chunk, ResumeOnly: resume,
 		Actor: appliance.Actor{ID: "cli", Name: "tokend rekey", Role: appliance.RoleSuperAdmin},
 		Progress: func(s appliance.RekeyStatus) {
+			if etcd != nil && nodesErr == nil {
+				n, err := runningNodes(ctx, etcd, cfg.Store.EtcdRequestTimeout)
+				switch {
+				case err != nil:
+					nodesErr = err
+				case n > 0:
+					nodesErr = &NodesRunningError{Nodes: n, Prefix: etcd.Prefix(), During: true}
+				}
+				if nodesErr != nil {
+					stop() // the next transaction fails; the journal stays consistent
+					return
+				}
+			}
 			if s.Field != field {
 				field = s.Field
 				if s.State == appliance.RekeyRollback {
@@ -139,24 +210,29 @@ func (a *app) rekey(ctx context.Context, out io.Writer, newKeyFile string, resum
 	oldFP, newFP := seal.Fingerprint(old.CheckValue()), seal.Fingerprint(next.CheckValue())
 	if rollback {
 		res, err := appliance.RollbackRekey(ctx, rc)
-		if err != nil {
-			return err
+		if nodesErr != nil {
+			return nodesErr
 		}
-		fmt.Fprintf(out, "rotation rolled back: %d secrets restored; the store %s holds key %s (%s) again; do not install %s\n",
-			res.Restored, paths.DB, oldFP, oldPath, newKeyFile)
+		if err != nil {
+			return fmt.Errorf("%s: %w", where, err)
+		}
+		fmt.Fprintf(out, "rotation rolled back: %d secrets restored; the %s holds key %s (%s) again; do not install %s\n",
+			res.Restored, where, oldFP, oldPath, newKeyFile)
 		return nil
 	}
 	res, err := appliance.Rekey(ctx, rc)
 	switch {
+	case nodesErr != nil:
+		return nodesErr
 	case errors.Is(err, appliance.ErrAlreadyRekeyed):
-		fmt.Fprintf(out, "the store %s already holds key %s (%s); nothing to do\n", paths.DB, newFP, newKeyFile)
+		fmt.Fprintf(out, "the %s already holds key %s (%s); nothing to do\n", where, newFP, newKeyFile)
 		return nil
 	case errors.Is(err, seal.ErrWrongKey):
-		return fmt.Errorf("current key %s is not the key of the store %s (%w); pass the store's key with --master-key-file", oldPath, paths.DB, err)
+		return fmt.Errorf("current key %s is not the key of the %s (%w); pass the store's key with --master-key-file", oldPath, where, err)
 	case err != nil:
-		return err
+		return fmt.Errorf("%s: %w", where, err)
 	}
-	fmt.Fprintf(out, "master key rotated: %d secrets re-sealed; the store %s now holds key %s (%s)\n", res.Resealed, paths.DB, newFP, newKeyFile)
+	fmt.Fprintf(out, "master key rotated: %d secrets re-sealed; the %s now holds key %s (%s)\n", res.Resealed, where, newFP, newKeyFile)
 	fmt.Fprintf(out, "next: install %s where tokend reads its master key (in place of %s), back it up, then start tokend; "+
 		"backups of the store taken before %s still need the old key\n", newKeyFile, oldPath, a.now().UTC().Format(time.RFC3339))
 	return nil
@@ -170,19 +246,17 @@ func (a *app) rekeyStatus(ctx context.Context, out io.Writer, newKeyFile string)
 	if err != nil {
 		return err
 	}
-	if cfg.Store.Backend == backendEtcd {
-		return errEtcdRekey
-	}
-	st, paths, err := openStoreOffline(cfg.DataDir, true)
+	st, paths, err := openOfflineConfigured(ctx, cfg, true)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	where := rekeyWhere(cfg, paths)
 	s, err := appliance.ReadRekeyStatus(ctx, st)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", where, err)
 	}
-	fmt.Fprintf(out, "store %s: key check of key %s\n", paths.DB, seal.Fingerprint(s.KeyCheck))
+	fmt.Fprintf(out, "%s: key check of key %s\n", where, seal.Fingerprint(s.KeyCheck))
 	switch s.State {
 	case "":
 		fmt.Fprintln(out, "rotation: none")
