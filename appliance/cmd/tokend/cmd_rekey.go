@@ -73,10 +73,10 @@ func (a *app) newRekeyCmd() *cobra.Command {
 	return cmd
 }
 
-// NodesRunningError: tokend nodes hold election keys on the etcd prefix a
+// nodesRunningError: tokend nodes hold election keys on the etcd prefix a
 // rotation is asked for. A running node seals with the old key behind the
 // rotation's cursor, leaving values no key of the journal accounts for.
-type NodesRunningError struct {
+type nodesRunningError struct {
 	Nodes  int64
 	Prefix string
 	// During: a node appeared after the rotation began (it was starting
@@ -84,10 +84,10 @@ type NodesRunningError struct {
 	During bool
 }
 
-func (e *NodesRunningError) Error() string {
+func (e *nodesRunningError) Error() string {
 	if e.During {
 		return fmt.Sprintf("%d tokend node(s) started on etcd prefix %s during the rotation, which stopped: stop every node, "+
-			"then run tokend rekey again to finish the rotation (or with --rollback to undo it); `tokend rekey --status` shows where it stands",
+			"then run the same tokend rekey command again to finish; `tokend rekey --status` shows where it stands",
 			e.Nodes, e.Prefix)
 	}
 	return fmt.Sprintf("%d tokend node(s) are running on etcd prefix %s: stop every node first; `tokend rekey --status` works meanwhile "+
@@ -176,7 +176,7 @@ func (a *app) rekey(ctx context.Context, out io.Writer, newKeyFile string, resum
 			return err
 		}
 		if n > 0 {
-			return &NodesRunningError{Nodes: n, Prefix: etcd.Prefix()}
+			return &nodesRunningError{Nodes: n, Prefix: etcd.Prefix()}
 		}
 	}
 	ctx, stop := context.WithCancel(ctx)
@@ -191,7 +191,7 @@ func (a *app) rekey(ctx context.Context, out io.Writer, newKeyFile string, resum
 				case err != nil:
 					nodesErr = err
 				case n > 0:
-					nodesErr = &NodesRunningError{Nodes: n, Prefix: etcd.Prefix(), During: true}
+					nodesErr = &nodesRunningError{Nodes: n, Prefix: etcd.Prefix(), During: true}
 				}
 				if nodesErr != nil {
 					stop() // the next transaction fails; the journal stays consistent

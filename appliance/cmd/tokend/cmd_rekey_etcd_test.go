@@ -345,7 +345,7 @@ func TestRekeyEtcd(t *testing.T) {
 		case <-time.After(60 * time.Second):
 			t.Fatal("the rotation did not stop")
 		}
-		want := "1 tokend node(s) started on etcd prefix " + e.prefix + " during the rotation, which stopped: stop every node, then run tokend rekey again"
+		want := "1 tokend node(s) started on etcd prefix " + e.prefix + " during the rotation, which stopped: stop every node, then run the same tokend rekey command again to finish"
 		if r.code != 1 || !strings.Contains(r.out, want) {
 			t.Fatalf("exit %d, want 1 and %q:\n%s", r.code, want, r.out)
 		}
