@@ -168,6 +168,13 @@ type RekeyConfig struct {
 	ResumeOnly bool
 	// Progress, if set, is called after every committed transaction.
 	Progress func(RekeyStatus)
+	// Check, if set, is called once the journal is in place and before
+	// every later transaction (each re-seal, and the one that finishes);
+	// an error stops the rotation there, resumable, and is returned. The
+	// command uses it to stop when a tokend node appears on a shared
+	// store: a node that started before the journal was written is seen
+	// before anything is re-sealed.
+	Check func() error
 }
 
 func (c *RekeyConfig) defaults() error {
@@ -370,6 +377,11 @@ func runRekey(ctx context.Context, cfg RekeyConfig, state string) (RekeyStatus, 
 		from, to = cfg.New, cfg.Old
 	}
 	for {
+		if cfg.Check != nil {
+			if err := cfg.Check(); err != nil {
+				return RekeyStatus{}, err
+			}
+		}
 		// Nonces are drawn outside the transaction function, which may run
 		// twice; a rerun seals the same values with the same nonces.
 		nonces := make([][]byte, cfg.Chunk)

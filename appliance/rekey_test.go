@@ -636,3 +636,50 @@ func TestRekeyFullChunksStayWithinTheStoreLimits(t *testing.T) {
 	}
 	verifyWorld(t, st, w, nextKey, oldKey)
 }
+
+// TestRekeyCheckStopsBeforeEachTransaction: Check runs once the journal is
+// written and before every later transaction; the first refusal stops the
+// rotation there (the journal in place, nothing re-sealed when it is the
+// first call), and the same rotation then resumes to the end.
+func TestRekeyCheckStopsBeforeEachTransaction(t *testing.T) {
+	errNode := errors.New("a node appeared")
+	for _, stopAt := range []int{1, 2, 4} {
+		t.Run(fmt.Sprintf("refused at call %d", stopAt), func(t *testing.T) {
+			st := memstore.New()
+			t.Cleanup(func() { st.Close() })
+			oldKey, nextKey := newKey(t), newKey(t)
+			w := populate(t, st, oldKey, 20)
+			calls := 0
+			cfg := appliance.RekeyConfig{Store: st, Old: sealerOf(t, oldKey), New: sealerOf(t, nextKey), Actor: cli, Now: fixtureNow, Chunk: 4,
+				Check: func() error {
+					calls++
+					if calls == stopAt {
+						return errNode
+					}
+					return nil
+				}}
+			if _, err := appliance.Rekey(context.Background(), cfg); !errors.Is(err, errNode) {
+				t.Fatalf("rekey = %v; want the Check's error", err)
+			}
+			s, err := appliance.ReadRekeyStatus(context.Background(), st)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.State != appliance.RekeyForward || s.Resealed != (stopAt-1)*4 {
+				t.Fatalf("after a refusal at call %d: %+v; want a rotation in progress with %d re-sealed", stopAt, s, (stopAt-1)*4)
+			}
+			cfg.Check = func() error { calls++; return nil }
+			chunks := 0
+			cfg.Progress = func(appliance.RekeyStatus) { chunks++ }
+			calls = 0
+			if got, err := appliance.Rekey(context.Background(), cfg); err != nil || got.Resealed != 24 {
+				t.Fatalf("resumed: %+v %v", got, err)
+			}
+			// Once per re-seal transaction and once before the finish.
+			if calls != chunks+1 || chunks == 0 {
+				t.Errorf("Check called %d times on resume, over %d re-seal transactions; want one more than those", calls, chunks)
+			}
+			verifyWorld(t, st, w, nextKey, oldKey)
+		})
+	}
+}

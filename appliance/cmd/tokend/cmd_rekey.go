@@ -94,17 +94,22 @@ func (e *nodesRunningError) Error() string {
 		"(a node that died within the last %s may still be counted: wait and retry)", e.Nodes, e.Prefix, runnerTTL)
 }
 
-// runningNodes counts the runner election keys under the store's prefix:
-// every running node campaigns, and its key lives as long as its etcd
-// session (runnerTTL after a node dies without resigning).
+// runningNodes counts the tokend nodes on the store's prefix: the presence
+// key each node puts before its key check (announceNode), or, for a node
+// of an earlier version that puts none, its runner election key. Both live
+// as long as the node's lease (runnerTTL after a node dies).
 func runningNodes(ctx context.Context, st *etcdstore.Store, timeout time.Duration) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	resp, err := st.Client().Get(ctx, runnerElectionPrefix(st.Prefix()), clientv3.WithPrefix(), clientv3.WithCountOnly())
-	if err != nil {
-		return 0, fmt.Errorf("counting the tokend nodes on etcd prefix %s: %w", st.Prefix(), err)
+	var n int64
+	for _, pfx := range []string{nodesPrefix(st.Prefix()), runnerElectionPrefix(st.Prefix())} {
+		resp, err := st.Client().Get(ctx, pfx, clientv3.WithPrefix(), clientv3.WithCountOnly())
+		if err != nil {
+			return 0, fmt.Errorf("counting the tokend nodes on etcd prefix %s: %w", st.Prefix(), err)
+		}
+		n = max(n, resp.Count)
 	}
-	return resp.Count, nil
+	return n, nil
 }
 
 // rekeyWhere names the store in messages: the bbolt file, or the etcd
@@ -165,9 +170,11 @@ func (a *app) rekey(ctx context.Context, out io.Writer, newKeyFile string, resum
 	defer st.Close()
 	where := rekeyWhere(cfg, paths)
 	// On etcd nothing locks the store against running nodes: their
-	// election keys say whether any runs, before the rotation and after
-	// every chunk of it (a node that passed its start-up check just before
-	// the journal was written only campaigns a moment later).
+	// presence keys say whether any runs, before the rotation and before
+	// each of its transactions once the journal is written. A node puts
+	// its key before its own key check, so one that started before the
+	// journal is seen before anything is re-sealed, and one that starts
+	// after it finds the journal and refuses (announceNode).
 	etcd, _ := st.(*etcdstore.Store)
 	var nodesErr error
 	if etcd != nil {
@@ -179,25 +186,10 @@ func (a *app) rekey(ctx context.Context, out io.Writer, newKeyFile string, resum
 			return &nodesRunningError{Nodes: n, Prefix: etcd.Prefix()}
 		}
 	}
-	ctx, stop := context.WithCancel(ctx)
-	defer stop()
 	field := ""
 	rc := appliance.RekeyConfig{Store: st, Old: old, New: next, Now: a.now, Chunk: chunk, ResumeOnly: resume,
 		Actor: appliance.Actor{ID: "cli", Name: "tokend rekey", Role: appliance.RoleSuperAdmin},
 		Progress: func(s appliance.RekeyStatus) {
-			if etcd != nil && nodesErr == nil {
-				n, err := runningNodes(ctx, etcd, cfg.Store.EtcdRequestTimeout)
-				switch {
-				case err != nil:
-					nodesErr = err
-				case n > 0:
-					nodesErr = &nodesRunningError{Nodes: n, Prefix: etcd.Prefix(), During: true}
-				}
-				if nodesErr != nil {
-					stop() // the next transaction fails; the journal stays consistent
-					return
-				}
-			}
 			if s.Field != field {
 				field = s.Field
 				if s.State == appliance.RekeyRollback {
@@ -207,6 +199,18 @@ func (a *app) rekey(ctx context.Context, out io.Writer, newKeyFile string, resum
 				}
 			}
 		}}
+	if etcd != nil {
+		rc.Check = func() error {
+			n, err := runningNodes(ctx, etcd, cfg.Store.EtcdRequestTimeout)
+			switch {
+			case err != nil:
+				nodesErr = err
+			case n > 0:
+				nodesErr = &nodesRunningError{Nodes: n, Prefix: etcd.Prefix(), During: true}
+			}
+			return nodesErr
+		}
+	}
 	oldFP, newFP := seal.Fingerprint(old.CheckValue()), seal.Fingerprint(next.CheckValue())
 	if rollback {
 		res, err := appliance.RollbackRekey(ctx, rc)

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
 	"tokend/appliance"
@@ -242,6 +243,10 @@ func TestRekeyEtcd(t *testing.T) {
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
+		// serve announced itself (before its key check) as well.
+		if resp, err := st.Client().Get(context.Background(), nodesPrefix(e.prefix), clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil || resp.Count != 1 {
+			t.Fatalf("presence keys of the running node: %v %v; want 1", resp, err)
+		}
 		before := sealedRecords(t, st)
 		refused := "1 tokend node(s) are running on etcd prefix " + e.prefix + ": stop every node first; `tokend rekey --status` works meanwhile " +
 			"(a node that died within the last 10s may still be counted: wait and retry)"
@@ -309,6 +314,29 @@ func TestRekeyEtcd(t *testing.T) {
 		}
 		if code, out := e.rekey(t, e.keys()...); code != 0 || !strings.Contains(out, "now holds key "+newFP) {
 			t.Fatalf("rekey once the lease ended: exit %d\n%s", code, out)
+		}
+	})
+
+	// A starting node puts its presence key before its key check, before
+	// it campaigns: counted from that moment.
+	t.Run("a node between its announcement and its campaign", func(t *testing.T) {
+		e := onEtcd(t, rs, ep, "/rekey-announced/")
+		st := e.open(t, true)
+		leave, err := announceNode(context.Background(), st.Client(), e.prefix, "starting-node", runnerTTL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		code, out := e.rekey(t, e.keys()...)
+		if code != 1 || !strings.Contains(out, "1 tokend node(s) are running on etcd prefix "+e.prefix) {
+			leave()
+			t.Fatalf("rekey while a node has announced itself: exit %d\n%s", code, out)
+		}
+		leave()
+		if n := e.nodes(t, st); n != 0 {
+			t.Fatalf("%d nodes counted after the node left", n)
+		}
+		if code, out := e.rekey(t, e.keys()...); code != 0 || !strings.Contains(out, "now holds key "+newFP) {
+			t.Fatalf("rekey once the node left: exit %d\n%s", code, out)
 		}
 	})
 

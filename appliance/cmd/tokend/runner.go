@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync/atomic"
@@ -167,4 +168,43 @@ func (r *runner) runNowAndEvery(ctx context.Context, interval time.Duration, fn 
 		fn(ctx)
 	}
 	r.every(ctx, interval, fn)
+}
+
+// nodesPrefix holds one presence key per running node, beside the store's
+// key space: /tokend/ → /tokend.nodes/. `tokend rekey` counts them.
+func nodesPrefix(storePrefix string) string {
+	return strings.TrimSuffix(storePrefix, "/") + ".nodes/"
+}
+
+// announceNode puts this node's presence key under a lease of ttl kept
+// alive until the returned stop is called (which revokes it). serve calls
+// it before the store's key check: a rotation that begins after the put
+// sees the node, and one that began before it has its journal in the
+// store, which the key check refuses. So a node and a rotation never run
+// at once. A node that dies leaves its key until the lease ends.
+func announceNode(ctx context.Context, cli *clientv3.Client, storePrefix, node string, ttl time.Duration) (stop func(), err error) {
+	lease, err := cli.Grant(ctx, max(1, int64(ttl/time.Second)))
+	if err != nil {
+		return nil, fmt.Errorf("announcing node %s on etcd: %w", node, err)
+	}
+	key := fmt.Sprintf("%s%s/%x", nodesPrefix(storePrefix), node, int64(lease.ID))
+	if _, err := cli.Put(ctx, key, node, clientv3.WithLease(lease.ID)); err != nil {
+		return nil, fmt.Errorf("announcing node %s on etcd: %w", node, err)
+	}
+	kctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	alive, err := cli.KeepAlive(kctx, lease.ID)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("announcing node %s on etcd: %w", node, err)
+	}
+	go func() {
+		for range alive { // drained until the keep-alive ends
+		}
+	}()
+	return func() {
+		cancel()
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer rcancel()
+		_, _ = cli.Revoke(rctx, lease.ID)
+	}, nil
 }

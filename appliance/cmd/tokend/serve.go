@@ -74,6 +74,16 @@ func runServe(ctx context.Context, env *serveEnv) error {
 	if err != nil {
 		return err
 	}
+	if store.Etcd != nil {
+		// Before the key check, so this node and a master key rotation
+		// never run at once (announceNode); withdrawn after every writer
+		// of this node has stopped (deferred before them).
+		leave, err := announceNode(ctx, store.Etcd.Client(), store.Etcd.Prefix(), nodeID, runnerTTL)
+		if err != nil {
+			return err
+		}
+		defer leave()
+	}
 	svc, err := appliance.New(appliance.Config{Store: store, Sealer: sealer, NodeID: nodeID, WriteLanes: writeLanes(cfg), CTKIPURL: strings.TrimRight(env.CTKIPPublicURL, "/") + ctkipPath,
 		DefaultCodeTTL: cfg.ActivationCodeTTL, ReplacementGrace: cfg.ReplacementGrace, Auth: authPolicy(cfg.Auth), AuthRecorder: m, Logger: log, Now: env.Now, Rand: env.Rand,
 		AdminSignIn:  adminSignInPolicy(cfg.Console, m),
