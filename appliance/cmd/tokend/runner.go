@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -181,30 +182,60 @@ func nodesPrefix(storePrefix string) string {
 // it before the store's key check: a rotation that begins after the put
 // sees the node, and one that began before it has its journal in the
 // store, which the key check refuses. So a node and a rotation never run
-// at once. A node that dies leaves its key until the lease ends.
+// at once. A node that dies leaves its key until the lease ends; a lease
+// lost to a long etcd outage is replaced by a new one once etcd answers.
 func announceNode(ctx context.Context, cli *clientv3.Client, storePrefix, node string, ttl time.Duration) (stop func(), err error) {
-	lease, err := cli.Grant(ctx, max(1, int64(ttl/time.Second)))
-	if err != nil {
-		return nil, fmt.Errorf("announcing node %s on etcd: %w", node, err)
-	}
-	key := fmt.Sprintf("%s%s/%x", nodesPrefix(storePrefix), node, int64(lease.ID))
-	if _, err := cli.Put(ctx, key, node, clientv3.WithLease(lease.ID)); err != nil {
-		return nil, fmt.Errorf("announcing node %s on etcd: %w", node, err)
+	put := func(ctx context.Context) (clientv3.LeaseID, <-chan *clientv3.LeaseKeepAliveResponse, error) {
+		lease, err := cli.Grant(ctx, max(1, int64(ttl/time.Second)))
+		if err != nil {
+			return 0, nil, fmt.Errorf("announcing node %s on etcd: %w", node, err)
+		}
+		key := fmt.Sprintf("%s%s/%x", nodesPrefix(storePrefix), node, int64(lease.ID))
+		if _, err := cli.Put(ctx, key, node, clientv3.WithLease(lease.ID)); err != nil {
+			return 0, nil, fmt.Errorf("announcing node %s on etcd: %w", node, err)
+		}
+		alive, err := cli.KeepAlive(ctx, lease.ID)
+		if err != nil {
+			return 0, nil, fmt.Errorf("announcing node %s on etcd: %w", node, err)
+		}
+		return lease.ID, alive, nil
 	}
 	kctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	alive, err := cli.KeepAlive(kctx, lease.ID)
+	id, alive, err := put(kctx)
 	if err != nil {
 		cancel()
-		return nil, fmt.Errorf("announcing node %s on etcd: %w", node, err)
+		return nil, err
 	}
+	var (
+		mu   sync.Mutex
+		last = id
+	)
+	done := make(chan struct{})
 	go func() {
-		for range alive { // drained until the keep-alive ends
+		defer close(done)
+		for kctx.Err() == nil {
+			for range alive { // drained until the keep-alive ends
+			}
+			for kctx.Err() == nil {
+				id, a, err := put(kctx)
+				if err == nil {
+					mu.Lock()
+					last, alive = id, a
+					mu.Unlock()
+					break
+				}
+				sleepCtx(kctx, time.Second)
+			}
 		}
 	}()
 	return func() {
 		cancel()
+		<-done
+		mu.Lock()
+		id := last
+		mu.Unlock()
 		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		defer rcancel()
-		_, _ = cli.Revoke(rctx, lease.ID)
+		_, _ = cli.Revoke(rctx, id)
 	}, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -305,5 +306,44 @@ func TestScheduleRecallsStoredRuns(t *testing.T) {
 				t.Errorf("due = full %v, due %v; want full %v, due %v", full, due, tc.wantFull, tc.want)
 			}
 		})
+	}
+}
+
+// TestAnnounceNodeSurvivesALostLease: a node's presence key comes back
+// under a new lease when its lease ends while the node runs (an etcd outage
+// longer than the TTL ends it; revoking it here does the same), and goes
+// when the node stops.
+func TestAnnounceNodeSurvivesALostLease(t *testing.T) {
+	etcdtest.Require(t)
+	c := etcdtest.Start(t)
+	cli := etcdClient(t, c)
+	ctx := context.Background()
+	const prefix = "/announce/"
+	presence := func() []*mvccpb.KeyValue {
+		t.Helper()
+		resp, err := cli.Get(ctx, nodesPrefix(prefix), clientv3.WithPrefix())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Kvs
+	}
+	leave, err := announceNode(ctx, cli, prefix, "node-a", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := presence()
+	if len(first) != 1 || string(first[0].Value) != "node-a" {
+		t.Fatalf("presence keys after announcing: %v", first)
+	}
+	if _, err := cli.Revoke(ctx, clientv3.LeaseID(first[0].Lease)); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 10*time.Second, "the presence key is back under a new lease", func() bool {
+		kvs := presence()
+		return len(kvs) == 1 && kvs[0].Lease != first[0].Lease
+	})
+	leave()
+	if kvs := presence(); len(kvs) != 0 {
+		t.Fatalf("presence keys after the node left: %v", kvs)
 	}
 }
