@@ -32,46 +32,56 @@ func (a *app) newCheckCmd() *cobra.Command {
 			"activation codes against their tokens and tokens against their import jobs. On\n" +
 			"bbolt, bbolt's own page check runs first; stop tokend first (the file is opened\n" +
 			"read-only and stays byte for byte as it was). On etcd it runs beside running nodes.\n" +
-			"Exit status: 0 consistent, 1 inconsistent or the store could not be read.",
+			"Exit status: 0 consistent, 1 inconsistent, 2 the store could not be checked.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(a.flags, a.lookupEnv)
-			if err != nil {
-				return err
+			err := a.check(cmd)
+			if err != nil && !errors.Is(err, appliance.ErrInconsistent) {
+				return &exitCodeError{code: 2, err: err}
 			}
-			out := cmd.OutOrStdout()
-			if cfg.Store.Backend == backendEtcd {
-				fmt.Fprintf(out, "store: etcd %s prefix %s\n", redactEndpoints(cfg.Store.EtcdEndpoints), cfg.Store.EtcdPrefix)
-				fmt.Fprintln(out, "bbolt: not applicable (etcd store: the consistency check only)")
-			} else {
-				// The shared lock of this open stays held until the end, so
-				// no tokend can start writing between the two checks.
-				st, paths, err := openStoreOffline(cfg.DataDir, true)
-				if err != nil {
-					if errors.Is(err, boltstore.ErrLocked) {
-						return fmt.Errorf("check: %w; stop tokend first (a bbolt store cannot be checked while another process holds it)", err)
-					}
-					return fmt.Errorf("check: %w", err)
-				}
-				defer st.Close()
-				fmt.Fprintf(out, "store: %s (bbolt)\n", paths.DB)
-				if err := printBoltCheck(out, st.Check()); err != nil {
-					return err
-				}
-			}
-			return a.withReadOnlyService(cmd.Context(), func(ctx context.Context, svc *appliance.Service) error {
-				rep, err := svc.CheckConsistency(ctx)
-				if err != nil && !errors.Is(err, appliance.ErrInconsistent) {
-					return fmt.Errorf("check: %w", err)
-				}
-				printConsistency(out, rep)
-				if err != nil {
-					return fmt.Errorf("check: %w", err)
-				}
-				return nil
-			})
+			return err
 		},
 	}
+}
+
+// check runs the checks of `tokend check`; an error that is not
+// appliance.ErrInconsistent means the store could not be checked.
+func (a *app) check(cmd *cobra.Command) error {
+	cfg, err := loadConfig(a.flags, a.lookupEnv)
+	if err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	if cfg.Store.Backend == backendEtcd {
+		fmt.Fprintf(out, "store: etcd %s prefix %s\n", redactEndpoints(cfg.Store.EtcdEndpoints), cfg.Store.EtcdPrefix)
+		fmt.Fprintln(out, "bbolt: not applicable (etcd store: the consistency check only)")
+	} else {
+		// The shared lock of this open stays held until the end, so
+		// no tokend can start writing between the two checks.
+		st, paths, err := openStoreOffline(cfg.DataDir, true)
+		if err != nil {
+			if errors.Is(err, boltstore.ErrLocked) {
+				return fmt.Errorf("check: %w; stop tokend first (a bbolt store cannot be checked while another process holds it)", err)
+			}
+			return fmt.Errorf("check: %w", err)
+		}
+		defer st.Close()
+		fmt.Fprintf(out, "store: %s (bbolt)\n", paths.DB)
+		if err := printBoltCheck(out, st.Check()); err != nil {
+			return err
+		}
+	}
+	return a.withReadOnlyService(cmd.Context(), func(ctx context.Context, svc *appliance.Service) error {
+		rep, err := svc.CheckConsistency(ctx)
+		if err != nil && !errors.Is(err, appliance.ErrInconsistent) {
+			return fmt.Errorf("check: %w", err)
+		}
+		printConsistency(out, rep)
+		if err != nil {
+			return fmt.Errorf("check: %w", err)
+		}
+		return nil
+	})
 }
 
 // boltHexKey is a key as bbolt's check prints it.

@@ -218,9 +218,9 @@ func TestCheckCommand(t *testing.T) {
 			want: []string{"problem: token " + f.pending + ": its outstanding activation code has no record"}},
 		{name: "outstanding code record garbled", wantCode: 1, damage: garbleCodeOf(f.pending),
 			want: []string{"problem: token " + f.pending + ": its outstanding activation code record does not decode"}},
-		{name: "locked by a running tokend", serve: true, wantCode: 1,
+		{name: "locked by a running tokend", serve: true, wantCode: 2,
 			want: []string{"is in use by a running tokend", "stop tokend first"}},
-		{name: "no store", noStore: true, wantCode: 1, want: []string{"no store in"}},
+		{name: "no store", noStore: true, wantCode: 2, want: []string{"no store in"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

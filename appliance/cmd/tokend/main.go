@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -66,10 +67,24 @@ func (a *app) execute(ctx context.Context, args []string) int {
 	root.SetArgs(args)
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintf(a.stderr, "tokend: %s\n", oneLine(err.Error()))
+		var ec *exitCodeError
+		if errors.As(err, &ec) {
+			return ec.code
+		}
 		return 1
 	}
 	return 0
 }
+
+// exitCodeError gives a command's failure an exit status other than 1
+// (tokend check: 1 inconsistent, 2 could not check).
+type exitCodeError struct {
+	code int
+	err  error
+}
+
+func (e *exitCodeError) Error() string { return e.err.Error() }
+func (e *exitCodeError) Unwrap() error { return e.err }
 
 // oneLine folds a multi-line message (cobra's "Did you mean this?") into one.
 func oneLine(s string) string {
