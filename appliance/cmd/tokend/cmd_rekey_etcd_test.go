@@ -1,13 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
-	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -413,7 +410,7 @@ func TestRekeyEtcd(t *testing.T) {
 				for attempt, maxDelay := 0, 40*time.Millisecond; attempt < 4; attempt, maxDelay = attempt+1, maxDelay/4 {
 					e = onEtcd(t, rs, ep, fmt.Sprintf("/rekey-kill%d-%d/", i, attempt))
 					argv := append(append([]string{bin, "rekey", "--data-dir", e.dir}, e.storeArgs...), e.keys("--chunk", "1")...)
-					killAfterLine(t, argv, "re-sealing token seeds", maxDelay)
+					killMidway(t, argv, "re-sealing token seeds", maxDelay)
 					var code int
 					code, status = e.rekey(t, "--status", "--master-key-file", rs.oldKey, "--new-key-file", rs.newKey)
 					if code != 0 {
@@ -457,54 +454,4 @@ func TestRekeyEtcd(t *testing.T) {
 			})
 		}
 	})
-}
-
-// killAfterLine starts argv, waits for a line of its output containing
-// line, then SIGKILLs it after a random delay up to maxDelay.
-func killAfterLine(t *testing.T, argv []string, line string, maxDelay time.Duration) {
-	t.Helper()
-	cmd := exec.Command(argv[0], argv[1:]...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	seen := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		found := false
-		for sc.Scan() {
-			if !found && strings.Contains(sc.Text(), line) {
-				found = true
-				seen <- true
-			}
-		}
-		if !found {
-			seen <- false
-		}
-	}()
-	select {
-	case ok := <-seen:
-		if !ok {
-			_ = cmd.Wait()
-			t.Fatalf("%v never printed %q; stderr: %s", argv, line, stderr.String())
-		}
-	case <-time.After(60 * time.Second):
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		t.Fatalf("%v printed no %q in 60s; stderr: %s", argv, line, stderr.String())
-	}
-	n, err := rand.Int(rand.Reader, big.NewInt(int64(maxDelay)+1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(time.Duration(n.Int64()))
-	if err := cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		t.Fatal(err)
-	}
-	_ = cmd.Wait()
 }

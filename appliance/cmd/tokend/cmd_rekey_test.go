@@ -268,10 +268,11 @@ func (rs *rekeyStore) verifyStore(t *testing.T, st appliance.Store, key, other [
 	}
 }
 
-// killMidway starts argv, waits for its first progress line (the rotation
-// has begun), then SIGKILLs it after a random delay up to max. It reports
-// whether the process was still running when killed.
-func killMidway(t *testing.T, argv []string, max time.Duration) bool {
+// killMidway starts argv, waits for a line of its output containing line
+// (any line when line is empty: the rotation has begun), then SIGKILLs it
+// after a random delay up to max. It reports whether the process was still
+// running when killed; one that ends without printing line fails the test.
+func killMidway(t *testing.T, argv []string, line string, max time.Duration) bool {
 	t.Helper()
 	cmd := exec.Command(argv[0], argv[1:]...)
 	stdout, err := cmd.StdoutPipe()
@@ -283,26 +284,30 @@ func killMidway(t *testing.T, argv []string, max time.Duration) bool {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	first := make(chan struct{})
+	seen := make(chan bool, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
-		once := false
+		found := false
 		for sc.Scan() {
-			if !once {
-				once = true
-				close(first)
+			if !found && strings.Contains(sc.Text(), line) {
+				found = true
+				seen <- true
 			}
 		}
-		if !once {
-			close(first)
+		if !found {
+			seen <- false
 		}
 	}()
 	select {
-	case <-first:
+	case ok := <-seen:
+		if !ok {
+			_ = cmd.Wait()
+			t.Fatalf("%v never printed %q; stderr: %s", argv, line, stderr.String())
+		}
 	case <-time.After(60 * time.Second):
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatalf("%v printed nothing in 60s; stderr: %s", argv, stderr.String())
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatalf("%v printed no %q in 60s; stderr: %s", argv, line, stderr.String())
 	}
 	n, err := rand.Int(rand.Reader, big.NewInt(int64(max)+1))
 	if err != nil {
@@ -371,8 +376,8 @@ func TestRekeyCommandKilledMidway(t *testing.T) {
 			var dir, status string
 			for attempt, scale := 0, took/2; attempt < 4; attempt, scale = attempt+1, scale/2 {
 				dir = rs.dataDir(t)
-				killMidway(t, rekeyArgs(dir), scale)
-				killMidway(t, rekeyArgs(dir), scale/2)
+				killMidway(t, rekeyArgs(dir), "", scale)
+				killMidway(t, rekeyArgs(dir), "", scale/2)
 				var err error
 				status, err = runBin(t, bin, "rekey", "--status", "--data-dir", dir, "--master-key-file", rs.oldKey, "--new-key-file", rs.newKey)
 				if err != nil {
@@ -404,7 +409,7 @@ func TestRekeyCommandKilledMidway(t *testing.T) {
 				wasMid := strings.Contains(status, "rotation: IN PROGRESS")
 				if wasMid {
 					rolledBack++
-					killMidway(t, rekeyArgs(dir, "--rollback"), took/4)
+					killMidway(t, rekeyArgs(dir, "--rollback"), "", took/4)
 				}
 				out, err := runBin(t, rekeyArgs(dir, "--rollback")...)
 				switch {
