@@ -283,8 +283,16 @@ func testFailingStore(t *testing.T, mode storefault.Mode) {
 	if err := ff.Set(storefault.Healthy); err != nil {
 		t.Fatal(err)
 	}
-	// Ready again before any write: the probe sees the file healed.
-	in.call(t, "GET", "/readyz", "", nil, http.StatusOK, nil)
+	// Ready again before any write: the next probe (at most a second
+	// after the last failed one) sees the file healed.
+	waitUntil(t, 5*time.Second, "/readyz 200 after the file healed", func() bool {
+		resp, err := in.client.Get(in.admin + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 	for _, r := range writes {
 		if status, _, b := do(r); status != r.want {
 			t.Errorf("%s after the fault cleared = %d: %s; want %d", r.name, status, b, r.want)

@@ -151,10 +151,19 @@ func TestFailingFile(t *testing.T) {
 				t.Errorf("Ping within the hold = %v; want ErrStoreUnavailable saying a commit was refused", err)
 			}
 			s.opts.FailureHold = 0
-			for range 2 {
+			var next time.Time
+			for i := range 2 {
 				if err := s.Ping(ctx); !errors.Is(err, appliance.ErrStoreUnavailable) || !errors.Is(err, tt.cause) {
 					t.Errorf("Ping on the failing file = %v; want ErrStoreUnavailable wrapping %v", err, tt.cause)
 				}
+				// The second call answers the first probe's error
+				// instead of probing again.
+				s.probeMu.Lock()
+				if i == 1 && !s.nextProbe.Equal(next) {
+					t.Error("a second Ping within probeEvery probed again")
+				}
+				next = s.nextProbe
+				s.probeMu.Unlock()
 			}
 			// Reads work and see the state before the failed writes.
 			if diff := cmp.Diff(want, dump(t, s)); diff != "" {
@@ -167,9 +176,14 @@ func TestFailingFile(t *testing.T) {
 			if err := ff.Set(storefault.Healthy); err != nil {
 				t.Fatal(err)
 			}
-			// Without any Update: the probe finds the file healed.
-			if err := s.Ping(ctx); err != nil {
-				t.Errorf("Ping after the file healed: %v", err)
+			// Without any Update: the next probe (at most probeEvery
+			// after the failed one) finds the file healed.
+			deadline := time.Now().Add(probeEvery + 2*time.Second)
+			for err := s.Ping(ctx); err != nil; err = s.Ping(ctx) {
+				if time.Now().After(deadline) {
+					t.Fatalf("Ping after the file healed: %v", err)
+				}
+				time.Sleep(50 * time.Millisecond)
 			}
 			if s.failedAt.Load() != 0 {
 				t.Error("the probe succeeded but the store still counts as failing")

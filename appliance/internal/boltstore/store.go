@@ -165,7 +165,16 @@ type Store struct {
 	// failedAt is when a group's write was last refused (UnixNano), 0
 	// once a durable commit (or a probe, see Ping) went through since.
 	failedAt atomic.Int64
+	// probeMu serialises Ping's write probes; after a failed one, Pings
+	// answer its error until nextProbe, so callers of an open endpoint
+	// (/readyz) cannot turn a failing disk into a stream of fsyncs.
+	probeMu   sync.Mutex
+	nextProbe time.Time
+	probeErr  error
 }
+
+// probeEvery is the least time between two write probes after one failed.
+const probeEvery = time.Second
 
 var _ appliance.Store = (*Store)(nil)
 
@@ -337,7 +346,8 @@ const probeBucket = "probe"
 // that was full or failing is seen healed without waiting for the traffic
 // that a failing /readyz keeps away. The hold is there because a probe of
 // a few pages can fit in the file's free pages while real commits need
-// the disk to grow. The error wraps appliance.ErrStoreUnavailable.
+// the disk to grow. A failed probe is not repeated for probeEvery. The
+// error wraps appliance.ErrStoreUnavailable.
 func (s *Store) Ping(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -348,6 +358,14 @@ func (s *Store) Ping(ctx context.Context) error {
 	}
 	if ago := time.Since(time.Unix(0, failed)); ago < s.opts.FailureHold {
 		return fmt.Errorf("boltstore: a commit was refused %s ago: %w", ago.Round(time.Millisecond), appliance.ErrStoreUnavailable)
+	}
+	s.probeMu.Lock()
+	defer s.probeMu.Unlock()
+	if s.failedAt.Load() == 0 {
+		return nil // a commit or another probe went through meanwhile
+	}
+	if time.Now().Before(s.nextProbe) {
+		return s.probeErr
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -366,8 +384,11 @@ func (s *Store) Ping(ctx context.Context) error {
 		return b.Put([]byte("write"), stamp)
 	})
 	if err != nil {
-		return fmt.Errorf("boltstore: write probe: %w: %w", appliance.ErrStoreUnavailable, err)
+		s.probeErr = fmt.Errorf("boltstore: write probe: %w: %w", appliance.ErrStoreUnavailable, err)
+		s.nextProbe = time.Now().Add(probeEvery)
+		return s.probeErr
 	}
+	s.probeErr, s.nextProbe = nil, time.Time{}
 	s.failedAt.CompareAndSwap(failed, 0) // a newer refusal keeps its hold
 	return nil
 }
