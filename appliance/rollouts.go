@@ -366,6 +366,17 @@ func (s *Service) PlanRollout(ctx context.Context, req RolloutRequest) (Rollout,
 		}
 		return Rollout{}, cause
 	}
+	// Tokens other open rollouts will assign are not promised again (two
+	// overlapping plans would otherwise fail the later apply's users with
+	// token_taken).
+	var reserved map[string]bool
+	if err := s.store.View(ctx, func(tx Tx) error {
+		var err error
+		reserved, err = reservedSerials(tx, id)
+		return err
+	}); err != nil {
+		return abandon(err)
+	}
 	// A page of users is read in one snapshot, its items written in a few
 	// transactions: memory stays bounded by the page, not the group.
 	var poolAfter []byte
@@ -375,7 +386,7 @@ func (s *Service) PlanRollout(ctx context.Context, req RolloutRequest) (Rollout,
 		var items []RolloutItem
 		err := s.store.View(ctx, func(tx Tx) error {
 			var err error
-			items, poolAfter, err = planPage(tx, page, prof.Name, req.Pool, poolAfter, seq, now)
+			items, poolAfter, err = planPage(tx, page, prof.Name, req.Pool, reserved, poolAfter, seq, now)
 			return err
 		})
 		if err != nil {
@@ -533,11 +544,53 @@ func lookupUserRef(tx Tx, ref string) (string, error) {
 	return parseLoginIndex(v).ID, nil
 }
 
+// reservedSerials lists the tokens that open rollouts other than except
+// (planned, scheduled, applying or interrupted) still plan to assign.
+func reservedSerials(tx Tx, except string) (map[string]bool, error) {
+	out := map[string]bool{}
+	kvs, err := tx.Scan([]byte(pfxRollout), nil, 0)
+	if err != nil {
+		return nil, err
+	}
+	for _, kv := range kvs {
+		var r Rollout
+		if err := decodeRecord(tx, kv.Value, &r); err != nil {
+			return nil, fmt.Errorf("decode %q: %w", kv.Key, err)
+		}
+		switch r.State {
+		case RolloutPlanned, RolloutScheduled, RolloutApplying, RolloutInterrupted:
+		default:
+			continue
+		}
+		if r.ID == except {
+			continue
+		}
+		var failed error
+		err := walkRange(tx, rolloutItemPrefix(r.ID), nil, func(kv KV) bool {
+			var it RolloutItem
+			if failed = decodeRecord(tx, kv.Value, &it); failed != nil {
+				return false
+			}
+			if it.Status == ItemAssign && it.Serial != "" {
+				out[it.Serial] = true
+			}
+			return true
+		})
+		if err == nil {
+			err = failed
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
 // planPage decides for each user of page, numbering items from seq+1, and
 // takes tokens from the pool after poolAfter: unassigned, not cloud-managed
-// software tokens that are no admin's second factor and not expired. It
-// returns where the pool walk stopped.
-func planPage(tx Tx, page []string, profile string, pool RolloutPool, poolAfter []byte, seq int, now time.Time) ([]RolloutItem, []byte, error) {
+// software tokens that are no admin's second factor, not expired and not
+// reserved by another open rollout. It returns where the pool walk stopped.
+func planPage(tx Tx, page []string, profile string, pool RolloutPool, reserved map[string]bool, poolAfter []byte, seq int, now time.Time) ([]RolloutItem, []byte, error) {
 	factors, err := adminFactors(tx)
 	if err != nil {
 		return nil, nil, err
@@ -556,7 +609,7 @@ func planPage(tx Tx, page []string, profile string, pool RolloutPool, poolAfter 
 			for _, kv := range kvs {
 				poolAfter = kv.Key
 				ti := parseTokenState(kv)
-				if ti.Kind != KindSoftware || ti.UserID != "" || ti.ManagedBy == ManagedCloud || len(factors[ti.Serial]) > 0 {
+				if ti.Kind != KindSoftware || ti.UserID != "" || ti.ManagedBy == ManagedCloud || len(factors[ti.Serial]) > 0 || reserved[ti.Serial] {
 					continue
 				}
 				t, err := getToken(tx, ti.Serial)

@@ -487,7 +487,8 @@ func TestRolloutResumesAfterRestart(t *testing.T) {
 }
 
 func TestRolloutPlanRefusals(t *testing.T) {
-	f := newRolloutFixture(t, memstore.New(), 1, "alice")
+	// Two tokens: the two plans at the end each promise one.
+	f := newRolloutFixture(t, memstore.New(), 2, "alice")
 	tests := []struct {
 		name string
 		req  appliance.RolloutRequest
@@ -915,5 +916,58 @@ func TestRolloutCodeHandedOutOnce(t *testing.T) {
 		if n != 1 {
 			t.Fatalf("a code was handed out %d times", n)
 		}
+	}
+}
+
+// TestRolloutPlansDoNotShareTokens: a plan does not promise a token another
+// open rollout will assign, so two overlapping plans both apply in full;
+// once the pool runs short the later plan says so (no_token) instead of
+// failing users at apply with token_taken. A finished rollout reserves
+// nothing.
+func TestRolloutPlansDoNotShareTokens(t *testing.T) {
+	for _, store := range stores {
+		t.Run(store.name, func(t *testing.T) {
+			f := newRolloutFixture(t, store.open(t), 5, "ann", "ben", "cat")
+			planFor := func(names ...string) appliance.Rollout {
+				t.Helper()
+				r, err := f.svc.PlanRollout(f.ctx, appliance.RolloutRequest{Users: names, Profile: "phones",
+					Pool: appliance.RolloutPool{SerialPrefix: "1700"}, Delivery: appliance.DeliveryCTKIP})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return r
+			}
+			a := planFor("ann", "ben")
+			b := planFor("cat")
+			ia, ib := f.items(t, a.ID), f.items(t, b.ID)
+			if ib["cat"].Serial == ia["ann"].Serial || ib["cat"].Serial == ia["ben"].Serial || ib["cat"].Status != appliance.ItemAssign {
+				t.Fatalf("plans share a token: %+v and %+v", ia, ib)
+			}
+			// Three of five tokens are promised: a third plan for two users
+			// (ann and ben do not hold the profile yet) gets the other two,
+			// and then the pool is spoken for.
+			c := planFor("ann", "ben")
+			ic := f.items(t, c.ID)
+			promised := map[string]bool{ia["ann"].Serial: true, ia["ben"].Serial: true, ib["cat"].Serial: true}
+			if c.ToAssign != 2 || promised[ic["ann"].Serial] || promised[ic["ben"].Serial] {
+				t.Fatalf("third plan: %+v %+v; want the two tokens no plan promised", c, ic)
+			}
+			if e := planFor("cat"); e.ToAssign != 0 || e.PoolShortfall != 1 {
+				t.Fatalf("plan with every token promised: %+v; want a shortfall of 1", e)
+			}
+			for _, r := range []appliance.Rollout{b, a} {
+				if done, err := f.svc.ApplyRollout(f.ctx, r.ID); err != nil || done.Failed != 0 || done.Done != r.ToAssign {
+					t.Fatalf("apply %s: %+v %v", r.ID, done, err)
+				}
+			}
+			// a and b are completed: their tokens are assigned, and the open
+			// third plan still holds the other two.
+			if _, err := f.svc.CreateSourceUser(f.ctx, f.src.ID, appliance.SourceUser{User: appliance.User{UserName: "dan", Active: true}}); err != nil {
+				t.Fatal(err)
+			}
+			if d := planFor("dan"); d.ToAssign != 0 || d.PoolShortfall != 1 {
+				t.Fatalf("plan while the open third plan reserves the free tokens: %+v", d)
+			}
+		})
 	}
 }
