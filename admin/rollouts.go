@@ -27,6 +27,7 @@ type RolloutService interface {
 	ListRollouts(ctx context.Context, limit int) ([]appliance.Rollout, error)
 	ListRolloutItems(ctx context.Context, id string, after, limit int, status string) (appliance.RolloutItemPage, error)
 	StartRollout(ctx context.Context, id string) (appliance.Rollout, error)
+	CancelRollout(ctx context.Context, id string) (appliance.Rollout, error)
 	TakeRolloutDelivery(ctx context.Context, id string, seq int) (appliance.RolloutDelivery, error)
 	ExportRollout(ctx context.Context, id, part string, start func(name, mediaType string) io.Writer) error
 }
@@ -248,6 +249,15 @@ func (s *Server) applyRollout(c *gin.Context) {
 	}
 	c.Header("Location", fmt.Sprintf("%s/rollouts/%s", APIPrefix, r.ID))
 	render(c, http.StatusAccepted, rolloutDTO(r))
+}
+
+func (s *Server) cancelRollout(c *gin.Context) {
+	r, err := s.svc.CancelRollout(ctx(c), c.Param("id"))
+	if err != nil {
+		s.WriteError(c, err)
+		return
+	}
+	render(c, http.StatusOK, rolloutDTO(r))
 }
 
 func (s *Server) takeRolloutDelivery(c *gin.Context) {

@@ -283,6 +283,16 @@ func TestRolloutAPIProblems(t *testing.T) {
 	if scheduled.State != appliance.RolloutScheduled || scheduled.Schedule == nil || scheduled.Progress.Done != 0 {
 		t.Fatalf("scheduled %+v", scheduled)
 	}
+	// A scheduled rollout can be cancelled, once, by a super admin.
+	readProblem(t, e.http("POST", base+"/"+later.ID+"/cancel", appliance.RoleHelpdesk, nil), http.StatusForbidden, CodeForbidden)
+	readProblem(t, e.http("POST", base+"/nope/cancel", appliance.RoleSuperAdmin, nil), http.StatusNotFound, CodeNotFound)
+	var cancelled RolloutDTO
+	readAs(t, e.http("POST", base+"/"+later.ID+"/cancel", appliance.RoleSuperAdmin, nil), http.StatusOK, &cancelled)
+	if cancelled.State != appliance.RolloutCancelled {
+		t.Fatalf("cancelled %+v", cancelled)
+	}
+	readProblem(t, e.http("POST", base+"/"+later.ID+"/cancel", appliance.RoleSuperAdmin, nil), http.StatusConflict, CodeInvalidState)
+	readProblem(t, e.http("POST", base+"/"+later.ID+"/apply", appliance.RoleSuperAdmin, nil), http.StatusConflict, CodeInvalidState)
 }
 
 // TestRolloutAPICTF: a CTF rollout hands out each user's link and

@@ -115,6 +115,7 @@ func (s *Server) routes() []route {
 		{http.MethodGet, "/rollouts", false, readers, s.listRollouts},
 		{http.MethodGet, "/rollouts/:id", false, readers, s.getRollout},
 		{http.MethodPost, "/rollouts/:id/apply", false, superOnly, s.applyRollout},
+		{http.MethodPost, "/rollouts/:id/cancel", false, superOnly, s.cancelRollout},
 		{http.MethodGet, "/rollouts/:id/items/:seq/delivery", false, superOnly, s.takeRolloutDelivery},
 		{http.MethodGet, "/rollouts/:id/export", false, superOnly, s.exportRollout},
 

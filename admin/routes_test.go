@@ -83,6 +83,7 @@ var wantRoles = map[string]string{
 	"GET /api/v1/rollouts":                         "SHA",
 	"GET /api/v1/rollouts/:id":                     "SHA",
 	"POST /api/v1/rollouts/:id/apply":              "S",
+	"POST /api/v1/rollouts/:id/cancel":             "S",
 	"GET /api/v1/rollouts/:id/items/:seq/delivery": "S",
 	"GET /api/v1/rollouts/:id/export":              "S",
 

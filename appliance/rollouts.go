@@ -34,6 +34,7 @@ const (
 	RolloutInterrupted = "interrupted" // apply stopped before the end; apply again resumes
 	RolloutCompleted   = "completed"
 	RolloutAbandoned   = "abandoned" // tokend stopped while planning: plan again
+	RolloutCancelled   = "cancelled" // an admin discarded it before it completed
 )
 
 // Rollout item statuses: the plan's verdict, then the apply's outcome.
@@ -876,6 +877,34 @@ func (s *Service) ResumeRollouts(ctx context.Context) ([]string, error) {
 		started = append(started, r.ID)
 	}
 	return started, nil
+}
+
+// CancelRollout discards a rollout that is planned, scheduled or
+// interrupted: it is never applied (or resumed), and the tokens it planned
+// are free for other plans again. Users an interrupted apply already
+// handled keep their tokens and deliveries. A rollout being applied gets
+// ErrConflict (it is cancelled once interrupted); a completed one,
+// ErrInvalidState.
+func (s *Service) CancelRollout(ctx context.Context, id string) (Rollout, error) {
+	var out Rollout
+	err := s.change(ctx, AuditEvent{Action: "rollout.cancel", Target: id}, func(tx Tx, now time.Time, ev *AuditEvent) error {
+		r, err := getRollout(tx, id)
+		if err != nil {
+			return err
+		}
+		switch r.State {
+		case RolloutPlanned, RolloutScheduled, RolloutInterrupted:
+		case RolloutApplying:
+			return fmt.Errorf("rollout %s is being applied: %w", id, ErrConflict)
+		default:
+			return fmt.Errorf("rollout %s is %s: %w", id, r.State, ErrInvalidState)
+		}
+		ev.Detail = fmt.Sprintf("was %s; done=%d failed=%d of %d", r.State, r.Done, r.Failed, r.ToAssign)
+		r.State, r.UpdatedAt, r.Error = RolloutCancelled, now, ""
+		out = *r
+		return putJSON(tx, rolloutKey(id), r)
+	})
+	return out, err
 }
 
 // errRolloutLost: another apply took the rollout over.

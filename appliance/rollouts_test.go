@@ -570,6 +570,9 @@ func TestRolloutStopAndResume(t *testing.T) {
 		t.Fatalf("start %+v %v", started, err)
 	}
 	<-gate.blocked
+	if _, err := f.svc.CancelRollout(f.ctx, r.ID); !errors.Is(err, appliance.ErrConflict) {
+		t.Fatalf("cancel while applying: %v; want ErrConflict", err)
+	}
 	svc.StopRollouts()
 	// One chunk got through; which one is the scheduler's choice (four
 	// workers race for the store), so it is 10 users or the 5 of the tail.
@@ -967,6 +970,24 @@ func TestRolloutPlansDoNotShareTokens(t *testing.T) {
 			}
 			if d := planFor("dan"); d.ToAssign != 0 || d.PoolShortfall != 1 {
 				t.Fatalf("plan while the open third plan reserves the free tokens: %+v", d)
+			}
+			// Cancelling the third plan frees its tokens; it can be neither
+			// applied nor cancelled again, nor can a completed rollout be
+			// cancelled.
+			if got, err := f.svc.CancelRollout(f.ctx, c.ID); err != nil || got.State != appliance.RolloutCancelled {
+				t.Fatalf("cancel: %+v %v", got, err)
+			}
+			if d := planFor("dan"); d.ToAssign != 1 {
+				t.Fatalf("plan after the third plan was cancelled: %+v", d)
+			}
+			for name, err := range map[string]error{
+				"apply a cancelled plan":     func() error { _, err := f.svc.ApplyRollout(f.ctx, c.ID); return err }(),
+				"cancel twice":               func() error { _, err := f.svc.CancelRollout(f.ctx, c.ID); return err }(),
+				"cancel a completed rollout": func() error { _, err := f.svc.CancelRollout(f.ctx, a.ID); return err }(),
+			} {
+				if !errors.Is(err, appliance.ErrInvalidState) {
+					t.Errorf("%s: %v; want ErrInvalidState", name, err)
+				}
 			}
 		})
 	}
