@@ -97,7 +97,7 @@ func TestDefaultConfigKeys(t *testing.T) {
 		"rest_authn":       {"listen": true},
 		"identity_sources": {"credentials_dir": true},
 		"store": {"backend": true, "etcd_endpoints": true, "etcd_ca": true, "etcd_cert": true, "etcd_key": true,
-			"etcd_prefix": true, "etcd_request_timeout": true, "nodes": true},
+			"etcd_username": true, "etcd_password_file": true, "etcd_prefix": true, "etcd_request_timeout": true, "nodes": true},
 	}
 	keyRE := regexp.MustCompile(`^#?( *)([a-z_]+):(.*)$`)
 	parent := ""

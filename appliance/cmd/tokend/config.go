@@ -383,6 +383,10 @@ var envVars = []struct{ env, flag string }{
 	{"TOKEND_ETCD_CERT", "etcd-cert"},
 	{"TOKEND_ETCD_KEY", "etcd-key"},
 	{"TOKEND_ETCD_PREFIX", "etcd-prefix"},
+	{"TOKEND_ETCD_USERNAME", "etcd-username"},
+	// The file's name only: the password itself is never a flag or a
+	// variable (both are visible in /proc).
+	{"TOKEND_ETCD_PASSWORD_FILE", "etcd-password-file"},
 }
 
 // field returns the Config field a flag (and its environment variable)
@@ -425,6 +429,10 @@ func (c *Config) field(flag string) *string {
 		return &c.Store.EtcdKey
 	case "etcd-prefix":
 		return &c.Store.EtcdPrefix
+	case "etcd-username":
+		return &c.Store.EtcdUsername
+	case "etcd-password-file":
+		return &c.Store.EtcdPasswordFile
 	}
 	panic("config: no field for flag " + flag) // programming error, caught by tests
 }
@@ -461,6 +469,10 @@ func addConfigFlags(fs *pflag.FlagSet) *configFlags {
 		"etcd-cert":         "PEM client certificate for etcd",
 		"etcd-key":          "PEM client key for etcd",
 		"etcd-prefix":       "key prefix in etcd (default /tokend/)",
+
+		// etcd's RBAC login (storeconfig.go).
+		"etcd-username":      "etcd RBAC user, with --etcd-password-file",
+		"etcd-password-file": "file holding the etcd user's password (mode 0600; never the password itself)",
 	}
 	for _, ev := range envVars {
 		v := new(string)

@@ -605,6 +605,7 @@ func TestConfigFiles(t *testing.T) {
 				RESTAuthn: RESTAuthnConfig{Listen: ":5555"},
 				Store: StoreConfig{Backend: "etcd", EtcdEndpoints: "https://etcd1.example.com:2379,https://etcd2.example.com:2379",
 					EtcdCA: "/etc/tokend/etcd-ca.pem", EtcdCert: "/etc/tokend/etcd-client.pem", EtcdKey: "/etc/tokend/etcd-client.key",
+					EtcdUsername: "tokend", EtcdPasswordFile: "/etc/tokend/etcd-password",
 					EtcdPrefix: "/tokend/prod/", EtcdRequestTimeout: 2 * time.Second, Nodes: 3},
 				ShutdownTimeout:   30 * time.Second,
 				ActivationCodeTTL: 72 * time.Hour,

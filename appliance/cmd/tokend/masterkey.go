@@ -161,24 +161,11 @@ func loadOrCreateMasterKey(path string) (key []byte, created bool, err error) {
 // regular file whose mode grants group or others any access is refused.
 // A missing file yields an error matching fs.ErrNotExist.
 func readMasterKey(path string, checkPerm bool) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := openPrivateFile("master key", path, checkPerm)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("master key %s: %w", path, fs.ErrNotExist)
-		}
-		return nil, fmt.Errorf("master key %s: %w", path, unwrapPath(err))
+		return nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("master key %s: %w", path, unwrapPath(err))
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("master key %s: not a regular file", path)
-	}
-	if checkPerm && fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("master key %s: mode %04o lets group or others access it; run chmod 600 %s", path, fi.Mode().Perm(), path)
-	}
 	// Read one byte more than the longest valid file to detect long ones
 	// without reading an arbitrarily large file.
 	buf := make([]byte, 2*masterKeySize+2)
@@ -203,6 +190,36 @@ func readMasterKey(path string, checkPerm bool) ([]byte, error) {
 		return nil, fmt.Errorf("master key %s: not hex", path)
 	}
 	return key, nil
+}
+
+// openPrivateFile opens a file holding a secret (the master key, the etcd
+// password). It must be a regular file; with checkPerm, one whose mode
+// grants group or others no access, since anyone who reads it holds the
+// secret. what names the file in errors ("master key"); errors name the
+// path, never the content. A missing file yields an error matching
+// fs.ErrNotExist.
+func openPrivateFile(what, path string, checkPerm bool) (*os.File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%s %s: %w", what, path, fs.ErrNotExist)
+		}
+		return nil, fmt.Errorf("%s %s: %w", what, path, unwrapPath(err))
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s %s: %w", what, path, unwrapPath(err))
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%s %s: not a regular file", what, path)
+	}
+	if checkPerm && fi.Mode().Perm()&0o077 != 0 {
+		f.Close()
+		return nil, fmt.Errorf("%s %s: mode %04o lets group or others access it; run chmod 600 %s", what, path, fi.Mode().Perm(), path)
+	}
+	return f, nil
 }
 
 func describeLength(n, limit int) string {

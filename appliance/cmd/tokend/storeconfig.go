@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -38,6 +39,12 @@ type StoreConfig struct {
 	EtcdCA   string `yaml:"etcd_ca"`
 	EtcdCert string `yaml:"etcd_cert"`
 	EtcdKey  string `yaml:"etcd_key"`
+	// EtcdUsername and EtcdPasswordFile log in to etcd's RBAC (both or
+	// neither). The password is only ever read from the file (mode 0600 or
+	// tighter, trailing newline trimmed): a flag or environment value
+	// would show in ps and /proc.
+	EtcdUsername     string `yaml:"etcd_username"`
+	EtcdPasswordFile string `yaml:"etcd_password_file"`
 	// EtcdPrefix namespaces tokend's keys; several clusters of tokend may
 	// share one etcd with different prefixes.
 	EtcdPrefix string `yaml:"etcd_prefix"`
@@ -101,6 +108,8 @@ func (c *Config) storeProblems() []string {
 			add("store.etcd_endpoints %q: want a URL such as https://etcd1:2379", shown)
 		case u.Scheme == "http" && (s.EtcdCA != "" || s.EtcdCert != ""):
 			add("store.etcd_endpoints %q: plain http while store.etcd_ca or store.etcd_cert is set; use https", shown)
+		case u.Scheme == "http" && s.EtcdPasswordFile != "" && !isLoopbackHost(u.Hostname()):
+			add("store.etcd_endpoints %q: plain http with store.etcd_password_file would send the etcd password across the network in clear; use https (http is accepted only to a loopback address such as 127.0.0.1)", shown)
 		case u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "":
 			add("store.etcd_endpoints %q: want only scheme, host and port", shown)
 		}
@@ -111,10 +120,55 @@ func (c *Config) storeProblems() []string {
 	if (s.EtcdCert == "") != (s.EtcdKey == "") {
 		add("store.etcd_cert and store.etcd_key: set both or neither")
 	}
+	if (s.EtcdUsername == "") != (s.EtcdPasswordFile == "") {
+		add("store.etcd_username and store.etcd_password_file: set both or neither")
+	}
 	if !strings.HasPrefix(s.EtcdPrefix, "/") || !strings.HasSuffix(s.EtcdPrefix, "/") {
 		add("store.etcd_prefix %q: must start and end with / (e.g. /tokend/)", s.EtcdPrefix)
 	}
 	return p
+}
+
+// isLoopbackHost reports whether host (of a URL, without brackets) is this
+// machine: traffic to it never reaches a network another host can read.
+func isLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// maxEtcdPassword bounds what is read from store.etcd_password_file.
+const maxEtcdPassword = 4096
+
+// readEtcdPassword reads the etcd password from path: the whole file
+// without its trailing line end. The file is refused, as the master key
+// is, when group or others may access it; and when it is empty, holds
+// more than one line or is larger than maxEtcdPassword. Errors name the
+// file, never its content.
+func readEtcdPassword(path string) (appliance.Secret, error) {
+	const what = "store.etcd_password_file"
+	f, err := openPrivateFile(what, path, true)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxEtcdPassword+1))
+	if err != nil {
+		return "", fmt.Errorf("%s %s: %w", what, path, unwrapPath(err))
+	}
+	if len(b) > maxEtcdPassword {
+		return "", fmt.Errorf("%s %s: longer than %d bytes", what, path, maxEtcdPassword)
+	}
+	pw := strings.TrimRight(string(b), "\r\n")
+	switch {
+	case pw == "":
+		return "", fmt.Errorf("%s %s: empty; write the etcd password in it", what, path)
+	case strings.ContainsAny(pw, "\r\n"):
+		return "", fmt.Errorf("%s %s: holds more than one line; write only the etcd password in it", what, path)
+	}
+	return appliance.Secret(pw), nil
 }
 
 // etcdTLS builds the client TLS configuration, or nil when no file is set.
@@ -192,6 +246,12 @@ func openEtcd(ctx context.Context, s StoreConfig, o storeOpenOptions) (*etcdstor
 	}
 	opts := etcdstore.Options{Endpoints: s.endpoints(), Prefix: s.EtcdPrefix, TLS: tlsCfg, ReadOnly: o.ReadOnly,
 		RequestTimeout: s.EtcdRequestTimeout}
+	opts.Username = s.EtcdUsername // alone, etcdstore refuses it
+	if s.EtcdPasswordFile != "" {
+		if opts.Password, err = readEtcdPassword(s.EtcdPasswordFile); err != nil {
+			return nil, err
+		}
+	}
 	if o.Observer != nil {
 		opts.Observer = o.Observer
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -50,6 +51,10 @@ var errCompacted = errors.New("etcdstore: read revision compacted")
 
 // errTxDone is returned by a Tx used after its function returned.
 var errTxDone = errors.New("etcdstore: transaction used after its function returned")
+
+// ErrCredentials means Options hold a username without a password or a
+// password without a username.
+var ErrCredentials = errors.New("etcdstore: username and password: set both or neither")
 
 // ErrBadValue means a key under the prefix holds a value this package did
 // not write (no tag): the prefix is shared with something else.
@@ -105,6 +110,21 @@ type Options struct {
 	// DialOptions are added to the client's (for example an interceptor
 	// that times every request, for metrics).
 	DialOptions []grpc.DialOption
+	// Username and Password, if set, authenticate to etcd's RBAC (both or
+	// neither). The client keeps the password to authenticate again when
+	// its token expires. Over plain http it crosses the network in clear:
+	// the caller decides where that is acceptable.
+	Username string
+	Password appliance.Secret
+}
+
+// LogValue is what slog shows of Options: where the store connects, never
+// the password (slog's JSON handler would otherwise marshal the field's
+// string).
+func (o Options) LogValue() slog.Value {
+	return slog.GroupValue(slog.Any("endpoints", o.Endpoints), slog.String("prefix", o.Prefix),
+		slog.Bool("tls", o.TLS != nil), slog.String("username", o.Username), slog.Any("password", o.Password),
+		slog.Bool("read_only", o.ReadOnly))
 }
 
 func (o Options) withDefaults() Options {
@@ -164,6 +184,11 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if !strings.HasSuffix(opts.Prefix, "/") {
 		return nil, fmt.Errorf("etcdstore: prefix %q must end in /", opts.Prefix)
 	}
+	// The client ignores a username without a password and would connect
+	// unauthenticated; say so instead.
+	if (opts.Username == "") != (opts.Password == "") {
+		return nil, ErrCredentials
+	}
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   opts.Endpoints,
 		DialTimeout: opts.DialTimeout,
@@ -174,8 +199,15 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		DialKeepAliveTime:    10 * time.Second,
 		DialKeepAliveTimeout: 3 * time.Second,
 		DialOptions:          opts.DialOptions,
+		Username:             opts.Username,
+		Password:             opts.Password.Reveal(),
 	})
 	if err != nil {
+		if opts.Username != "" {
+			// The client's error never holds the password; the user
+			// is named so an operator knows which account failed.
+			return nil, fmt.Errorf("etcdstore: connect %s as user %q: %w", strings.Join(opts.Endpoints, ","), opts.Username, err)
+		}
 		return nil, fmt.Errorf("etcdstore: connect %s: %w", strings.Join(opts.Endpoints, ","), err)
 	}
 	s := &Store{
