@@ -116,7 +116,10 @@ type browser struct {
 
 func (f *fixture) browser(t *testing.T) *browser {
 	jar, _ := cookiejar.New(nil)
-	c := f.srv.Client()
+	// A copy: srv.Client() is one shared client, and a jar set on it would
+	// make every browser of a test the last one signed in.
+	cc := *f.srv.Client()
+	c := &cc
 	c.Jar = jar
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return &browser{t: t, f: f, c: c}
