@@ -2,7 +2,9 @@ package console
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
+	"html/template"
 	"io"
 	"net/http"
 	"slices"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	qrcode "github.com/skip2/go-qrcode"
 
 	"tokend/appliance"
 )
@@ -28,10 +31,11 @@ type rolloutsService interface {
 	ListRolloutItems(ctx context.Context, id string, after, limit int, status string) (appliance.RolloutItemPage, error)
 	StartRollout(ctx context.Context, id string) (appliance.Rollout, error)
 	ExportRollout(ctx context.Context, id, part string, start func(name, mediaType string) io.Writer) error
+	TakeRolloutDelivery(ctx context.Context, id string, seq int) (appliance.RolloutDelivery, error)
 }
 
 // rolloutPageNames are the templates of these pages.
-var rolloutPageNames = []string{"rollouts", "rollout"}
+var rolloutPageNames = []string{"rollouts", "rollout", "rollout_delivery"}
 
 func (c *Console) mountRollouts(r gin.IRoutes) {
 	r.GET("/rollouts", c.signedIn(readers...), c.rollouts)
@@ -39,6 +43,7 @@ func (c *Console) mountRollouts(r gin.IRoutes) {
 	r.GET("/rollouts/:id", c.signedIn(readers...), c.rollout)
 	r.POST("/rollouts/:id/apply", c.signedIn(superOnly...), c.applyRollout)
 	r.POST("/rollouts/:id/export/:part", c.signedIn(superOnly...), c.exportRollout)
+	r.POST("/rollouts/:id/items/:seq/delivery", c.signedIn(superOnly...), c.takeRolloutDelivery)
 }
 
 type rolloutsData struct {
@@ -197,4 +202,74 @@ func (c *Console) exportRollout(g *gin.Context) {
 	case err != nil:
 		c.fail(g, err)
 	}
+}
+
+// rolloutDeliveryData is one user's delivery on the page that hands it out:
+// the page is its only copy.
+type rolloutDeliveryData struct {
+	RolloutID string
+	D         appliance.RolloutDelivery
+	// Code is the activation code (ctkip); Password the generated password
+	// of the CTF link or token file.
+	Code, Password string
+	// Link is the device link (ctkip) or the CTF link; Href the same as a
+	// clickable URL for the schemes tokend builds; QR its QR code.
+	Link string
+	Href template.URL
+	QR   template.URL
+	// LinkHasCode: the device link carries the activation code too, so it
+	// is shown in person only.
+	LinkHasCode bool
+	// File is the .sdtid as a data: URL download, as on the seed-delivery
+	// page: a second request could not fetch what is already taken.
+	File template.URL
+}
+
+// Schemes of the links tokend builds, which the pages may make clickable
+// (the same as the distribution and seed-delivery pages').
+var (
+	ctkipLinkSchemes = []string{"https://", "com.rsa.securid://", "securidauthenticator://"}
+	ctfLinkSchemes   = []string{"http://127.0.0.1/securid/ctf?", "com.rsa.securid.iphone://ctf?"}
+)
+
+// takeRolloutDelivery hands out one user's delivery, once: a POST (a link
+// prefetch must not spend it), answered with the page itself, not a
+// redirect, so the secrets exist only in this no-store response.
+func (c *Console) takeRolloutDelivery(g *gin.Context) {
+	id := g.Param("id")
+	seq, err := strconv.Atoi(g.Param("seq"))
+	if err != nil || seq <= 0 {
+		c.fail(g, &appliance.ValidationError{Problems: []appliance.FieldError{{Field: "seq", Reason: "a whole number, 1 or more"}}})
+		return
+	}
+	d, err := c.svc.TakeRolloutDelivery(g.Request.Context(), id, seq)
+	if err != nil {
+		c.fail(g, err)
+		return
+	}
+	out := rolloutDeliveryData{RolloutID: id, D: d, Password: d.Password.Reveal(), Link: d.DeviceURL.Reveal()}
+	schemes := ctfLinkSchemes
+	switch d.Method {
+	case appliance.DeliveryCTKIP:
+		out.Code, schemes = d.ActivationCode.Reveal(), ctkipLinkSchemes
+		out.LinkHasCode = out.Code != "" && strings.Contains(out.Link, out.Code)
+	case appliance.DeliveryFile:
+		out.File = template.URL("data:application/xml;base64," + base64.StdEncoding.EncodeToString(d.File))
+		clear(d.File)
+	}
+	if out.Link != "" {
+		// The delivery is taken already: a QR code that cannot be made
+		// leaves the page without it rather than losing the delivery.
+		if png, err := qrcode.Encode(out.Link, qrcode.Medium, 256); err != nil {
+			c.log.WarnContext(g.Request.Context(), "console: rollout delivery QR code", "rollout", id, "seq", seq, "err", err)
+		} else {
+			out.QR = template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(png))
+		}
+		for _, scheme := range schemes {
+			if strings.HasPrefix(out.Link, scheme) {
+				out.Href = template.URL(out.Link)
+			}
+		}
+	}
+	c.render(g, http.StatusOK, "rollout_delivery", "Rollout delivery", out)
 }
