@@ -40,7 +40,8 @@ func (s storeSpec) String() string {
 
 // parseStoreSpec reads "bolt:PATH" or "etcd:URL,URL…"; "etcd:" alone means
 // the configured endpoints. TLS files and the prefix come from the
-// configuration (--etcd-ca, --etcd-cert, --etcd-key, --etcd-prefix).
+// configuration (--etcd-ca, --etcd-cert, --etcd-key, --etcd-username,
+// --etcd-password-file, --etcd-prefix).
 func parseStoreSpec(flag, v string, cfg StoreConfig) (storeSpec, error) {
 	backend, rest, ok := strings.Cut(v, ":")
 	switch {
@@ -84,8 +85,8 @@ func (a *app) newMigrateCmd() *cobra.Command {
 			"changes nothing. Sealed data is copied as it is: every node must use the master\n" +
 			"key of the source. Stop every tokend using either store first. A destination\n" +
 			"holding different data is replaced only with --force. For etcd, --etcd-ca,\n" +
-			"--etcd-cert, --etcd-key and --etcd-prefix apply; etcd: alone means the\n" +
-			"configured store.etcd_endpoints.",
+			"--etcd-cert, --etcd-key, --etcd-username, --etcd-password-file and\n" +
+			"--etcd-prefix apply; etcd: alone means the configured store.etcd_endpoints.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if from == "" || to == "" {

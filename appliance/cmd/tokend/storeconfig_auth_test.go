@@ -154,6 +154,30 @@ func TestEtcdAuthConfig(t *testing.T) {
 	}
 }
 
+// TestParseStoreSpecCarriesEtcdAuth: `tokend migrate --from/--to etcd:URLS`
+// logs in with the configured username and password file, and refuses
+// to send the password over plain http off this machine.
+func TestParseStoreSpecCarriesEtcdAuth(t *testing.T) {
+	cfg := StoreConfig{Backend: "bolt", EtcdPrefix: "/tokend/", Nodes: 1, EtcdRequestTimeout: 5 * time.Second,
+		EtcdUsername: "tokend", EtcdPasswordFile: "/etc/tokend/etcd-password"}
+	spec, err := parseStoreSpec("to", "etcd:https://etcd9:2379", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if spec.Etcd.EtcdUsername != "tokend" || spec.Etcd.EtcdPasswordFile != "/etc/tokend/etcd-password" {
+		t.Errorf("spec %+v lost the credentials", spec.Etcd)
+	}
+	_, err = parseStoreSpec("to", "etcd:http://etcd9:2379", cfg)
+	if err == nil || !strings.Contains(err.Error(), "plain http with store.etcd_password_file") {
+		t.Errorf("plain http with a password = %v; want a refusal", err)
+	}
+	cfg.EtcdPasswordFile = ""
+	_, err = parseStoreSpec("from", "etcd:https://etcd9:2379", cfg)
+	if err == nil || !strings.Contains(err.Error(), "set both or neither") {
+		t.Errorf("a username without a password file = %v; want a refusal", err)
+	}
+}
+
 // etcdAuthPrefix is the store prefix of the RBAC tests.
 const etcdAuthPrefix = "/auth/"
 
@@ -256,6 +280,9 @@ func TestEtcdStoreWithPassword(t *testing.T) {
 		}
 		if err := st.Ping(ctx); err != nil {
 			t.Errorf("Ping: %v", err)
+		}
+		if n := st.Size(); n <= 0 {
+			t.Errorf("Size = %d; want the member's database size (etcd's Status as user tokend)", n)
 		}
 		resp, err := root.Get(ctx, etcdAuthPrefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
 		if err != nil || resp.Count == 0 {
