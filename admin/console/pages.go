@@ -223,6 +223,35 @@ func (c *Console) distributePage(g *gin.Context, status int) {
 		Reissue: tok.Provisioned || len(tok.CodeHash) > 0})
 }
 
+// Schemes of the links tokend builds, which pages make clickable: CT-KIP
+// device links, and CTF and otpauth links.
+var (
+	ctkipLinkSchemes = []string{"https://", "com.rsa.securid://", "securidauthenticator://"}
+	seedLinkSchemes  = []string{"http://127.0.0.1/securid/ctf?", "com.rsa.securid.iphone://ctf?", "otpauth://totp/"}
+)
+
+// linkQR returns link's QR code as a data: URL, and link as a clickable URL
+// when it starts with one of schemes (only links tokend built are marked
+// safe; any other stays text).
+func linkQR(link string, schemes []string) (qr, href template.URL, err error) {
+	png, err := qrcode.Encode(link, qrcode.Medium, 256)
+	if err != nil {
+		return "", "", err
+	}
+	for _, scheme := range schemes {
+		if strings.HasPrefix(link, scheme) {
+			href = template.URL(link)
+		}
+	}
+	return dataURL("image/png", png), href, nil
+}
+
+// dataURL is b as a data: URL of the media type, for a download or an
+// image that exists only in the page.
+func dataURL(mediaType string, b []byte) template.URL {
+	return template.URL("data:" + mediaType + ";base64," + base64.StdEncoding.EncodeToString(b))
+}
+
 type distributionData struct {
 	User      appliance.User
 	D         appliance.Distribution
@@ -259,17 +288,10 @@ func (c *Console) distribute(g *gin.Context) {
 		return
 	}
 	dev := d.DeviceURL.Reveal()
-	png, err := qrcode.Encode(dev, qrcode.Medium, 256)
-	if err != nil {
+	out := distributionData{User: u.User, D: d, Code: d.ActivationCode.Reveal(), DeviceURL: dev}
+	if out.QR, out.DeviceHref, err = linkQR(dev, ctkipLinkSchemes); err != nil {
 		c.fail(g, err)
 		return
-	}
-	out := distributionData{User: u.User, D: d, Code: d.ActivationCode.Reveal(), DeviceURL: dev,
-		QR: template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(png))}
-	for _, scheme := range []string{"https://", "com.rsa.securid://", "securidauthenticator://"} {
-		if strings.HasPrefix(dev, scheme) {
-			out.DeviceHref = template.URL(dev)
-		}
 	}
 	// Rendered directly (not after a redirect): the code exists only in
 	// this response, which no-store keeps out of every cache.

@@ -2,7 +2,6 @@ package console
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
 	"html/template"
 	"io"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	qrcode "github.com/skip2/go-qrcode"
 
 	"tokend/appliance"
 )
@@ -225,13 +223,6 @@ type rolloutDeliveryData struct {
 	File template.URL
 }
 
-// Schemes of the links tokend builds, which the pages may make clickable
-// (the same as the distribution and seed-delivery pages').
-var (
-	ctkipLinkSchemes = []string{"https://", "com.rsa.securid://", "securidauthenticator://"}
-	ctfLinkSchemes   = []string{"http://127.0.0.1/securid/ctf?", "com.rsa.securid.iphone://ctf?"}
-)
-
 // takeRolloutDelivery hands out one user's delivery, once: a POST (a link
 // prefetch must not spend it), answered with the page itself, not a
 // redirect, so the secrets exist only in this no-store response.
@@ -248,27 +239,20 @@ func (c *Console) takeRolloutDelivery(g *gin.Context) {
 		return
 	}
 	out := rolloutDeliveryData{RolloutID: id, D: d, Password: d.Password.Reveal(), Link: d.DeviceURL.Reveal()}
-	schemes := ctfLinkSchemes
+	schemes := seedLinkSchemes
 	switch d.Method {
 	case appliance.DeliveryCTKIP:
 		out.Code, schemes = d.ActivationCode.Reveal(), ctkipLinkSchemes
 		out.LinkHasCode = out.Code != "" && strings.Contains(out.Link, out.Code)
 	case appliance.DeliveryFile:
-		out.File = template.URL("data:application/xml;base64," + base64.StdEncoding.EncodeToString(d.File))
+		out.File = dataURL("application/xml", d.File)
 		clear(d.File)
 	}
 	if out.Link != "" {
 		// The delivery is taken already: a QR code that cannot be made
 		// leaves the page without it rather than losing the delivery.
-		if png, err := qrcode.Encode(out.Link, qrcode.Medium, 256); err != nil {
+		if out.QR, out.Href, err = linkQR(out.Link, schemes); err != nil {
 			c.log.WarnContext(g.Request.Context(), "console: rollout delivery QR code", "rollout", id, "seq", seq, "err", err)
-		} else {
-			out.QR = template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(png))
-		}
-		for _, scheme := range schemes {
-			if strings.HasPrefix(out.Link, scheme) {
-				out.Href = template.URL(out.Link)
-			}
 		}
 	}
 	c.render(g, http.StatusOK, "rollout_delivery", "Rollout delivery", out)

@@ -1,13 +1,10 @@
 package console
 
 import (
-	"encoding/base64"
 	"html/template"
 	"net/http"
-	"strings"
 
 	"github.com/gin-gonic/gin"
-	qrcode "github.com/skip2/go-qrcode"
 
 	"tokend/appliance"
 )
@@ -64,7 +61,7 @@ func (c *Console) deliverSeed(g *gin.Context, u appliance.User, serial, profile 
 			c.fail(g, err)
 			return true
 		}
-		out.File = template.URL("data:application/xml;base64," + base64.StdEncoding.EncodeToString(doc))
+		out.File = dataURL("application/xml", doc)
 		clear(doc)
 		out.FilePassword = d.FilePassword.Reveal()
 	case appliance.DeliveryCTF:
@@ -74,16 +71,10 @@ func (c *Console) deliverSeed(g *gin.Context, u appliance.User, serial, profile 
 		out.Link = d.OTPAuthURL.Reveal()
 	}
 	if out.Link != "" {
-		png, err := qrcode.Encode(out.Link, qrcode.Medium, 256)
-		if err != nil {
+		var err error
+		if out.QR, out.Href, err = linkQR(out.Link, seedLinkSchemes); err != nil {
 			c.fail(g, err)
 			return true
-		}
-		out.QR = template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(png))
-		for _, scheme := range []string{"http://127.0.0.1/securid/ctf?", "com.rsa.securid.iphone://ctf?", "otpauth://totp/"} {
-			if strings.HasPrefix(out.Link, scheme) {
-				out.Href = template.URL(out.Link)
-			}
 		}
 	}
 	c.render(g, http.StatusOK, "seeddelivery", "Token distribution", out)
