@@ -28,6 +28,7 @@ type rolloutsService interface {
 	ListRollouts(ctx context.Context, limit int) ([]appliance.Rollout, error)
 	ListRolloutItems(ctx context.Context, id string, after, limit int, status string) (appliance.RolloutItemPage, error)
 	StartRollout(ctx context.Context, id string) (appliance.Rollout, error)
+	CancelRollout(ctx context.Context, id string) (appliance.Rollout, error)
 	ExportRollout(ctx context.Context, id, part string, start func(name, mediaType string) io.Writer) error
 	TakeRolloutDelivery(ctx context.Context, id string, seq int) (appliance.RolloutDelivery, error)
 }
@@ -40,6 +41,7 @@ func (c *Console) mountRollouts(r gin.IRoutes) {
 	r.POST("/rollouts", c.signedIn(superOnly...), c.planRollout)
 	r.GET("/rollouts/:id", c.signedIn(readers...), c.rollout)
 	r.POST("/rollouts/:id/apply", c.signedIn(superOnly...), c.applyRollout)
+	r.POST("/rollouts/:id/cancel", c.signedIn(superOnly...), c.cancelRollout)
 	r.POST("/rollouts/:id/export/:part", c.signedIn(superOnly...), c.exportRollout)
 	r.POST("/rollouts/:id/items/:seq/delivery", c.signedIn(superOnly...), c.takeRolloutDelivery)
 }
@@ -174,6 +176,16 @@ func (c *Console) applyRollout(g *gin.Context) {
 		return
 	}
 	c.sessions.setFlash(sessionOf(g), "Applying: the page shows the progress.")
+	redirect(g, "/rollouts/"+r.ID)
+}
+
+func (c *Console) cancelRollout(g *gin.Context) {
+	r, err := c.svc.CancelRollout(g.Request.Context(), g.Param("id"))
+	if err != nil {
+		c.fail(g, err)
+		return
+	}
+	c.sessions.setFlash(sessionOf(g), "Cancelled: it will not be applied, and the tokens it planned are free for other plans.")
 	redirect(g, "/rollouts/"+r.ID)
 }
 

@@ -165,6 +165,47 @@ func TestConsoleRolloutExportOnce(t *testing.T) {
 	}
 }
 
+// TestConsoleRolloutCancel: a planned rollout offers Cancel to the super
+// admin only; cancelled, it offers neither Apply nor Cancel, and an apply
+// is refused.
+func TestConsoleRolloutCancel(t *testing.T) {
+	f := newFixture(t, console.Options{})
+	names := rolloutUsers(t, f, 2)
+	root := f.browser(t)
+	root.signIn("root", rootPW)
+	root.get("/console/rollouts")
+	p := root.post("/console/rollouts", url.Values{"users": {strings.Join(names, "\n")}, "profile": {"android-ctkip"}, "pool": {"any"}})
+	if p.status != http.StatusSeeOther {
+		t.Fatalf("plan: %s", p)
+	}
+	loc := strings.TrimPrefix(p.header.Get("Location"), "/console")
+	id := strings.TrimPrefix(loc, "/rollouts/")
+	if page := root.get("/console" + loc); !contains(page, `id="cancel"`) {
+		t.Fatalf("planned page without Cancel: %s", page)
+	}
+	help := f.browser(t)
+	help.signIn("help", helpPW)
+	if page := help.get("/console" + loc); contains(page, `id="cancel"`) {
+		t.Fatalf("help desk offered Cancel: %s", page)
+	}
+	if p := help.post("/console/rollouts/"+id+"/cancel", nil); p.status != http.StatusForbidden {
+		t.Fatalf("help desk cancels: %d", p.status)
+	}
+	if p := root.post("/console/rollouts/"+id+"/cancel", nil); p.status != http.StatusSeeOther {
+		t.Fatalf("cancel: %s", p)
+	}
+	page := root.get("/console" + loc)
+	if contains(page, `id="cancel"`) || contains(page, `id="apply"`) || !contains(page, "cancelled") {
+		t.Fatalf("cancelled page: %s", page)
+	}
+	if r, err := f.svc.GetRollout(f.ctx, id); err != nil || r.State != appliance.RolloutCancelled {
+		t.Fatalf("after cancel: %+v %v", r, err)
+	}
+	if p := root.post("/console/rollouts/"+id+"/apply", nil); p.status != http.StatusConflict {
+		t.Fatalf("apply a cancelled rollout: %d", p.status)
+	}
+}
+
 // TestConsoleRolloutFilter: the users' filter takes the statuses the page
 // offers and a cursor it made; anything else is a 400 that says what is
 // wrong, not an empty list.
