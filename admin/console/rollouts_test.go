@@ -127,13 +127,8 @@ func TestConsoleRolloutExportOnce(t *testing.T) {
 
 	root := f.browser(t)
 	root.signIn("root", rootPW)
-	root.get("/console/rollouts")
-	p := root.post("/console/rollouts", url.Values{"users": {strings.Join(names, "\n")}, "profile": {"android-ctkip"}, "pool": {"any"}})
-	if p.status != http.StatusSeeOther {
-		t.Fatalf("plan: %s", p)
-	}
-	loc := strings.TrimPrefix(p.header.Get("Location"), "/console")
-	id := strings.TrimPrefix(loc, "/rollouts/")
+	id := plannedRollout(t, root, "android-ctkip", names)
+	loc := "/rollouts/" + id
 	page := root.get("/console" + loc)
 	if !contains(page, `id="apply"`) || contains(page, `id="export-links"`) {
 		t.Fatalf("planned page: %s", page)
@@ -173,13 +168,8 @@ func TestConsoleRolloutCancel(t *testing.T) {
 	names := rolloutUsers(t, f, 2)
 	root := f.browser(t)
 	root.signIn("root", rootPW)
-	root.get("/console/rollouts")
-	p := root.post("/console/rollouts", url.Values{"users": {strings.Join(names, "\n")}, "profile": {"android-ctkip"}, "pool": {"any"}})
-	if p.status != http.StatusSeeOther {
-		t.Fatalf("plan: %s", p)
-	}
-	loc := strings.TrimPrefix(p.header.Get("Location"), "/console")
-	id := strings.TrimPrefix(loc, "/rollouts/")
+	id := plannedRollout(t, root, "android-ctkip", names)
+	loc := "/rollouts/" + id
 	if page := root.get("/console" + loc); !contains(page, `id="cancel"`) {
 		t.Fatalf("planned page without Cancel: %s", page)
 	}
@@ -214,12 +204,7 @@ func TestConsoleRolloutFilter(t *testing.T) {
 	names := rolloutUsers(t, f, 2)
 	root := f.browser(t)
 	root.signIn("root", rootPW)
-	root.get("/console/rollouts")
-	p := root.post("/console/rollouts", url.Values{"users": {strings.Join(names, "\n")}, "profile": {"android-ctkip"}, "pool": {"any"}})
-	if p.status != http.StatusSeeOther {
-		t.Fatalf("plan: %s", p)
-	}
-	loc := p.header.Get("Location")
+	loc := "/console/rollouts/" + plannedRollout(t, root, "android-ctkip", names)
 	if p := root.get(loc + "?status=" + appliance.ItemAssign + "&after=0"); p.status != http.StatusOK || strings.Count(p.body, "<tr data-user=") != 2 {
 		t.Fatalf("filtered page: %s", p)
 	}
@@ -254,17 +239,24 @@ func (b *lockedBuffer) String() string {
 	return b.buf.String()
 }
 
-// appliedRollout plans and applies, as root in the console, a rollout of
-// profile to users (any unassigned software token) and returns its id and
-// the users' item seqs.
-func appliedRollout(t *testing.T, f *fixture, root *browser, profile string, users []string) (string, map[string]int) {
+// plannedRollout plans, as root in the console, a rollout of profile to
+// users (any unassigned software token) and returns its id.
+func plannedRollout(t *testing.T, root *browser, profile string, users []string) string {
 	t.Helper()
 	root.get("/console/rollouts")
 	p := root.post("/console/rollouts", url.Values{"users": {strings.Join(users, "\n")}, "profile": {profile}, "pool": {"any"}})
 	if p.status != http.StatusSeeOther {
 		t.Fatalf("plan: %s", p)
 	}
-	id := strings.TrimPrefix(p.header.Get("Location"), "/console/rollouts/")
+	return strings.TrimPrefix(p.header.Get("Location"), "/console/rollouts/")
+}
+
+// appliedRollout plans and applies, as root in the console, a rollout of
+// profile to users (any unassigned software token) and returns its id and
+// the users' item seqs.
+func appliedRollout(t *testing.T, f *fixture, root *browser, profile string, users []string) (string, map[string]int) {
+	t.Helper()
+	id := plannedRollout(t, root, profile, users)
 	root.get("/console/rollouts/" + id)
 	if p := root.post("/console/rollouts/"+id+"/apply", nil); p.status != http.StatusSeeOther {
 		t.Fatalf("apply: %s", p)
