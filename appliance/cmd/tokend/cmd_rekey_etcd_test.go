@@ -125,14 +125,7 @@ func (e *rekeyEtcd) campaign(t *testing.T, st *etcdstore.Store, ttl int) *concur
 // check, and every sealed secret and code through a Service (verifyStore).
 func (e *rekeyEtcd) verify(t *testing.T, keyFile, otherFile string) {
 	t.Helper()
-	key, err := readMasterKey(keyFile, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := readMasterKey(otherFile, true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key, other := readKeyFiles(t, keyFile, otherFile)
 	audit := append([]string{"audit", "verify", "--data-dir", e.dir}, e.storeArgs...)
 	if code, out := runCLI(t, append(audit, "--master-key-file", keyFile)...); code != 0 || !strings.Contains(out, "audit chain intact") {
 		t.Fatalf("tokend audit verify: exit %d\n%s", code, out)

@@ -87,6 +87,19 @@ func offlineStore(t *testing.T, db string, key []byte, first, n int) (*boltstore
 	return st, svc, ctx
 }
 
+// readKeyFiles reads two master key files.
+func readKeyFiles(t *testing.T, a, b string) (ka, kb []byte) {
+	t.Helper()
+	var err error
+	if ka, err = readMasterKey(a, true); err != nil {
+		t.Fatal(err)
+	}
+	if kb, err = readMasterKey(b, true); err != nil {
+		t.Fatal(err)
+	}
+	return ka, kb
+}
+
 // serviceWithKey is a Service on st sealing with key, as a command run on
 // a stopped tokend's store builds it.
 func serviceWithKey(tb testing.TB, st appliance.Store, key []byte) *appliance.Service {
@@ -175,14 +188,7 @@ func (rs *rekeyStore) dataDir(t *testing.T) string {
 // code and the API token issued before, and (with the binary) the audit chain.
 func (rs *rekeyStore) verify(t *testing.T, bin, dir, keyFile, otherFile string) {
 	t.Helper()
-	key, err := readMasterKey(keyFile, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := readMasterKey(otherFile, true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key, other := readKeyFiles(t, keyFile, otherFile)
 	if out, err := exec.Command(bin, "audit", "verify", "--data-dir", dir, "--master-key-file", keyFile).CombinedOutput(); err != nil ||
 		!strings.Contains(string(out), "audit chain intact") {
 		t.Fatalf("tokend audit verify: %v\n%s", err, out)
