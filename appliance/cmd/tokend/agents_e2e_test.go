@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -81,15 +82,22 @@ func tokencodeAt(t *testing.T, g otp.SecurID, step int64) string {
 // radclient runs Debian's radclient with one request and returns its output.
 func radclient(t *testing.T, bin, addr, secret, attrs string) string {
 	t.Helper()
+	return radclientTries(t, bin, addr, secret, attrs, 2, 5)
+}
+
+// radclientTries is radclient with the retries and the seconds to wait for
+// each answer.
+func radclientTries(t *testing.T, bin, addr, secret, attrs string, retries, timeout int) string {
+	t.Helper()
 	// The secret goes through a file: a generated one may begin with '-',
 	// which radclient's command line would take for an option.
 	secretFile := filepath.Join(t.TempDir(), "secret")
 	if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "-x", "-r", "2", "-t", "5", "-S", secretFile, addr, "auth")
+	cmd := exec.Command(bin, "-x", "-r", strconv.Itoa(retries), "-t", strconv.Itoa(timeout), "-S", secretFile, addr, "auth")
 	cmd.Stdin = strings.NewReader(attrs + "\n")
-	out, _ := cmd.CombinedOutput() // exit 1 on a reject; the output tells
+	out, _ := cmd.CombinedOutput() // exit 1 on a reject or no reply; the output tells
 	return string(out)
 }
 

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -156,10 +155,8 @@ func testFailingStore(t *testing.T, mode storefault.Mode) {
 	})
 	radclientBin := requireTool(t, "radclient", "freeradius-utils")
 	radAuth := func(code string) string {
-		cmd := exec.Command(radclientBin, "-x", "-r", "1", "-t", "2", radConn.LocalAddr().String(), "auth", radAgent.Secret)
-		cmd.Stdin = strings.NewReader("User-Name=alice,User-Password=" + code + ",Message-Authenticator=0x00\n")
-		out, _ := cmd.CombinedOutput() // exit 1 on a reject or no reply; the output tells
-		return string(out)
+		return radclientTries(t, radclientBin, radConn.LocalAddr().String(), radAgent.Secret,
+			"User-Name=alice,User-Password="+code+",Message-Authenticator=0x00", 1, 2)
 	}
 	var restAgent struct {
 		AccessKey string `json:"access_key"`
