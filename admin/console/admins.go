@@ -177,14 +177,10 @@ func (c *Console) changePassword(g *gin.Context) {
 		c.formError(g, err, func(status int) { c.render(g, status, "password", "Change your password", d) })
 		return
 	}
-	old := sessionOf(g)
-	c.sessions.delete(old.id)
-	nx, err := c.sessions.create(actor.Name, c.now())
-	if err != nil {
-		c.problem(g, http.StatusServiceUnavailable, "The console is busy. Sign in again in a minute.")
+	nx := c.renewSession(g, sessionOf(g), actor.Name, "The console is busy. Sign in again in a minute.")
+	if nx == nil {
 		return
 	}
-	c.setCookie(g, nx.id, 0)
 	c.sessions.setFlash(nx, "Your password has been changed.")
 	redirect(g, "/")
 }

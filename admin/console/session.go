@@ -312,14 +312,25 @@ func (c *Console) login(g *gin.Context) {
 		c.fail(g, err)
 		return
 	}
-	c.sessions.delete(x.id)
-	nx, err := c.sessions.create(actor.Name, c.now())
-	if err != nil {
-		c.problem(g, http.StatusServiceUnavailable, "The console is busy. Try again in a minute.")
+	if c.renewSession(g, x, actor.Name, "The console is busy. Try again in a minute.") == nil {
 		return
 	}
-	c.setCookie(g, nx.id, 0)
 	redirect(g, "/")
+}
+
+// renewSession replaces old with a new session of name and sets its cookie,
+// after a sign-in or a password change: an id known before the change is
+// worthless after it. When no session can be made it answers 503 with busy
+// and returns nil.
+func (c *Console) renewSession(g *gin.Context, old *session, name, busy string) *session {
+	c.sessions.delete(old.id)
+	nx, err := c.sessions.create(name, c.now())
+	if err != nil {
+		c.problem(g, http.StatusServiceUnavailable, busy)
+		return nil
+	}
+	c.setCookie(g, nx.id, 0)
+	return nx
 }
 
 func (c *Console) logout(g *gin.Context) {
