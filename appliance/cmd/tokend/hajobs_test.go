@@ -79,17 +79,15 @@ func csvSerials(n, first int) string {
 	return b.String()
 }
 
-// TestImportOwnedByNodeOnEtcd is issue 18's first hazard on real etcd:
-// node B starting (what serve runs at start) while node A runs an import
-// does not interrupt it; once A's writes stop (A hangs or was killed) for
-// appliance.JobStale, the runner's sweep marks the job interrupted, and
-// A's late chunks are refused.
-func TestImportOwnedByNodeOnEtcd(t *testing.T) {
+// heldNodeA starts two nodes, A and B, on one etcd member; A's store lets
+// two Updates through and then holds the rest (a node that hangs).
+func heldNodeA(t *testing.T) (*etcdtest.Cluster, *testClock, *holdStore, *appliance.Service, *appliance.Service) {
+	t.Helper()
 	etcdtest.Require(t)
 	c := etcdtest.Start(t)
 	clock := &testClock{}
 	hold := &holdStore{blocked: make(chan struct{})}
-	hold.pass.Store(2) // the job and one chunk
+	hold.pass.Store(2)
 	svcs := etcdNodes(t, c, clock, func(i int, st appliance.Store) appliance.Store {
 		if i == 0 {
 			hold.Store = st
@@ -97,7 +95,16 @@ func TestImportOwnedByNodeOnEtcd(t *testing.T) {
 		}
 		return st
 	}, "node-a", "node-b")
-	a, b := svcs[0], svcs[1]
+	return c, clock, hold, svcs[0], svcs[1]
+}
+
+// TestImportOwnedByNodeOnEtcd is issue 18's first hazard on real etcd:
+// node B starting (what serve runs at start) while node A runs an import
+// does not interrupt it; once A's writes stop (A hangs or was killed) for
+// appliance.JobStale, the runner's sweep marks the job interrupted, and
+// A's late chunks are refused.
+func TestImportOwnedByNodeOnEtcd(t *testing.T) {
+	_, clock, hold, a, b := heldNodeA(t) // A: the job and one chunk get through
 	ctx := appliance.WithActor(context.Background(), appliance.Actor{ID: "system", Name: "system"})
 
 	ctxA, cancelA := context.WithCancel(ctx)
@@ -335,19 +342,7 @@ func TestREADMEHAConfig(t *testing.T) {
 // older than appliance.JobStale the rollout is marked interrupted and
 // applied to the end on B, each user getting exactly one token.
 func TestRolloutTakenOverByRunnerOnEtcd(t *testing.T) {
-	etcdtest.Require(t)
-	c := etcdtest.Start(t)
-	clock := &testClock{}
-	hold := &holdStore{blocked: make(chan struct{})}
-	hold.pass.Store(2) // the claim and one chunk
-	svcs := etcdNodes(t, c, clock, func(i int, st appliance.Store) appliance.Store {
-		if i == 0 {
-			hold.Store = st
-			return hold
-		}
-		return st
-	}, "node-a", "node-b")
-	a, b := svcs[0], svcs[1]
+	c, clock, hold, a, b := heldNodeA(t) // A: the claim and one chunk get through
 	ctx := appliance.WithActor(context.Background(), appliance.Actor{ID: "test", Name: "tester", Role: appliance.RoleSuperAdmin})
 
 	if _, err := b.CreateProfile(ctx, appliance.Profile{Name: "phones", DeviceType: appliance.DeviceAndroid,
