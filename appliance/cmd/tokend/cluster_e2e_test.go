@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -43,27 +42,10 @@ type cluster struct {
 // do sends one admin API request with the node's bootstrap token (the same
 // on both nodes) and reads the whole answer.
 func (n *haNode) do(ctx context.Context, method, path, bearer, ctype string, body []byte) (int, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, method, n.admin+path, bytes.NewReader(body))
-	if err != nil {
-		return 0, nil, err
-	}
 	if bearer == "" {
 		bearer = n.token
 	}
-	req.Header.Set("Authorization", "Bearer "+bearer)
-	if ctype != "" {
-		req.Header.Set("Content-Type", ctype)
-	}
-	resp, err := n.client.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, nil, err
-	}
-	return resp.StatusCode, b, nil
+	return doRequest(ctx, n.client, method, n.admin+path, bearer, ctype, body)
 }
 
 func (n *haNode) postJSON(ctx context.Context, path string, v any) (int, []byte, error) {

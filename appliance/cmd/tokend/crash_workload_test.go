@@ -155,7 +155,13 @@ func (r *crashRun) adminToken() string {
 
 // do sends one request and reads the whole answer.
 func (d *tokendProc) do(ctx context.Context, method, path, bearer, ctype string, body []byte) (int, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, method, d.admin+path, bytes.NewReader(body))
+	return doRequest(ctx, d.client, method, d.admin+path, bearer, ctype, body)
+}
+
+// doRequest sends one request with a bearer token (and a content type if
+// set) and reads the whole answer.
+func doRequest(ctx context.Context, client *http.Client, method, url, bearer, ctype string, body []byte) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
 	if err != nil {
 		return 0, nil, err
 	}
@@ -163,7 +169,7 @@ func (d *tokendProc) do(ctx context.Context, method, path, bearer, ctype string,
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
 	}
-	resp, err := d.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return 0, nil, err
 	}

@@ -15,6 +15,7 @@ import (
 	"tokend/appliance"
 	"tokend/appliance/internal/boltstore"
 	"tokend/appliance/otp"
+	"tokend/ctkip"
 	"tokend/internal/etcdtest"
 )
 
@@ -56,20 +57,9 @@ func TestEtcdServeEndToEnd(t *testing.T) {
 	if _, err := ctkipClient(in).Provision(context.Background(), d.CTKIPURL, d.ActivationCode); err == nil {
 		t.Fatal("a used code provisioned again")
 	}
-	gen, err := otp.NewSecurID(res.Seed[:], res.Serial, res.Digits, res.Interval)
-	if err != nil {
-		t.Fatal(err)
-	}
-	code, err := gen.Code(time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
+	code := acceptsTokencode(t, in, "alice", res)
 	var auth struct {
 		Result string `json:"result"`
-	}
-	in.json(t, "POST", "/api/v1/authenticate", map[string]string{"user_name": "alice", "passcode": code}, http.StatusOK, &auth)
-	if auth.Result != "accept" {
-		t.Fatalf("tokencode of the provisioned seed: %+v", auth)
 	}
 	in.json(t, "POST", "/api/v1/authenticate", map[string]string{"user_name": "alice", "passcode": code}, http.StatusOK, &auth)
 	if auth.Result == "accept" {
@@ -187,4 +177,26 @@ func TestMigrateRoundTrip(t *testing.T) {
 	if code != 0 || !strings.Contains(out, " 0 written, 0 removed") {
 		t.Fatalf("etcd still holds the first store: %d %q", code, out)
 	}
+}
+
+// acceptsTokencode computes the current tokencode of a provisioned seed,
+// checks that in accepts it for user, and returns it.
+func acceptsTokencode(t *testing.T, in *instance, user string, res ctkip.Result) string {
+	t.Helper()
+	gen, err := otp.NewSecurID(res.Seed[:], res.Serial, res.Digits, res.Interval)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, err := gen.Code(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var auth struct {
+		Result string `json:"result"`
+	}
+	in.json(t, "POST", "/api/v1/authenticate", map[string]string{"user_name": user, "passcode": code}, http.StatusOK, &auth)
+	if auth.Result != "accept" {
+		t.Fatalf("%s refused the tokencode of the provisioned seed: %+v", in.admin, auth)
+	}
+	return code
 }

@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"tokend/appliance/otp"
 	"tokend/ctkip"
 	"tokend/internal/etcdtest"
 )
@@ -133,21 +132,7 @@ func TestTwoNodesOnEtcd(t *testing.T) {
 		if tr.n.Load() != 2 {
 			t.Fatalf("%d requests, want 2", tr.n.Load())
 		}
-		gen, err := otp.NewSecurID(res.Seed[:], res.Serial, res.Digits, res.Interval)
-		if err != nil {
-			t.Fatal(err)
-		}
-		code, err := gen.Code(time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		var auth struct {
-			Result string `json:"result"`
-		}
-		b.json(t, "POST", "/api/v1/authenticate", map[string]string{"user_name": "alice", "passcode": code}, http.StatusOK, &auth)
-		if auth.Result != "accept" {
-			t.Fatalf("B refused the tokencode of the seed provisioned across nodes: %+v", auth)
-		}
+		acceptsTokencode(t, b.instance, "alice", res) // B accepts the seed provisioned across nodes
 	})
 
 	t.Run("runner moves when its node is killed", func(t *testing.T) {
