@@ -35,11 +35,7 @@ func (a *app) offlineOrRunning(ctx context.Context, readOnly bool,
 	if !errors.Is(err, boltstore.ErrLocked) {
 		return err
 	}
-	cfg, err := loadConfig(a.flags, a.lookupEnv)
-	if err != nil {
-		return err
-	}
-	paths, err := newDataPaths(cfg.DataDir)
+	cfg, paths, err := a.configAndPaths()
 	if err != nil {
 		return err
 	}

@@ -140,11 +140,7 @@ func (a *app) rekeyKeys(cfg *Config, paths dataPaths, newKeyFile string) (oldPat
 }
 
 func (a *app) rekey(ctx context.Context, out io.Writer, newKeyFile string, resume, rollback bool, chunk int) error {
-	cfg, err := loadConfig(a.flags, a.lookupEnv)
-	if err != nil {
-		return err
-	}
-	paths, err := newDataPaths(cfg.DataDir)
+	cfg, paths, err := a.configAndPaths()
 	if err != nil {
 		return err
 	}

@@ -34,11 +34,7 @@ func (a *app) newRotateBootstrapTokenCmd() *cobra.Command {
 			"the old token, over DATA_DIR/tls.crt or tls_cert) and while it is stopped.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(a.flags, a.lookupEnv)
-			if err != nil {
-				return err
-			}
-			paths, err := newDataPaths(cfg.DataDir)
+			_, paths, err := a.configAndPaths()
 			if err != nil {
 				return err
 			}

@@ -485,6 +485,17 @@ func addConfigFlags(fs *pflag.FlagSet) *configFlags {
 // lookupEnvFunc is os.LookupEnv's shape; tests pass a map instead.
 type lookupEnvFunc func(string) (string, bool)
 
+// configAndPaths loads the command's configuration and names the files of
+// its data directory, as every command working on a data dir starts.
+func (a *app) configAndPaths() (*Config, dataPaths, error) {
+	cfg, err := loadConfig(a.flags, a.lookupEnv)
+	if err != nil {
+		return nil, dataPaths{}, err
+	}
+	paths, err := newDataPaths(cfg.DataDir)
+	return cfg, paths, err
+}
+
 // loadConfig builds the effective configuration from all four layers and
 // validates it. Decoding and validation problems come back together in one
 // *ConfigError; a config file that cannot be read is a plain error.
